@@ -1,0 +1,7 @@
+"""python -m verifier: the gradverify command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

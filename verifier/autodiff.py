@@ -1,0 +1,277 @@
+"""Every way torch computes a derivative, run on one case at one point. Returns numbers; never imports sympy."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+import torch.autograd.forward_ad as fwAD
+import torch.func
+
+from .case import Case
+from .lowering import Program
+
+Grads = dict[str, "np.ndarray | None"]
+
+
+def numpy(t: torch.Tensor | None) -> np.ndarray | None:
+    """A tensor as a float64 numpy array (None stays None)."""
+    if t is None:
+        return None
+    return t.detach().to(torch.float64).cpu().numpy().copy()
+
+
+def has_saved_tensors(fn: Any) -> bool:
+    """True when some node of the graph saved a tensor for backward (so backward frees something)."""
+    stack, seen = [fn], set()
+    while stack:
+        node = stack.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        for attr in dir(node):
+            if attr.startswith("_saved_"):
+                try:
+                    value = getattr(node, attr)
+                except RuntimeError:
+                    return True
+                values = value if isinstance(value, (tuple, list)) else (value,)
+                if any(isinstance(v, torch.Tensor) for v in values):
+                    return True
+        stack.extend(n for n, _ in getattr(node, "next_functions", ()))
+    return False
+
+
+class TorchSide:
+    """The torch computations of one case at one point, each on fresh leaf tensors."""
+
+    def __init__(self, case: Case, point: Mapping[str, np.ndarray], dtype: str | None = None) -> None:
+        self.case = case
+        self.program = Program(case, dtype)
+        self.dtype = self.program.dtype
+        self.point = point
+        self.diff = tuple(i.name for i in case.differentiable)
+
+    # --- building blocks ---------------------------------------------------------------------------------------
+
+    def leaves(self) -> dict[str, torch.Tensor]:
+        return {
+            i.name: torch.tensor(self.point[i.name], dtype=self.dtype).requires_grad_(i.requires_grad)
+            for i in self.case.inputs
+        }
+
+    def forward(self, leaves: Mapping[str, torch.Tensor] | None = None, retain: tuple[str, ...] = ()) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        leaves = dict(leaves) if leaves is not None else self.leaves()
+        out, nodes = self.program(leaves, retain=retain)
+        return out, nodes, leaves
+
+    def constants(self) -> dict[str, torch.Tensor]:
+        return {i.name: torch.tensor(self.point[i.name], dtype=self.dtype) for i in self.case.inputs if not i.requires_grad}
+
+    def primals(self) -> tuple[torch.Tensor, ...]:
+        return tuple(torch.tensor(self.point[n], dtype=self.dtype) for n in self.diff)
+
+    def function(self) -> Callable[..., torch.Tensor]:
+        return self.program.function(self.diff, self.constants())
+
+    def _grads(self, leaves: Mapping[str, torch.Tensor]) -> Grads:
+        return {n: numpy(leaves[n].grad) for n in self.diff}
+
+    # --- checks ------------------------------------------------------------------------------------------------
+
+    def value(self) -> np.ndarray:
+        with torch.no_grad():
+            out, _, _ = self.forward()
+        return numpy(out)  # type: ignore[return-value]
+
+    def backward(self, calls: int = 1, zero_grad: bool = True) -> tuple[Grads, dict[str, np.ndarray | None]]:
+        """.grad after `calls` calls of y.backward() (fresh graph each), zeroing in between when zero_grad.
+
+        Returns the differentiable inputs' grads and the non-differentiable inputs' .grad (which must stay None).
+        """
+        leaves = self.leaves()
+        for _ in range(calls):
+            if zero_grad:
+                for n in self.diff:
+                    if leaves[n].grad is not None:
+                        leaves[n].grad.zero_()
+            out, _, _ = self.forward(leaves)
+            out.backward()
+        others = {i.name: numpy(leaves[i.name].grad) for i in self.case.inputs if not i.requires_grad}
+        return self._grads(leaves), others
+
+    def grad_dtypes(self) -> dict[str, tuple[str, tuple[int, ...]]]:
+        leaves = self.leaves()
+        out, _, _ = self.forward(leaves)
+        out.backward(torch.ones_like(out))
+        return {n: (str(leaves[n].grad.dtype).replace("torch.", ""), tuple(leaves[n].grad.shape))
+                for n in self.diff if leaves[n].grad is not None}
+
+    def implicit_backward_error(self) -> str | None:
+        """The error y.backward() raises on a non-scalar output (None if it does not raise)."""
+        out, _, _ = self.forward()
+        try:
+            out.backward()
+        except RuntimeError as exc:
+            return str(exc)
+        return None
+
+    def second_backward(self, weights: np.ndarray) -> dict[str, Any]:
+        """retain_graph semantics: a second backward without it, and with it."""
+        w = torch.tensor(weights, dtype=self.dtype)
+        out, _, leaves = self.forward()
+        saved = has_saved_tensors(out.grad_fn)
+        out.backward(w)
+        try:
+            out.backward(w)
+            error = None
+        except RuntimeError as exc:
+            error = str(exc)
+        out, _, leaves = self.forward()
+        out.backward(w, retain_graph=True)
+        out.backward(w)
+        return {"saved": saved, "error": error, "retained": self._grads(leaves)}
+
+    def vjp(self, weights: np.ndarray) -> dict[str, Grads]:
+        """v^T J three ways."""
+        v = torch.tensor(weights, dtype=self.dtype)
+        results: dict[str, Grads] = {}
+        out, _, leaves = self.forward()
+        out.backward(v)
+        results["y.backward(v)"] = self._grads(leaves)
+        out, _, leaves = self.forward()
+        grads = torch.autograd.grad(out, [leaves[n] for n in self.diff], grad_outputs=v, allow_unused=True)
+        results["autograd.grad(grad_outputs=v)"] = {n: _zeros_if_none(g, leaves[n]) for n, g in zip(self.diff, grads)}
+        _, pullback = torch.func.vjp(self.function(), *self.primals())
+        results["torch.func.vjp"] = {n: numpy(g) for n, g in zip(self.diff, pullback(v))}
+        return results
+
+    def grad(self, weights: np.ndarray | None = None) -> tuple[Grads, bool]:
+        """torch.autograd.grad (grad_outputs=weights for a non-scalar output); and whether it touched .grad."""
+        out, _, leaves = self.forward()
+        v = None if weights is None else torch.tensor(weights, dtype=self.dtype)
+        grads = torch.autograd.grad(out, [leaves[n] for n in self.diff], grad_outputs=v, allow_unused=True)
+        touched = any(leaves[n].grad is not None for n in self.diff)
+        return {n: _zeros_if_none(g, leaves[n]) for n, g in zip(self.diff, grads)}, touched
+
+    def jvp(self, tangents: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """J u by forward-mode AD, two ways."""
+        results: dict[str, np.ndarray] = {}
+        u = tuple(torch.tensor(tangents[n], dtype=self.dtype) for n in self.diff)
+        with fwAD.dual_level():
+            env = {i.name: torch.tensor(self.point[i.name], dtype=self.dtype) for i in self.case.inputs}
+            for n, t in zip(self.diff, u):
+                env[n] = fwAD.make_dual(env[n], t)
+            out, _ = self.program(env)
+            tangent = fwAD.unpack_dual(out).tangent
+            results["forward_ad"] = numpy(tangent) if tangent is not None else np.zeros(out.shape)
+        _, jvp_out = torch.func.jvp(self.function(), self.primals(), u)
+        results["torch.func.jvp"] = numpy(jvp_out)  # type: ignore[assignment]
+        return results
+
+    def jacobian(self) -> dict[str, Grads]:
+        """J by torch.func.jacrev and jacfwd, per input (shape out + input)."""
+        argnums = tuple(range(len(self.diff)))
+        results: dict[str, Grads] = {}
+        for label, fn in (("torch.func.jacrev", torch.func.jacrev), ("torch.func.jacfwd", torch.func.jacfwd)):
+            jac = fn(self.function(), argnums=argnums)(*self.primals())
+            results[label] = {n: numpy(j) for n, j in zip(self.diff, jac)}
+        return results
+
+    def flat_function(self) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
+        """All differentiable inputs as one flat vector, and the scalar function of it."""
+        shapes = [tuple(self.point[n].shape) for n in self.diff]
+        sizes = [int(np.prod(s)) if s else 1 for s in shapes]
+        flat = torch.cat([p.reshape(-1) for p in self.primals()]) if self.diff else torch.zeros(0, dtype=self.dtype)
+        f = self.function()
+
+        def g(vec: torch.Tensor) -> torch.Tensor:
+            parts = torch.split(vec, sizes)
+            return f(*(p.reshape(s) for p, s in zip(parts, shapes)))
+
+        return flat, g
+
+    def derivatives(self, order: int) -> np.ndarray:
+        """The order-k derivative tensor, shape (n,)*k, by repeated autograd.grad(create_graph=True)."""
+        flat, g = self.flat_function()
+        x = flat.clone().requires_grad_(True)
+        n = x.numel()
+        level = [g(x)]  # derivatives of order k-1, flattened
+        for _ in range(order):
+            nxt = []
+            for d in level:
+                if d.requires_grad:
+                    (gr,) = torch.autograd.grad(d, x, create_graph=True, allow_unused=True)
+                    nxt.extend(gr if gr is not None else torch.zeros(n, dtype=self.dtype))
+                else:
+                    nxt.extend(torch.zeros(n, dtype=self.dtype))
+            level = nxt
+        return numpy(torch.stack(level)).reshape((n,) * order)  # type: ignore[union-attr]
+
+    def hessians(self) -> dict[str, np.ndarray]:
+        flat, g = self.flat_function()
+        return {
+            "autograd.functional.hessian": numpy(torch.autograd.functional.hessian(g, flat)),  # type: ignore[dict-item]
+            "torch.func.hessian": numpy(torch.func.hessian(g)(flat)),  # type: ignore[dict-item]
+        }
+
+    def accumulate(self, calls: int, weights: np.ndarray) -> dict[str, list[Grads]]:
+        """.grad after each of `calls` backward calls: fresh graphs, one retained graph, and zeroing in between."""
+        w = torch.tensor(weights, dtype=self.dtype)
+        runs: dict[str, list[Grads]] = {"fresh graph each call, no zero_()": [],
+                                        "one graph, retain_graph=True, no zero_()": [],
+                                        "grad.zero_() before each call": []}
+        leaves = self.leaves()
+        for _ in range(calls):
+            out, _, _ = self.forward(leaves)
+            out.backward(w)
+            runs["fresh graph each call, no zero_()"].append(self._grads(leaves))
+        out, _, leaves = self.forward()
+        for k in range(calls):
+            out.backward(w, retain_graph=k < calls - 1)
+            runs["one graph, retain_graph=True, no zero_()"].append(self._grads(leaves))
+        leaves = self.leaves()
+        for _ in range(calls):
+            for n in self.diff:
+                if leaves[n].grad is not None:
+                    leaves[n].grad.zero_()
+            out, _, _ = self.forward(leaves)
+            out.backward(w)
+            runs["grad.zero_() before each call"].append(self._grads(leaves))
+        return runs
+
+    def graph(self, weights: np.ndarray) -> dict[str, dict[str, Any]]:
+        """is_leaf, requires_grad, grad_fn and .grad of every node after one backward."""
+        out, nodes, leaves = self.forward(retain=self.case.retain_grad)
+        everything: dict[str, torch.Tensor] = {**leaves, **nodes, "output": out}
+        facts = {n: {"is_leaf": t.is_leaf, "requires_grad": t.requires_grad,
+                     "grad_fn": type(t.grad_fn).__name__ if t.grad_fn is not None else None}
+                 for n, t in everything.items()}
+        if out.requires_grad:
+            out.backward(torch.tensor(weights, dtype=self.dtype))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # reading .grad of a non-leaf warns; reading it is the point
+            for n, t in everything.items():
+                facts[n]["grad"] = numpy(t.grad)
+        return facts
+
+    def nograd(self) -> dict[str, Any]:
+        with torch.no_grad():
+            out, nodes, _ = self.forward()
+        free, _, _ = self.forward()
+        detached = free.detach()
+        return {
+            "no_grad output requires_grad": out.requires_grad,
+            "no_grad intermediates requiring grad": [n for n, t in nodes.items() if t.requires_grad],
+            "detach() requires_grad": detached.requires_grad,
+            "detach() shares storage": detached.data_ptr() == free.data_ptr(),
+            "detach() value equal": bool(((detached == free) | (detached.isnan() & free.isnan())).all()),
+        }
+
+
+def _zeros_if_none(g: torch.Tensor | None, like: torch.Tensor) -> np.ndarray:
+    """autograd.grad(allow_unused=True) returns None for an input the output does not depend on: a zero gradient."""
+    return numpy(g) if g is not None else np.zeros(tuple(like.shape))  # type: ignore[return-value]

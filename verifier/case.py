@@ -1,0 +1,129 @@
+"""The case model: frozen, typed, validated objects. Nothing past the loader sees raw YAML."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Mapping
+
+import numpy as np
+
+from .expr import Node
+from .ops import Shape
+
+CHECKS = ("value", "backward", "vjp", "grad", "higher", "jvp", "jacobian", "accumulate", "graph", "nograd", "expect")
+CHECK_DOCS = {
+    "value": "the forward value against the exact value",
+    "backward": "y.backward() fills every leaf's .grad; retain_graph semantics",
+    "vjp": "y.backward(v), autograd.grad(grad_outputs=v) and torch.func.vjp give v^T J (non-scalar outputs)",
+    "grad": "torch.autograd.grad returns the gradient and leaves .grad untouched",
+    "higher": "orders 2..N by create_graph=True; the Hessian by autograd.functional.hessian and torch.func.hessian",
+    "jvp": "forward-mode AD (torch.autograd.forward_ad and torch.func.jvp) gives J u",
+    "jacobian": "torch.func.jacrev and torch.func.jacfwd give J",
+    "accumulate": "k backward calls without zero_() give k x the gradient; with zero_() the gradient each time",
+    "graph": "is_leaf, requires_grad, grad_fn and .grad (retain_grad) of every input and intermediate",
+    "nograd": "torch.no_grad() and .detach() give results that do not require grad",
+    "expect": "the hand-derived values in `expect` against the exact derivative and against autograd",
+}
+DTYPES = ("float64", "float32")
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Allowed error: |got - exact| <= atol + rtol * |exact|."""
+
+    rtol: float
+    atol: float
+
+
+# float64 is tight enough to catch a relative error of 1e-10 in a well-conditioned gradient; float32 allows the
+# few-ulp errors of a correct float32 implementation (and of the float32 rounding of its inputs) without alarms.
+DEFAULT_TOLERANCES: Mapping[str, Tolerance] = MappingProxyType({
+    "float64": Tolerance(rtol=1e-11, atol=1e-13),
+    "float32": Tolerance(rtol=2e-5, atol=1e-6),
+})
+
+
+@dataclass(frozen=True)
+class Input:
+    """A leaf tensor of the case."""
+
+    name: str
+    value: np.ndarray = field(compare=False, repr=False)  # float64, the case's own value
+    requires_grad: bool = True
+    line: int | None = None
+
+    @property
+    def shape(self) -> Shape:
+        return tuple(self.value.shape)
+
+
+@dataclass(frozen=True)
+class Define:
+    """A named intermediate: a node of the torch graph."""
+
+    name: str
+    node: Node
+    text: str
+    line: int | None = None
+
+
+@dataclass(frozen=True)
+class Expect:
+    """Hand-derived values ("the manual gradient") to check three ways."""
+
+    value: np.ndarray | None = None
+    grad: Mapping[str, np.ndarray] = field(default_factory=dict)
+    vjp: Mapping[str, np.ndarray] = field(default_factory=dict)
+    accumulate: Mapping[str, tuple[np.ndarray, ...]] = field(default_factory=dict)
+    higher: Mapping[int, np.ndarray] = field(default_factory=dict)
+    graph: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return self.value is not None or any((self.grad, self.vjp, self.accumulate, self.higher, self.graph))
+
+
+@dataclass(frozen=True)
+class Case:
+    """One verified function: the definition, its inputs and points, and what to check."""
+
+    name: str
+    function: Node
+    function_text: str
+    inputs: tuple[Input, ...]
+    defines: tuple[Define, ...] = ()
+    description: str = ""
+    dtype: str = "float64"
+    checks: tuple[str, ...] = ()
+    expect: Expect = field(default_factory=Expect)
+    tolerance: Tolerance | None = None
+    points: tuple[Mapping[str, np.ndarray], ...] = field(default=(), compare=False, repr=False)
+    order: int = 2
+    grad_output: np.ndarray | None = field(default=None, compare=False, repr=False)
+    retain_grad: tuple[str, ...] = ()
+    backward_calls: int = 1
+    zero_grad: bool = True
+    accumulate_calls: int = 4
+    strict: bool = False
+    seed: int = 0
+    file: str | None = None
+    line: int | None = None
+    shapes: Mapping[str, Shape] = field(default_factory=dict, compare=False)
+    output_shape: Shape = ()
+    tags: tuple[str, ...] = ()
+
+    @property
+    def differentiable(self) -> tuple[Input, ...]:
+        return tuple(i for i in self.inputs if i.requires_grad)
+
+    @property
+    def location(self) -> str:
+        return f"{self.file}:{self.line}" if self.file and self.line else (self.file or "<memory>")
+
+    def tolerance_for(self, dtype: str) -> Tolerance:
+        return self.tolerance or DEFAULT_TOLERANCES[dtype]
+
+    def with_dtype(self, dtype: str) -> Case:
+        from dataclasses import replace
+
+        return replace(self, dtype=dtype)

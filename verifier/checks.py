@@ -1,0 +1,317 @@
+"""Each check of the runner: one exact quantity from the symbolic side, the same from torch, compared.
+
+Part of the runner (the only place where stages meet): ``run_check`` is called by :mod:`verifier.runner`.
+"""
+
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from .autodiff import TorchSide
+from .case import Case, Tolerance
+from .compare import Comparison, Fact, compare
+from .expr import Name, expected_grad_fn, needs_grad
+from .results import CheckResult
+from .symbolic import Exact, PointReference
+
+MAX_JACOBIAN = 250_000  # entries of a Jacobian computed by jacrev/jacfwd
+MAX_HIGHER = 20_000  # entries of an order-k derivative tensor
+
+
+@dataclass
+class Ctx:
+    """What a check needs: the case at one point, both sides, and the comparison settings."""
+
+    case: Case
+    point: int
+    exact: PointReference
+    torch: TorchSide
+    dtype: str
+    tolerance: Tolerance
+    strict: bool
+    rng: np.random.Generator
+
+    def cmp(self, exact: Exact, got: np.ndarray | None, check: str, label: str, path: str, wrt: str | None = None,
+            formula: tuple[str, int] | None = None, source: str = "sympy") -> Comparison:
+        c = compare(exact, got, check=check, label=label, path=path, wrt=wrt, tolerance=self.tolerance,
+                    dtype=self.dtype, strict=self.strict)
+        c.exact_source = source
+        if not c.passed and c.worst is not None:
+            try:
+                if formula and formula[0] == "value":
+                    c.formula = self.exact.ref.formula("value", int(np.ravel_multi_index(c.worst, c.expected_shape))
+                                                       if c.expected_shape else 0)
+                elif formula and wrt is not None:
+                    shape = self.case.shapes[wrt]
+                    k = int(np.ravel_multi_index(c.worst[-len(shape):], shape)) if shape else 0
+                    m = formula[1] if formula[1] >= 0 else 0
+                    c.formula = self.exact.ref.formula("jac", m * (int(np.prod(shape)) if shape else 1) + k, wrt)
+            except (ValueError, IndexError):
+                c.formula = None
+        return c
+
+    def rounded(self, values: np.ndarray) -> np.ndarray:
+        return values.astype(self.dtype).astype(np.float64)
+
+    def weights(self) -> np.ndarray:
+        if self.case.grad_output is not None:
+            return self.rounded(self.case.grad_output)
+        return np.ones(self.case.output_shape)
+
+    def random(self, shape: tuple[int, ...]) -> np.ndarray:
+        return self.rounded(self.rng.standard_normal(shape))
+
+    @property
+    def scalar(self) -> bool:
+        return self.case.output_shape == ()
+
+
+def scaled(e: Exact, k: float) -> Exact:
+    lo, hi = e.lo * k, e.hi * k
+    return Exact(np.minimum(lo, hi), np.maximum(lo, hi), dict(e.undefined), e.kinks)
+
+
+def _weight_label(ctx: Ctx) -> str:
+    return "grad_output" if ctx.case.grad_output is not None else "v = ones"
+
+
+def check_value(ctx: Ctx, r: CheckResult) -> None:
+    r.comparisons.append(ctx.cmp(ctx.exact.value(), ctx.torch.value(), "value", "value", "forward", formula=("value", 0)))
+
+
+def check_backward(ctx: Ctx, r: CheckResult) -> None:
+    case = ctx.case
+    if not ctx.scalar:
+        err = ctx.torch.implicit_backward_error()
+        r.facts.append(Fact("backward", "y.backward() on a non-scalar output raises", True, err is not None,
+                            err is not None, note=err))
+    else:
+        grads, others = ctx.torch.backward(case.backward_calls, case.zero_grad)
+        path = "y.backward()"
+        if case.backward_calls > 1:
+            path += f" x{case.backward_calls}" + ("" if case.zero_grad else " without zero_()")
+        for name, got in grads.items():
+            r.comparisons.append(ctx.cmp(ctx.exact.jacobian(name), got, "backward", f"grad wrt {name}", path, name,
+                                         formula=("jac", 0)))
+        for name, got in others.items():
+            r.facts.append(Fact("backward", f"{name}.grad (requires_grad=False)", None, None if got is None else "a tensor",
+                                got is None))
+    w = ctx.weights()
+    second = ctx.torch.second_backward(w)
+    expected_error = bool(second["saved"])
+    got_error = second["error"] is not None
+    ok = got_error == expected_error and (not got_error or "second time" in second["error"])
+    why = "the graph saved tensors, which the first backward freed" if expected_error else \
+        "no node of the graph saved a tensor, so nothing was freed"
+    r.facts.append(Fact("backward", "second backward without retain_graph raises", expected_error, got_error, ok,
+                        note=f"{why}; torch said: {second['error']}" if got_error else why))
+    for name, got in second["retained"].items():
+        r.comparisons.append(ctx.cmp(scaled(ctx.exact.vjp(w, name), 2), got, "backward", f"grad wrt {name}",
+                                     "backward(retain_graph=True) then backward(): 2x", name))
+
+
+def check_vjp(ctx: Ctx, r: CheckResult) -> None:
+    if ctx.scalar:
+        r.skipped = "the output is a scalar: backward and grad cover v^T J"
+        return
+    for label, v in ((_weight_label(ctx), ctx.weights()), ("v = seeded random", ctx.random(ctx.case.output_shape))):
+        for path, grads in ctx.torch.vjp(v).items():
+            for name, got in grads.items():
+                r.comparisons.append(ctx.cmp(ctx.exact.vjp(v, name), got, "vjp", f"v^T J wrt {name} ({label})", path,
+                                             name, formula=("jac", -1)))
+
+
+def check_grad(ctx: Ctx, r: CheckResult) -> None:
+    w = None if ctx.scalar else ctx.weights()
+    grads, touched = ctx.torch.grad(w)
+    path = "autograd.grad" if w is None else f"autograd.grad(grad_outputs={_weight_label(ctx)})"
+    for name, got in grads.items():
+        exact = ctx.exact.jacobian(name) if ctx.scalar else ctx.exact.vjp(w, name)  # type: ignore[arg-type]
+        r.comparisons.append(ctx.cmp(exact, got, "grad", f"grad wrt {name}", path, name, formula=("jac", 0)))
+    r.facts.append(Fact("grad", "autograd.grad leaves .grad untouched", False, touched, not touched))
+
+
+def check_higher(ctx: Ctx, r: CheckResult) -> None:
+    n = sum(i.value.size for i in ctx.case.differentiable)
+    if not ctx.scalar:
+        r.skipped = "higher orders are checked for scalar outputs"
+        return
+    if ctx.case.order < 2:
+        r.skipped = "order is 1"
+        return
+    for k in range(2, ctx.case.order + 1):
+        if n**k > MAX_HIGHER:
+            r.skipped = f"the order-{k} derivative has {n**k} entries; the limit is {MAX_HIGHER}"
+            return
+        exact = ctx.exact.derivative(k)
+        r.comparisons.append(ctx.cmp(exact, ctx.torch.derivatives(k), "higher", f"d{k}y (order {k})",
+                                     "autograd.grad(create_graph=True)"))
+        if k == 2:
+            for path, got in ctx.torch.hessians().items():
+                r.comparisons.append(ctx.cmp(exact, got, "higher", "Hessian", path))
+
+
+def check_jvp(ctx: Ctx, r: CheckResult) -> None:
+    u = {i.name: ctx.random(i.shape) for i in ctx.case.differentiable}
+    exact = ctx.exact.jvp(u)
+    for path, got in _each_path(r, lambda: ctx.torch.jvp(u)):
+        r.comparisons.append(ctx.cmp(exact, got, "jvp", "J u (u = seeded random)", path))
+
+
+def check_jacobian(ctx: Ctx, r: CheckResult) -> None:
+    size = int(np.prod(ctx.case.output_shape)) * sum(i.value.size for i in ctx.case.differentiable)
+    if size > MAX_JACOBIAN:
+        r.skipped = f"the Jacobian has {size} entries; the limit is {MAX_JACOBIAN}"
+        return
+    for path, grads in _each_path(r, ctx.torch.jacobian):
+        for name, got in grads.items():
+            r.comparisons.append(ctx.cmp(ctx.exact.jacobian(name), got, "jacobian", f"J wrt {name}", path, name))
+
+
+def check_accumulate(ctx: Ctx, r: CheckResult) -> None:
+    w = ctx.weights()
+    exact = {i.name: ctx.exact.vjp(w, i.name) for i in ctx.case.differentiable}
+    for path, calls in ctx.torch.accumulate(ctx.case.accumulate_calls, w).items():
+        zeroing = "zero_()" in path and "no zero_()" not in path
+        for k, grads in enumerate(calls, start=1):
+            for name, got in grads.items():
+                target = exact[name] if zeroing else scaled(exact[name], k)
+                factor = "" if zeroing else f" = {k} x grad"
+                r.comparisons.append(ctx.cmp(target, got, "accumulate", f"{name}.grad after call {k}{factor}", path,
+                                             name))
+
+
+def check_graph(ctx: Ctx, r: CheckResult) -> None:
+    case = ctx.case
+    w = ctx.weights()
+    facts = ctx.torch.graph(w)
+    grad_names = {i.name for i in case.differentiable}
+    expected: dict[str, dict[str, object]] = {}
+    for i in case.inputs:
+        expected[i.name] = {"is_leaf": True, "requires_grad": i.requires_grad, "grad_fn": None}
+    nodes = [(d.name, d.node) for d in case.defines] + [("output", case.function)]
+    for name, node in nodes:
+        if isinstance(node, Name):  # an alias is the very same tensor
+            expected[name] = dict(expected[node.id])
+            continue
+        req = needs_grad(node, grad_names | {n for n, e in expected.items() if e["requires_grad"]})
+        fn = expected_grad_fn(node, grad_names | {n for n, e in expected.items() if e["requires_grad"]})
+        expected[name] = {"is_leaf": not req, "requires_grad": req, "grad_fn": fn if req else None}
+    for name, exp in expected.items():
+        got = facts[name]
+        for key in ("is_leaf", "requires_grad"):
+            r.facts.append(Fact("graph", f"{name}.{key}", exp[key], got[key], exp[key] == got[key]))
+        want = exp["grad_fn"]
+        if want == "":
+            r.facts.append(Fact("graph", f"{name}.grad_fn", "a backward node", got["grad_fn"], got["grad_fn"] is not None))
+        else:
+            r.facts.append(Fact("graph", f"{name}.grad_fn", want, got["grad_fn"], want == got["grad_fn"]))
+        leaf_with_grad = exp["is_leaf"] and exp["requires_grad"]
+        retained = name in case.retain_grad and exp["requires_grad"]
+        if leaf_with_grad or retained:
+            exact = ctx.exact.vjp(w, name) if leaf_with_grad and name in grad_names else ctx.exact.node_gradient(name, w)
+            if got["grad"] is None:
+                r.facts.append(Fact("graph", f"{name}.grad", "a tensor", None, False))
+            else:
+                r.comparisons.append(ctx.cmp(exact, got["grad"], "graph", f"{name}.grad" +
+                                             (" (retain_grad)" if retained else ""), "y.backward()", None))
+        else:
+            why = "not a leaf and retain_grad() not called" if not exp["is_leaf"] else "requires_grad is False"
+            r.facts.append(Fact("graph", f"{name}.grad", None, None if got["grad"] is None else "a tensor",
+                                got["grad"] is None, note=why))
+
+
+def check_nograd(ctx: Ctx, r: CheckResult) -> None:
+    facts = ctx.torch.nograd()
+    want = {"no_grad output requires_grad": False, "no_grad intermediates requiring grad": [],
+            "detach() requires_grad": False, "detach() shares storage": True, "detach() value equal": True}
+    for label, expected in want.items():
+        r.facts.append(Fact("nograd", label, expected, facts[label], facts[label] == expected))
+
+
+def check_expect(ctx: Ctx, r: CheckResult) -> None:
+    """Hand-derived values, three ways: hand vs sympy, hand vs autograd (and so sympy vs autograd, elsewhere)."""
+    ex = ctx.case.expect
+    if not ex:
+        r.skipped = "the case gives no expect values"
+        return
+    if ctx.point > 0:
+        r.skipped = "expect values refer to the first point"
+        return
+    hand = lambda a: Exact(np.asarray(a, dtype=np.float64), np.asarray(a, dtype=np.float64))  # noqa: E731
+    w = ctx.weights()
+    if ex.value is not None:
+        r.comparisons.append(ctx.cmp(ctx.exact.value(), ex.value, "expect", "value", "hand value vs sympy"))
+        r.comparisons.append(ctx.cmp(hand(ex.value), ctx.torch.value(), "expect", "value", "hand value vs autograd",
+                                     source="hand"))
+    torch_grads = ctx.torch.vjp(w)["y.backward(v)"] if (ex.grad or ex.vjp) else {}
+    for section, values in (("grad", ex.grad), ("vjp", ex.vjp)):
+        for name, value in values.items():
+            r.comparisons.append(ctx.cmp(ctx.exact.vjp(w, name), value, "expect", f"{section} wrt {name}",
+                                         "hand value vs sympy", name))
+            r.comparisons.append(ctx.cmp(hand(value), torch_grads[name], "expect", f"{section} wrt {name}",
+                                         "hand value vs autograd", name, source="hand"))
+    if ex.accumulate:
+        calls = max(len(v) for v in ex.accumulate.values())
+        runs = ctx.torch.accumulate(calls, w)
+        run = runs["fresh graph each call, no zero_()" if ctx.scalar else "one graph, retain_graph=True, no zero_()"]
+        for name, seq in ex.accumulate.items():
+            e = ctx.exact.vjp(w, name)
+            for k, value in enumerate(seq, start=1):
+                r.comparisons.append(ctx.cmp(scaled(e, k), value, "expect", f"{name}.grad after call {k}",
+                                             "hand value vs sympy", name))
+                r.comparisons.append(ctx.cmp(hand(value), run[k - 1][name], "expect", f"{name}.grad after call {k}",
+                                             "hand value vs autograd", name, source="hand"))
+    for order, value in ex.higher.items():
+        r.comparisons.append(ctx.cmp(ctx.exact.derivative(order), value, "expect", f"order-{order} derivative",
+                                     "hand value vs sympy"))
+        r.comparisons.append(ctx.cmp(hand(value), ctx.torch.derivatives(order), "expect", f"order-{order} derivative",
+                                     "hand value vs autograd", source="hand"))
+    if ex.graph:
+        facts = ctx.torch.graph(w)
+        for node, wanted in ex.graph.items():
+            for key, value in wanted.items():
+                got = facts[node][key]
+                if key == "grad" and value is not None and got is not None:
+                    r.comparisons.append(ctx.cmp(hand(value), got, "expect", f"{node}.grad", "hand value vs autograd",
+                                                 source="hand"))
+                else:
+                    shown = got if key != "grad" else (None if got is None else "a tensor")
+                    r.facts.append(Fact("expect", f"{node}.{key}", value, shown, value == shown))
+
+
+def _each_path(r: CheckResult, run: Callable[[], dict[str, object]]) -> list[tuple[str, object]]:
+    """Run the torch paths; an op torch does not support in that mode is 'unsupported', not a failure."""
+    try:
+        return list(run().items())
+    except (NotImplementedError, RuntimeError) as exc:
+        text = str(exc)
+        if "not implemented" in text.lower() or "not supported" in text.lower() or isinstance(exc, NotImplementedError):
+            r.unsupported.append(text.splitlines()[0][:200])
+            return []
+        raise
+
+
+CHECKS: dict[str, Callable[[Ctx, CheckResult], None]] = {
+    "value": check_value, "backward": check_backward, "vjp": check_vjp, "grad": check_grad, "higher": check_higher,
+    "jvp": check_jvp, "jacobian": check_jacobian, "accumulate": check_accumulate, "graph": check_graph,
+    "nograd": check_nograd, "expect": check_expect,
+}
+NEEDS_GRAD = {"backward", "vjp", "grad", "higher", "jvp", "jacobian", "accumulate"}
+
+
+def run_check(name: str, ctx: Ctx) -> CheckResult:
+    """One check; an exception becomes an 'error' verdict with its traceback, never a crash of the run."""
+    r = CheckResult(check=name, point=ctx.point)
+    if name in NEEDS_GRAD and not ctx.case.differentiable:
+        r.skipped = "no input requires grad"
+        return r
+    try:
+        CHECKS[name](ctx, r)
+    except Exception:  # noqa: BLE001 - reported as this check's verdict
+        r.error = traceback.format_exc(limit=8)
+    return r

@@ -1,0 +1,207 @@
+"""The `gradverify` command: run, check, list. A thin face over the runner; torch and sympy load only when needed."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from . import __version__
+
+EXIT_OK, EXIT_FAIL, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="gradverify",
+        description="Verify PyTorch gradients against exact symbolic derivatives. Exit codes: 0 all pass, "
+                    "1 a discrepancy, 2 bad input.",
+    )
+    p.add_argument("--version", action="version", version=f"gradverify {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="verify every case under the paths (default: cases/)")
+    run.add_argument("paths", nargs="*", default=["cases"], help="case files or directories")
+    run.add_argument("-k", dest="pattern", help="only cases whose name contains PATTERN (or matches it as a glob)")
+    run.add_argument("--dtype", choices=("float64", "float32"), help="override every case's dtype")
+    run.add_argument("--seed", type=int, help="seed of the random grad_outputs and tangents (default: each case's)")
+    run.add_argument("--json", dest="json_path", metavar="FILE", help="also write a machine-readable report")
+    run.add_argument("--strict", action="store_true", default=None, help="fail at kinks instead of accepting "
+                     "a value between the one-sided derivatives")
+    run.add_argument("--timeout", type=float, default=None, help="seconds per case before a 'timeout' verdict "
+                     "(default 120; 0 for none)")
+    run.add_argument("-v", "--verbose", action="store_true", help="also list kinks, undefined points and "
+                     "unsupported paths of passing cases")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    check = sub.add_parser("check", help='verify one expression, e.g. check "x**2" --at x=3')
+    check.add_argument("expression")
+    check.add_argument("--at", action="append", default=[], metavar="NAME=VALUE",
+                       help="an input value: a number or a list like [1, 2]; repeat for several inputs")
+    check.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    check.add_argument("--order", type=int, default=2, help="highest derivative order (default 2)")
+    check.add_argument("--seed", type=int, default=None)
+    check.add_argument("--strict", action="store_true", default=None)
+    check.add_argument("--json", dest="json_path", metavar="FILE")
+
+    lst = sub.add_parser("list", help="list the cases under the paths (does not load torch or sympy)")
+    lst.add_argument("paths", nargs="*", default=["cases"])
+    lst.add_argument("-k", dest="pattern")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command is None:
+        _parser().print_help()
+        return EXIT_INPUT
+    try:
+        return {"run": _run, "check": _check, "list": _list}[args.command](args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    console = Console(stderr=stderr, highlight=False)
+    if not console.is_terminal:
+        console = Console(stderr=stderr, highlight=False, width=160)
+    return console
+
+
+def _refuse_overwrite(json_path: str | None, inputs: Sequence[str]) -> str | None:
+    if not json_path:
+        return None
+    target = Path(json_path).resolve()
+    for raw in inputs:
+        p = Path(raw).resolve()
+        if target == p or (p.is_dir() and target.suffix in (".yaml", ".yml") and p in target.parents):
+            return f"--json {json_path} would overwrite an input; choose another file"
+    if target.is_dir():
+        return f"--json {json_path} is a directory"
+    return None
+
+
+def _run(args: argparse.Namespace) -> int:
+    from . import report
+    from .runner import run
+
+    out = _console()
+    problem = _refuse_overwrite(args.json_path, args.paths)
+    if problem:
+        out.print(f"ERROR {problem}")
+        return EXIT_INPUT
+    timeout = None if args.timeout == 0 else (args.timeout or 120.0)
+    progress_bar = None
+    callback = None
+    err = _console(stderr=True)
+    if not args.no_progress and err.is_terminal:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        progress_bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TimeElapsedColumn(), console=err, transient=True)
+        task = progress_bar.add_task("verifying", total=None)
+
+        def callback(result: Any, i: int, n: int) -> None:
+            progress_bar.update(task, completed=i, total=n, description=f"verifying {result.name}")
+
+        progress_bar.start()
+    try:
+        result = run(args.paths, pattern=args.pattern, dtype=args.dtype, seed=args.seed, strict=args.strict,
+                     timeout=timeout, progress=callback)
+    finally:
+        if progress_bar is not None:
+            progress_bar.stop()
+    if args.seed is not None:
+        result.seed = args.seed
+    out.print(report.header(result))
+    if result.cases or result.errors:
+        out.print(report.table(result))
+    for e in result.errors:
+        out.print(report.error_text(e))
+    for r in result.cases:
+        text = report.case_text(r)
+        if text:
+            out.print(text, markup=False)
+            out.print()
+        if args.verbose:
+            for line in report.notes(r):
+                out.print(f"note: {line}", markup=False)
+    out.print(report.summary(result))
+    if args.json_path:
+        report.write_json(args.json_path, report.run_json(result))
+    if result.incomplete:
+        return EXIT_INTERRUPTED
+    return result.exit_code
+
+
+def _parse_at(items: Sequence[str]) -> dict[str, Any]:
+    import yaml
+
+    from .errors import CaseError
+
+    values: dict[str, Any] = {}
+    for item in items:
+        name, sep, raw = item.partition("=")
+        if not sep or not name.strip():
+            raise CaseError(f"--at takes NAME=VALUE, got {item!r}", file="<command line>")
+        try:
+            values[name.strip()] = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise CaseError(f"--at {item!r}: the value is not a number or a list", file="<command line>") from None
+    return values
+
+
+def _check(args: argparse.Namespace) -> int:
+    from . import report
+    from .errors import CaseError
+    from .loading import case_from_expression
+    from .runner import verify_case, versions
+
+    out = _console()
+    try:
+        case = case_from_expression(args.expression, _parse_at(args.at), name="check", file="<command line>",
+                                    dtype=args.dtype, order=args.order)
+    except CaseError as exc:
+        out.print(report.error_text(exc), markup=False)
+        return EXIT_INPUT
+    result = verify_case(case, seed=args.seed, strict=args.strict)
+    out.print(report.header(versions=versions(), seed=args.seed or 0))
+    out.print(f"{args.expression} at " + ", ".join(f"{k} = {v}" for k, v in result.points[0].items())
+              if result.points else args.expression, markup=False)
+    if result.checks:
+        out.print(report.check_table(result))
+    text = report.case_text(result)
+    if text:
+        out.print(text, markup=False)
+    for line in report.notes(result):
+        out.print(f"note: {line}", markup=False)
+    out.print(f"verdict: {result.status}")
+    if args.json_path:
+        report.write_json(args.json_path, report.case_json(result))
+    return {"pass": EXIT_OK, "invalid": EXIT_INPUT, "timeout": EXIT_INPUT}.get(result.status, EXIT_FAIL)
+
+
+def _list(args: argparse.Namespace) -> int:
+    from .loading import collect
+
+    found = collect(args.paths)
+    cases = found.cases
+    if args.pattern:
+        from fnmatch import fnmatchcase
+
+        glob = any(ch in args.pattern for ch in "*?[")
+        cases = [c for c in cases if (fnmatchcase(c.name, args.pattern) if glob else args.pattern in c.name)]
+    for c in cases:
+        print(f"{c.name}\t{c.location}\t{c.function_text}")
+    for e in found.errors:
+        print(f"ERROR {e}", file=sys.stdout)
+    print(f"{len(cases)} case(s)" + (f", {len(found.errors)} invalid" if found.errors else ""))
+    return EXIT_INPUT if found.errors else EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,182 @@
+"""Compare autograd's numbers with the exact ones: where, how large (abs, rel, ULPs), and which known pattern.
+
+Numbers only: all wording lives in :mod:`verifier.report`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .case import Tolerance
+from .symbolic import Exact
+
+_FLOAT = {"float64": np.float64, "float32": np.float32}
+
+
+@dataclass
+class Diagnosis:
+    """A named pattern in the discrepancy: kind is one of accumulated, factor, sign, zero, nonfinite, transpose,
+    shape, partial."""
+
+    kind: str
+    factor: float | None = None
+    count: int | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Comparison:
+    """One labelled numeric comparison, e.g. 'grad wrt x' via 'y.backward()'."""
+
+    check: str
+    label: str
+    path: str
+    wrt: str | None
+    n: int
+    mismatched: int
+    tolerance: Tolerance
+    dtype: str
+    worst: tuple[int, ...] | None = None
+    expected: float | None = None
+    expected_hi: float | None = None
+    got: float | None = None
+    abs_err: float | None = None
+    rel_err: float | None = None
+    ulps: float | None = None
+    diagnosis: Diagnosis | None = None
+    kinks: int = 0
+    kink_side: str | None = None  # at the worst kink: 'left', 'right', 'between', 'outside'
+    kink_at: tuple[int, ...] | None = None
+    kink_values: tuple[float, float, float] | None = None  # left, right, got
+    undefined: dict[int, str] = field(default_factory=dict)
+    got_nonfinite_where_undefined: bool = True
+    expected_shape: tuple[int, ...] = ()
+    got_shape: tuple[int, ...] = ()
+    formula: str | None = None
+    exact_source: str = "sympy"
+
+    @property
+    def passed(self) -> bool:
+        return self.mismatched == 0
+
+
+@dataclass
+class Fact:
+    """One compared fact that is not a number: is_leaf, grad_fn name, an error raised, ..."""
+
+    check: str
+    label: str
+    expected: Any
+    got: Any
+    passed: bool
+    note: str | None = None
+
+
+def ulp(values: np.ndarray, dtype: str) -> np.ndarray:
+    """The spacing of the dtype at each value (the size of one unit in the last place)."""
+    t = _FLOAT[dtype]
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.abs(np.spacing(np.abs(values).astype(t))).astype(np.float64)
+
+
+def compare(
+    exact: Exact,
+    got: np.ndarray | None,
+    *,
+    check: str,
+    label: str,
+    path: str,
+    wrt: str | None,
+    tolerance: Tolerance,
+    dtype: str,
+    strict: bool = False,
+) -> Comparison:
+    """Compare got with the exact interval [lo, hi] elementwise under |err| <= atol + rtol * |exact|."""
+    lo, hi = exact.lo, exact.hi
+    base = Comparison(check=check, label=label, path=path, wrt=wrt, n=int(lo.size), mismatched=0,
+                      tolerance=tolerance, dtype=dtype, undefined=dict(exact.undefined), expected_shape=lo.shape)
+    if got is None:
+        got = np.zeros_like(lo)  # .grad left None: torch's way of saying zero gradient
+        base.diagnosis = Diagnosis("none")
+    got = np.asarray(got, dtype=np.float64)
+    base.got_shape = got.shape
+    if got.shape != lo.shape:
+        if got.size == lo.size and lo.ndim == 2 and got.shape == lo.shape[::-1] and np.allclose(got.T, lo, equal_nan=True):
+            base.diagnosis = Diagnosis("transpose")
+        else:
+            base.diagnosis = Diagnosis("shape")
+        base.mismatched = base.n
+        return base
+    undefined = np.isnan(lo) | np.isnan(hi)
+    kinks = lo != hi
+    kinks &= ~undefined
+    allowed = tolerance.atol + tolerance.rtol * np.maximum(np.abs(np.nan_to_num(lo)), np.abs(np.nan_to_num(hi)))
+    with np.errstate(invalid="ignore", over="ignore"):
+        below = np.where(np.isfinite(lo), lo - got, np.where(got == lo, 0.0, np.inf))
+        above = np.where(np.isfinite(hi), got - hi, np.where(got == hi, 0.0, np.inf))
+        err = np.maximum(np.maximum(below, above), 0.0)
+        err = np.where(np.isnan(got), np.inf, err)
+    err = np.where(undefined, 0.0, err)
+    bad = (err > allowed) | (np.isnan(got) & ~undefined)
+    if strict:
+        bad |= kinks
+    base.mismatched = int(bad.sum())
+    base.kinks = int(kinks.sum())
+    if base.kinks:
+        k = tuple(int(i) for i in np.argwhere(kinks)[0])
+        left, right, g = float(lo[k]), float(hi[k]), float(got[k])
+        a, b = min(left, right), max(left, right)
+        tol = float(allowed[k])
+        side = ("left" if abs(g - left) <= tol else "right" if abs(g - right) <= tol
+                else "between" if a - tol <= g <= b + tol else "outside")
+        base.kink_side, base.kink_at, base.kink_values = side, k, (left, right, g)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        score = np.where(allowed > 0, err / allowed, np.where(err > 0, np.inf, 0.0))
+    score = np.where(bad, np.maximum(score, 1.0) + 1.0, score)
+    if lo.size and not undefined.all():
+        score = np.where(undefined, -1.0, score)
+        idx = tuple(int(i) for i in np.unravel_index(int(np.argmax(score)), lo.shape))
+        nearest = lo[idx] if abs(got[idx] - lo[idx]) <= abs(got[idx] - hi[idx]) else hi[idx]
+        base.worst = idx
+        base.expected, base.expected_hi, base.got = float(lo[idx]), float(hi[idx]), float(got[idx])
+        base.abs_err = float(err[idx])
+        base.rel_err = float(err[idx] / abs(nearest)) if nearest != 0 and np.isfinite(nearest) else None
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            base.ulps = float(err[idx] / ulp(np.array(nearest), dtype)) if np.isfinite(nearest) else None
+    base.got_nonfinite_where_undefined = bool(np.all(~np.isfinite(got[undefined]))) if undefined.any() else True
+    if base.mismatched and base.diagnosis is None:
+        base.diagnosis = diagnose(lo, hi, got, bad, kinks | undefined, dtype)
+    return base
+
+
+def diagnose(lo: np.ndarray, hi: np.ndarray, got: np.ndarray, bad: np.ndarray, skip: np.ndarray, dtype: str) -> Diagnosis:
+    """Name the pattern: k x exact (accumulation), -exact, 2x/0.5x, zero, NaN/inf, transpose, or partial."""
+    ok = ~skip
+    exact, g = lo[ok], got[ok]
+    if (~np.isfinite(g) & np.isfinite(exact)).any():
+        return Diagnosis("nonfinite", count=int((~np.isfinite(g) & np.isfinite(exact)).sum()))
+    close = 1e-6 if dtype == "float64" else 1e-3
+    nz = exact != 0
+    if nz.any() and np.all(g[nz] == 0):
+        return Diagnosis("zero", count=int(nz.sum()))
+    if nz.any() and np.all(np.abs(g[~nz]) <= close * np.max(np.abs(exact[nz]))):
+        ratios = g[nz] / exact[nz]
+        c = float(np.median(ratios))
+        if np.all(np.abs(ratios - c) <= close * max(1.0, abs(c))):
+            k = round(c)
+            if k >= 2 and abs(c - k) <= close * k:
+                return Diagnosis("accumulated", factor=float(k), count=k)
+            if abs(c + 1) <= close:
+                return Diagnosis("sign", factor=-1.0)
+            if abs(c - 0.5) <= close:
+                return Diagnosis("factor", factor=0.5)
+            if abs(c - 1) > close:
+                return Diagnosis("factor", factor=c)
+    if lo.ndim == 2 and lo.shape[0] == lo.shape[1] and not np.allclose(lo, lo.T):
+        tol = close * max(1.0, float(np.max(np.abs(lo))))
+        if np.allclose(got, lo.T, rtol=close, atol=tol):
+            return Diagnosis("transpose")
+    return Diagnosis("partial", count=int(bad.sum()))

@@ -1,0 +1,63 @@
+"""The exception hierarchy: one base, case errors that are ValueErrors, mismatches that are AssertionErrors."""
+
+from __future__ import annotations
+
+
+class VerifierError(Exception):
+    """Base class of every error gradverify raises on purpose."""
+
+
+class CaseError(VerifierError, ValueError):
+    """A case file or expression is malformed; the message names file, line, case and key."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        line: int | None = None,
+        case: str | None = None,
+        key: str | None = None,
+    ) -> None:
+        self.reason = message
+        self.file = file
+        self.line = line
+        self.case = case
+        self.key = key
+        super().__init__(self._render())
+
+    def located(
+        self,
+        *,
+        file: str | None = None,
+        line: int | None = None,
+        case: str | None = None,
+        key: str | None = None,
+    ) -> CaseError:
+        """Return a copy with missing location fields filled in (inner fields win)."""
+        return CaseError(
+            self.reason,
+            file=self.file or file,
+            line=self.line or line,
+            case=self.case or case,
+            key=self.key if self.key else key,
+        )
+
+    def _render(self) -> str:
+        where = ""
+        if self.file:
+            where = self.file + (f":{self.line}" if self.line else "")
+        parts = [p for p in (where, f"case {self.case!r}" if self.case else "", f"key {self.key!r}" if self.key else "") if p]
+        return (", ".join(parts) + ": " if parts else "") + self.reason
+
+
+class LimitError(CaseError):
+    """A configured limit (size, depth, order, time) was exceeded."""
+
+
+class GradientMismatch(VerifierError, AssertionError):
+    """Autograd disagrees with the exact derivative; the message is the comparator's report."""
+
+    def __init__(self, report: str, result: object = None) -> None:
+        self.result = result
+        super().__init__(report)

@@ -1,0 +1,657 @@
+"""YAML -> Case: a line-tracking safe loader, validation with errors that point into the file, and collection."""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from .case import CHECKS, DTYPES, Case, Define, Expect, Input, Tolerance
+from .errors import CaseError, LimitError
+from .expr import infer_shape, parse
+from .ops import CONSTANTS, OPS, Shape, broadcast_shapes
+
+MAX_FILE_BYTES = 1 << 20
+MAX_ALIASES = 64
+MAX_YAML_DEPTH = 32
+MAX_ELEMENTS = 10_000_000
+MAX_POINTS = 1_000
+MAX_ORDER = 6
+CASE_SUFFIXES = (".yaml", ".yml")
+NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+VAR_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+CASE_KEYS = (
+    "name", "description", "inputs", "define", "function", "dtype", "checks", "expect", "tolerance", "points",
+    "domain", "samples", "seed", "order", "grad_output", "retain_grad", "backward", "accumulate", "strict", "tags",
+)
+INPUT_KEYS = ("value", "shape", "sample", "seed", "requires_grad", "fill")
+CONSTRUCTORS = ("eye", "ones", "zeros", "arange", "full")
+RESERVED = {"output"}
+
+
+class _Map(dict):  # type: ignore[type-arg]
+    """A YAML mapping that remembers its line and the line of each key."""
+
+    line: int | None = None
+    key_lines: dict[Any, int]
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader with line numbers, duplicate-key errors and limits on aliases and nesting."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.aliases = 0
+        self.depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            self.aliases += 1
+            if self.aliases > MAX_ALIASES:
+                mark = self.peek_event().start_mark
+                raise LimitError(f"more than {MAX_ALIASES} YAML aliases (*ref) in one file; "
+                                 "aliases are limited to stop 'billion laughs' documents", line=mark.line + 1)
+        self.depth += 1
+        try:
+            if self.depth > MAX_YAML_DEPTH:
+                mark = self.peek_event().start_mark
+                raise LimitError(f"YAML nests deeper than {MAX_YAML_DEPTH} levels", line=mark.line + 1)
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
+def _construct_map(loader: _Loader, node: yaml.MappingNode) -> Any:
+    data = _Map()
+    data.line = node.start_mark.line + 1
+    data.key_lines = {}
+    yield data
+    loader.flatten_mapping(node)
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            hash(key)
+        except TypeError:
+            raise CaseError(f"a mapping key must be a plain value, got {type(key).__name__}",
+                            line=key_node.start_mark.line + 1) from None
+        if key in data:
+            raise CaseError(f"key {key!r} appears twice in one mapping", line=key_node.start_mark.line + 1,
+                            key=str(key))
+        data.key_lines[key] = key_node.start_mark.line + 1
+        data[key] = loader.construct_object(value_node, deep=True)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:map", _construct_map)
+
+
+@dataclass
+class Collection:
+    """What loading found: the valid cases and one error per broken file or case."""
+
+    cases: list[Case] = field(default_factory=list)
+    errors: list[CaseError] = field(default_factory=list)
+
+
+def load_cases(path: str | Path) -> list[Case]:
+    """Load every case under a file or directory; raise the first CaseError if any case is broken."""
+    found = collect([path])
+    if found.errors:
+        raise found.errors[0]
+    return found.cases
+
+
+def collect(paths: Iterable[str | Path]) -> Collection:
+    """Load every case under the given files and directories, keeping going past broken ones."""
+    out = Collection()
+    seen: dict[str, Case] = {}
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.suffix in CASE_SUFFIXES and p.is_file())
+            if not files:
+                out.errors.append(CaseError(f"directory holds no case files (*.yaml, *.yml)", file=str(path)))
+        elif path.is_file():
+            files = [path]
+        else:
+            out.errors.append(CaseError("no such file or directory", file=str(path)))
+            files = []
+        for file in files:
+            cases, errors = load_file(file)
+            out.errors.extend(errors)
+            for case in cases:
+                if case.name in seen:
+                    first = seen[case.name]
+                    out.errors.append(CaseError(
+                        f"duplicate case name {case.name!r}: already defined at {first.location}; names are unique",
+                        file=case.file, line=case.line, case=case.name, key="name"))
+                    continue
+                seen[case.name] = case
+                out.cases.append(case)
+    return out
+
+
+def load_file(path: str | Path) -> tuple[list[Case], list[CaseError]]:
+    """Load one YAML file: the valid cases and the errors of the broken ones."""
+    file = str(path)
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        return [], [CaseError(f"cannot read file: {exc.strerror}", file=file)]
+    if len(raw) > MAX_FILE_BYTES:
+        return [], [LimitError(f"file is {len(raw)} bytes; the limit is {MAX_FILE_BYTES} (split the file)", file=file)]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        return [], [CaseError(f"file is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})",
+                              file=file, line=line)]
+    try:
+        docs = [d for d in yaml.load_all(text, Loader=_Loader) if d is not None]  # noqa: S506 - a SafeLoader
+    except CaseError as exc:
+        return [], [exc.located(file=file)]
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        reason = " ".join(str(p) for p in (exc.context, exc.problem) if p)
+        return [], [CaseError(f"invalid YAML: {reason}", file=file, line=mark.line + 1 if mark else None)]
+    except (yaml.YAMLError, RecursionError, ValueError) as exc:
+        return [], [CaseError(f"invalid YAML: {type(exc).__name__}: {str(exc)[:200]}", file=file)]
+    entries: list[Any] = []
+    for doc in docs:
+        entries.extend(doc if isinstance(doc, list) else [doc])
+    if not entries:
+        return [], [CaseError("file holds no cases (it is empty)", file=file)]
+    cases, errors = [], []
+    for entry in entries:
+        try:
+            if not isinstance(entry, Mapping):
+                raise CaseError(f"a case is a mapping of keys, got {_kind(entry)}")
+            cases.append(build_case(entry, file=file))
+        except CaseError as exc:
+            name = entry.get("name") if isinstance(entry, Mapping) and isinstance(entry.get("name"), str) else None
+            errors.append(exc.located(file=file, line=getattr(entry, "line", None), case=name))
+    return cases, errors
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return f"a boolean ({value})"
+    if isinstance(value, (int, float)):
+        return f"a number ({value})"
+    if isinstance(value, str):
+        return f"a string ({value!r:.60})"
+    if isinstance(value, list):
+        return f"a list of {len(value)}"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    return type(value).__name__
+
+
+class _Ctx:
+    """Builds errors that name the line of a key inside the case being validated."""
+
+    def __init__(self, doc: Mapping[str, Any], file: str | None) -> None:
+        self.doc = doc
+        self.file = file
+        self.name = doc.get("name") if isinstance(doc.get("name"), str) else None
+
+    def line(self, mapping: Any, key: Any = None) -> int | None:
+        lines = getattr(mapping, "key_lines", {})
+        return lines.get(key) or getattr(mapping, "line", None) or getattr(self.doc, "line", None)
+
+    def error(self, key: str, message: str, mapping: Any = None, subkey: Any = None) -> CaseError:
+        where = mapping if mapping is not None else self.doc
+        line = self.line(where, subkey if subkey is not None else key) if mapping is not None else self.line(self.doc, key)
+        return CaseError(message, file=self.file, line=line, case=self.name, key=key)
+
+    def wrap(self, exc: CaseError, key: str, mapping: Any = None, subkey: Any = None) -> CaseError:
+        return exc.located(file=self.file, line=self.line(mapping if mapping is not None else self.doc,
+                                                          subkey if subkey is not None else key),
+                           case=self.name, key=key)
+
+
+def _check_keys(ctx: _Ctx, mapping: Mapping[str, Any], allowed: tuple[str, ...], key: str) -> None:
+    for k in mapping:
+        if k not in allowed:
+            close = difflib.get_close_matches(str(k), allowed, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            where = f"{key}.{k}" if key else str(k)
+            raise ctx.error(where, f"unknown key {k!r}{hint}; allowed keys: {', '.join(allowed)}", mapping, k)
+
+
+def number(value: Any, *, finite: bool = True) -> float:
+    """A YAML scalar as a float ('1e-12' is a string to YAML 1.1); ValueError when it is not a number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"expected a number, got {_kind(value)}")
+    if isinstance(value, str):
+        try:
+            out = float(value.strip())
+        except ValueError:
+            raise ValueError(f"expected a number, got {_kind(value)}") from None
+    else:
+        try:
+            out = float(value)
+        except OverflowError:
+            raise ValueError(f"number {value} is too large") from None
+    if finite and not math.isfinite(out):
+        raise ValueError(f"expected a finite number, got {value!r}")
+    return out
+
+
+def tensor(value: Any, *, finite: bool = False) -> np.ndarray:
+    """A number or a nested list of numbers as a float64 array; ValueError when ragged or not numeric."""
+    if isinstance(value, list):
+        flat: list[float] = []
+        shape = _nested_shape(value, flat, 0)
+        if math.prod(shape) > MAX_ELEMENTS:
+            raise ValueError(f"literal has {math.prod(shape)} elements; the limit is {MAX_ELEMENTS}")
+        return np.array([number(v, finite=finite) for v in flat], dtype=np.float64).reshape(shape)
+    return np.array(number(value, finite=finite), dtype=np.float64)
+
+
+def _nested_shape(value: Any, flat: list[Any], depth: int) -> Shape:
+    if depth > 8:
+        raise ValueError("literal tensor nests deeper than 8 dimensions")
+    if not isinstance(value, list):
+        flat.append(value)
+        return ()
+    if not value:
+        raise ValueError("empty lists are not tensors here")
+    shapes = {_nested_shape(v, flat, depth + 1) for v in value}
+    if len(shapes) != 1:
+        raise ValueError("ragged nested list: every row must have the same length")
+    return (len(value),) + shapes.pop()
+
+
+def _shape(ctx: _Ctx, value: Any, key: str, mapping: Any) -> Shape:
+    if isinstance(value, bool) or not (isinstance(value, list) or isinstance(value, int)):
+        raise ctx.error(key, f"shape must be a list of non-negative integers, got {_kind(value)}", mapping, "shape")
+    dims = value if isinstance(value, list) else [value]
+    if len(dims) > 8 or not all(isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= MAX_ELEMENTS for d in dims):
+        raise ctx.error(key, f"shape must be a list of at most 8 positive integers, got {value!r:.80}", mapping, "shape")
+    if math.prod(dims) > MAX_ELEMENTS:
+        raise LimitError(f"shape {dims} has {math.prod(dims)} elements; the limit is {MAX_ELEMENTS}",
+                         file=ctx.file, line=ctx.line(mapping, "shape"), case=ctx.name, key=key)
+    return tuple(dims)
+
+
+def value_spec(ctx: _Ctx, spec: Any, key: str, seed: int, *, default_shape: Shape | None = None) -> tuple[np.ndarray, bool]:
+    """Parse an input-like value: number, literal list or {value|sample, shape, ...}; returns (array, requires_grad)."""
+    parent = spec if isinstance(spec, Mapping) else None
+    if not isinstance(spec, Mapping):
+        try:
+            return tensor(spec), True
+        except ValueError as exc:
+            raise ctx.error(key, str(exc)) from None
+    _check_keys(ctx, spec, INPUT_KEYS, key)
+    requires_grad = spec.get("requires_grad", True)
+    if not isinstance(requires_grad, bool):
+        raise ctx.error(f"{key}.requires_grad", f"expected true or false, got {_kind(requires_grad)}", parent,
+                        "requires_grad")
+    shape = _shape(ctx, spec["shape"], key, parent) if "shape" in spec else default_shape
+    if "sample" in spec and "value" in spec:
+        raise ctx.error(key, "give either value or sample, not both", parent, "sample")
+    if "sample" in spec:
+        return _sample(ctx, spec, key, shape or (), spec.get("seed", seed)), requires_grad
+    if "value" not in spec:
+        raise ctx.error(key, "needs a value (number, list or one of " + ", ".join(CONSTRUCTORS) + ") or a sample",
+                        parent)
+    raw = spec["value"]
+    if isinstance(raw, str) and raw in CONSTRUCTORS:
+        if shape is None:
+            raise ctx.error(f"{key}.shape", f"constructor {raw!r} needs a shape", parent, "value")
+        return _construct(ctx, raw, shape, spec, key), requires_grad
+    try:
+        array = tensor(raw)
+    except ValueError as exc:
+        hint = f"; constructors: {', '.join(CONSTRUCTORS)}" if isinstance(raw, str) else ""
+        raise ctx.error(f"{key}.value", f"{exc}{hint}", parent, "value") from None
+    if shape is not None and array.shape != shape:
+        if array.ndim:
+            raise ctx.error(f"{key}.shape", f"value has shape {list(array.shape)} but shape says {list(shape)}",
+                            parent, "shape")
+        array = np.full(shape, float(array))
+    return array, requires_grad
+
+
+def _construct(ctx: _Ctx, name: str, shape: Shape, spec: Mapping[str, Any], key: str) -> np.ndarray:
+    if name == "eye":
+        if len(shape) != 2:
+            raise ctx.error(f"{key}.shape", f"eye needs a 2-D shape, got {list(shape)}", spec, "shape")
+        return np.eye(*shape)
+    if name == "ones":
+        return np.ones(shape)
+    if name == "zeros":
+        return np.zeros(shape)
+    if name == "arange":
+        return np.arange(math.prod(shape), dtype=np.float64).reshape(shape)
+    if "fill" not in spec:
+        raise ctx.error(f"{key}.fill", "constructor 'full' needs a fill value", spec, "value")
+    try:
+        return np.full(shape, number(spec["fill"]))
+    except ValueError as exc:
+        raise ctx.error(f"{key}.fill", str(exc), spec, "fill") from None
+
+
+def _sample(ctx: _Ctx, spec: Mapping[str, Any], key: str, shape: Shape, seed: Any) -> np.ndarray:
+    sample = spec["sample"]
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ctx.error(f"{key}.seed", f"seed must be a non-negative integer, got {_kind(seed)}", spec, "seed")
+    if not isinstance(sample, Mapping) or len(sample) != 1 or next(iter(sample)) not in ("uniform", "normal"):
+        raise ctx.error(f"{key}.sample", "sample is {uniform: [low, high]} or {normal: [mean, std]}, got "
+                        f"{_kind(sample)}", spec, "sample")
+    (kind, params), = sample.items()
+    try:
+        if not isinstance(params, list) or len(params) != 2:
+            raise ValueError(f"{kind} takes two numbers, got {_kind(params)}")
+        a, b = number(params[0]), number(params[1])
+        if (kind == "uniform" and not a < b) or (kind == "normal" and not b > 0):
+            raise ValueError(f"{kind} needs {'low < high' if kind == 'uniform' else 'std > 0'}, got {params}")
+    except ValueError as exc:
+        raise ctx.error(f"{key}.sample", str(exc), spec, "sample") from None
+    rng = np.random.default_rng(seed)
+    return rng.uniform(a, b, size=shape) if kind == "uniform" else rng.normal(a, b, size=shape)
+
+
+def _variable_name(ctx: _Ctx, name: Any, key: str, mapping: Any) -> str:
+    if not isinstance(name, str) or not VAR_RE.match(name):
+        raise ctx.error(key, f"name {name!r:.60} must be a letter followed by letters, digits or '_'", mapping, name)
+    if name in OPS or name in CONSTANTS or name in RESERVED:
+        raise ctx.error(key, f"name {name!r} is taken by the language (a function, constant or 'output')",
+                        mapping, name)
+    return name
+
+
+def build_case(doc: Mapping[str, Any], *, file: str | None = None) -> Case:
+    """Validate one case mapping and build its Case; CaseError names the key at fault."""
+    ctx = _Ctx(doc, file)
+    _check_keys(ctx, doc, CASE_KEYS, "")
+    name = doc.get("name")
+    if name is None:
+        raise ctx.error("name", "missing required key 'name' (an id of letters, digits, '_', '.', '-')")
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise ctx.error("name", f"name must match [A-Za-z0-9_.-]{{1,100}}, got {_kind(name)}")
+    if "function" not in doc:
+        raise ctx.error("function", "missing required key 'function' (the expression to verify)")
+    description = doc.get("description", "")
+    if not isinstance(description, str):
+        raise ctx.error("description", f"expected a string, got {_kind(description)}")
+    seed = doc.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise ctx.error("seed", f"seed must be an integer in [0, 2**32), got {_kind(seed)}")
+
+    raw_inputs = doc.get("inputs", {})
+    if not isinstance(raw_inputs, Mapping):
+        raise ctx.error("inputs", f"inputs is a mapping of name: value, got {_kind(raw_inputs)}")
+    inputs = []
+    for i, (iname, spec) in enumerate(raw_inputs.items()):
+        iname = _variable_name(ctx, iname, "inputs", raw_inputs)
+        array, requires_grad = value_spec(ctx, spec, f"inputs.{iname}", [seed, i])  # type: ignore[arg-type]
+        inputs.append(Input(iname, array, requires_grad, ctx.line(raw_inputs, iname)))
+    shapes: dict[str, Shape] = {i.name: i.shape for i in inputs}
+
+    raw_defines = doc.get("define", {})
+    if not isinstance(raw_defines, Mapping):
+        raise ctx.error("define", f"define is a mapping of name: expression, got {_kind(raw_defines)}")
+    defines = []
+    for dname, text in raw_defines.items():
+        dname = _variable_name(ctx, dname, "define", raw_defines)
+        if dname in shapes:
+            raise ctx.error(f"define.{dname}", f"{dname!r} is already an input", raw_defines, dname)
+        try:
+            node = parse(text, set(shapes))
+            shapes[dname] = infer_shape(node, shapes)
+        except CaseError as exc:
+            raise ctx.wrap(exc, f"define.{dname}", raw_defines, dname) from None
+        defines.append(Define(dname, node, str(text), ctx.line(raw_defines, dname)))
+    try:
+        function = parse(doc["function"], set(shapes))
+        output_shape = infer_shape(function, shapes)
+    except CaseError as exc:
+        raise ctx.wrap(exc, "function") from None
+
+    dtype = doc.get("dtype", "float64")
+    if dtype not in DTYPES:
+        raise ctx.error("dtype", f"dtype {dtype!r:.40} is not supported; allowed: {', '.join(DTYPES)}")
+    checks = _checks(ctx, doc.get("checks"))
+    order = doc.get("order", 2)
+    if isinstance(order, bool) or not isinstance(order, int) or not 1 <= order <= MAX_ORDER:
+        raise ctx.error("order", f"order is the highest derivative order, an integer 1..{MAX_ORDER}, got {_kind(order)}")
+    tolerance = _tolerance(ctx, doc.get("tolerance"))
+    by_name = {i.name: i for i in inputs}
+    points = _points(ctx, doc, by_name, seed)
+    grad_output = None
+    if "grad_output" in doc:
+        grad_output, _ = value_spec(ctx, doc["grad_output"], "grad_output", seed, default_shape=output_shape)
+        if grad_output.shape != output_shape:
+            try:
+                grad_output = np.broadcast_to(grad_output, output_shape).copy() if grad_output.ndim == 0 else None
+            except ValueError:
+                grad_output = None
+            if grad_output is None:
+                raise ctx.error("grad_output", f"grad_output must have the output's shape {list(output_shape)}")
+    retain = doc.get("retain_grad", [])
+    if not isinstance(retain, list) or any(r not in {d.name for d in defines} for r in retain):
+        raise ctx.error("retain_grad", f"retain_grad lists intermediates of define "
+                        f"({', '.join(d.name for d in defines) or 'none'}), got {retain!r:.80}")
+    backward_calls, zero_grad = _backward(ctx, doc.get("backward", {}))
+    accumulate_calls = _int_option(ctx, doc.get("accumulate", {}), "accumulate", "calls", 4, 2, 100)
+    strict = doc.get("strict", False)
+    if not isinstance(strict, bool):
+        raise ctx.error("strict", f"expected true or false, got {_kind(strict)}")
+    tags = doc.get("tags", [])
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise ctx.error("tags", f"tags is a list of strings, got {_kind(tags)}")
+    expect = _expect(ctx, doc.get("expect"), by_name, {d.name for d in defines}, output_shape)
+    return Case(
+        name=name, function=function, function_text=str(doc["function"]), inputs=tuple(inputs),
+        defines=tuple(defines), description=description, dtype=dtype, checks=checks, expect=expect,
+        tolerance=tolerance, points=points, order=order, grad_output=grad_output, retain_grad=tuple(retain),
+        backward_calls=backward_calls, zero_grad=zero_grad, accumulate_calls=accumulate_calls, strict=strict,
+        seed=seed, file=file, line=getattr(doc, "line", None), shapes=shapes, output_shape=output_shape,
+        tags=tuple(tags),
+    )
+
+
+def _checks(ctx: _Ctx, raw: Any) -> tuple[str, ...]:
+    if raw is None:
+        return CHECKS
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list) or not raw:
+        raise ctx.error("checks", f"checks is a list of: {', '.join(CHECKS)}; got {_kind(raw)}")
+    for c in raw:
+        if c not in CHECKS:
+            close = difflib.get_close_matches(str(c), CHECKS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ctx.error("checks", f"unknown check {c!r:.40}{hint}; allowed: {', '.join(CHECKS)}")
+    return tuple(dict.fromkeys(raw))
+
+
+def _tolerance(ctx: _Ctx, raw: Any) -> Tolerance | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping):
+        raise ctx.error("tolerance", f"tolerance is {{rtol: R, atol: A}}, got {_kind(raw)}")
+    _check_keys(ctx, raw, ("rtol", "atol"), "tolerance")
+    if set(raw) != {"rtol", "atol"}:
+        raise ctx.error("tolerance", "give rtol and atol together, e.g. {rtol: 1e-12, atol: 0}")
+    try:
+        rtol, atol = number(raw["rtol"]), number(raw["atol"])
+    except ValueError as exc:
+        raise ctx.error("tolerance", str(exc)) from None
+    if rtol < 0 or atol < 0:
+        raise ctx.error("tolerance", f"rtol and atol must be >= 0, got rtol={rtol}, atol={atol}")
+    return Tolerance(rtol, atol)
+
+
+def _int_option(ctx: _Ctx, raw: Any, key: str, sub: str, default: int, lo: int, hi: int) -> int:
+    if not isinstance(raw, Mapping):
+        raise ctx.error(key, f"{key} is a mapping like {{{sub}: {default}}}, got {_kind(raw)}")
+    value = raw.get(sub, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ctx.error(f"{key}.{sub}", f"expected an integer in {lo}..{hi}, got {_kind(value)}", raw, sub)
+    return value
+
+
+def _backward(ctx: _Ctx, raw: Any) -> tuple[int, bool]:
+    if not isinstance(raw, Mapping):
+        raise ctx.error("backward", f"backward is a mapping like {{calls: 1, zero_grad: true}}, got {_kind(raw)}")
+    _check_keys(ctx, raw, ("calls", "zero_grad"), "backward")
+    calls = _int_option(ctx, raw, "backward", "calls", 1, 1, 100)
+    zero = raw.get("zero_grad", True)
+    if not isinstance(zero, bool):
+        raise ctx.error("backward.zero_grad", f"expected true or false, got {_kind(zero)}", raw, "zero_grad")
+    return calls, zero
+
+
+def _points(ctx: _Ctx, doc: Mapping[str, Any], inputs: dict[str, Input], seed: int) -> tuple[dict[str, np.ndarray], ...]:
+    base = {n: i.value for n, i in inputs.items()}
+    points: list[dict[str, np.ndarray]] = []
+    raw = doc.get("points")
+    if raw is not None:
+        if not isinstance(raw, list) or not raw:
+            raise ctx.error("points", f"points is a list of mappings {{input: value}}, got {_kind(raw)}")
+        for k, entry in enumerate(raw):
+            if not isinstance(entry, Mapping):
+                raise ctx.error("points", f"point {k + 1} is {_kind(entry)}, expected a mapping {{input: value}}")
+            point = dict(base)
+            for n, v in entry.items():
+                if n not in inputs:
+                    raise ctx.error("points", f"point {k + 1} names {n!r}, which is not an input; inputs: "
+                                    f"{', '.join(inputs)}", entry, n)
+                point[n] = _fit(ctx, v, inputs[n], f"points[{k + 1}].{n}", entry)
+            points.append(point)
+    domain = doc.get("domain")
+    if domain is not None:
+        if not isinstance(domain, Mapping) or not domain:
+            raise ctx.error("domain", f"domain is a mapping {{input: [low, high]}}, got {_kind(domain)}")
+        samples = doc.get("samples", 5)
+        if isinstance(samples, bool) or not isinstance(samples, int) or not 1 <= samples <= MAX_POINTS:
+            raise ctx.error("samples", f"samples is an integer 1..{MAX_POINTS}, got {_kind(samples)}")
+        rng = np.random.default_rng([seed, 7919])
+        bounds = {}
+        for n, b in domain.items():
+            if n not in inputs:
+                raise ctx.error("domain", f"{n!r} is not an input; inputs: {', '.join(inputs)}", domain, n)
+            try:
+                if not isinstance(b, list) or len(b) != 2:
+                    raise ValueError(f"expected [low, high], got {_kind(b)}")
+                lo, hi = number(b[0]), number(b[1])
+                if not lo < hi:
+                    raise ValueError(f"expected low < high, got {b}")
+            except ValueError as exc:
+                raise ctx.error(f"domain.{n}", str(exc), domain, n) from None
+            bounds[n] = (lo, hi)
+        for _ in range(samples):
+            point = dict(base)
+            for n, (lo, hi) in bounds.items():
+                point[n] = rng.uniform(lo, hi, size=inputs[n].shape)
+            points.append(point)
+    elif "samples" in doc:
+        raise ctx.error("samples", "samples needs a domain: {input: [low, high]}")
+    if len(points) > MAX_POINTS:
+        raise LimitError(f"{len(points)} points; the limit is {MAX_POINTS}", file=ctx.file,
+                         line=ctx.line(doc, "points"), case=ctx.name, key="points")
+    return tuple(points) or (base,)
+
+
+def _fit(ctx: _Ctx, raw: Any, target: Input | Shape, key: str, mapping: Any, subkey: Any = None) -> np.ndarray:
+    """A literal value checked against (or broadcast from a scalar to) the expected shape."""
+    shape = target.shape if isinstance(target, Input) else target
+    try:
+        array = tensor(raw)
+    except ValueError as exc:
+        raise ctx.error(key, str(exc), mapping, subkey if subkey is not None else key.rsplit(".", 1)[-1]) from None
+    if array.shape == shape:
+        return array
+    if array.ndim == 0:
+        return np.full(shape, float(array))
+    raise ctx.error(key, f"value has shape {list(array.shape)}, expected {list(shape)}", mapping,
+                    subkey if subkey is not None else key.rsplit(".", 1)[-1])
+
+
+def _expect(ctx: _Ctx, raw: Any, inputs: dict[str, Input], defines: set[str], output_shape: Shape) -> Expect:
+    if raw is None:
+        return Expect()
+    if not isinstance(raw, Mapping):
+        raise ctx.error("expect", f"expect is a mapping of check: values, got {_kind(raw)}")
+    _check_keys(ctx, raw, ("value", "grad", "vjp", "accumulate", "higher", "graph"), "expect")
+    diff = {n: i for n, i in inputs.items() if i.requires_grad}
+
+    def per_input(key: str) -> dict[str, Any]:
+        section = raw.get(key, {})
+        if not isinstance(section, Mapping):
+            raise ctx.error(f"expect.{key}", f"expected a mapping {{input: value}}, got {_kind(section)}", raw, key)
+        for n in section:
+            if n not in diff:
+                raise ctx.error(f"expect.{key}", f"{n!r} is not a differentiable input; those are: "
+                                f"{', '.join(diff) or '(none)'}", section, n)
+        return dict(section)
+
+    value = _fit(ctx, raw["value"], output_shape, "expect.value", raw, "value") if "value" in raw else None
+    grad = {n: _fit(ctx, v, diff[n], f"expect.grad.{n}", raw.get("grad"), n) for n, v in per_input("grad").items()}
+    vjp = {n: _fit(ctx, v, diff[n], f"expect.vjp.{n}", raw.get("vjp"), n) for n, v in per_input("vjp").items()}
+    accumulate = {}
+    for n, seq in per_input("accumulate").items():
+        if not isinstance(seq, list) or not seq:
+            raise ctx.error(f"expect.accumulate.{n}", f"expected a list, one value per backward call, got {_kind(seq)}",
+                            raw.get("accumulate"), n)
+        accumulate[n] = tuple(_fit(ctx, v, diff[n], f"expect.accumulate.{n}", raw.get("accumulate"), n) for v in seq)
+    higher = {}
+    section = raw.get("higher", {})
+    if not isinstance(section, Mapping):
+        raise ctx.error("expect.higher", f"expected a mapping {{order: value}}, got {_kind(section)}", raw, "higher")
+    n_diff = sum(i.value.size for i in diff.values())
+    for order, v in section.items():
+        if isinstance(order, bool) or not isinstance(order, int) or not 2 <= order <= MAX_ORDER:
+            raise ctx.error("expect.higher", f"orders are integers 2..{MAX_ORDER}, got {order!r:.20}", section, order)
+        higher[order] = _fit(ctx, v, (n_diff,) * order, f"expect.higher.{order}", section, order)
+    graph = {}
+    section = raw.get("graph", {})
+    if not isinstance(section, Mapping):
+        raise ctx.error("expect.graph", f"expected a mapping {{node: facts}}, got {_kind(section)}", raw, "graph")
+    for node, facts in section.items():
+        if node not in inputs and node not in defines and node != "output":
+            raise ctx.error("expect.graph", f"{node!r} is not a node; nodes: {', '.join([*inputs, *defines, 'output'])}",
+                            section, node)
+        if not isinstance(facts, Mapping):
+            raise ctx.error(f"expect.graph.{node}", f"expected a mapping of facts, got {_kind(facts)}", section, node)
+        _check_keys(ctx, facts, ("is_leaf", "requires_grad", "grad_fn", "grad"), f"expect.graph.{node}")
+        checked: dict[str, Any] = {}
+        for k, v in facts.items():
+            if k in ("is_leaf", "requires_grad") and not isinstance(v, bool):
+                raise ctx.error(f"expect.graph.{node}.{k}", f"expected true or false, got {_kind(v)}", facts, k)
+            if k == "grad_fn" and v is not None and not isinstance(v, str):
+                raise ctx.error(f"expect.graph.{node}.grad_fn", f"expected a class name or null, got {_kind(v)}",
+                                facts, k)
+            if k == "grad" and v is not None:
+                try:
+                    v = tensor(v)
+                except ValueError as exc:
+                    raise ctx.error(f"expect.graph.{node}.grad", str(exc), facts, k) from None
+            checked[k] = v
+        graph[node] = checked
+    return Expect(value=value, grad=grad, vjp=vjp, accumulate=accumulate, higher=higher, graph=graph)
+
+
+def case_from_expression(
+    expression: str,
+    inputs: Mapping[str, Any],
+    *,
+    name: str = "expression",
+    file: str | None = None,
+    **options: Any,
+) -> Case:
+    """Build a Case from an expression and input values (numbers or nested lists), through the same validation."""
+    doc: dict[str, Any] = {"name": name, "function": expression, "inputs": dict(inputs)}
+    doc.update({k: v for k, v in options.items() if v is not None})
+    return build_case(doc, file=file)

@@ -1,0 +1,85 @@
+"""The case's definition lowered to torch operations. Never imports sympy: the op table gives each torch meaning."""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+from typing import Any, Callable, Mapping
+
+import torch
+
+from .case import Case
+from .expr import Bin, Call, Cmp, Const, Index, Name, Neg, Node, Num
+from .ops import OPS
+
+DTYPES = {"float64": torch.float64, "float32": torch.float32}
+_CMP: dict[str, Callable[[Any, Any], Any]] = {
+    "<": torch.lt, "<=": torch.le, ">": torch.gt, ">=": torch.ge, "==": torch.eq, "!=": torch.ne,
+}
+
+
+class Program:
+    """A callable torch program for one case: inputs by name -> (output, intermediates by name)."""
+
+    def __init__(self, case: Case, dtype: str | None = None) -> None:
+        self.case = case
+        self.dtype = DTYPES[dtype or case.dtype]
+
+    def __call__(self, env: Mapping[str, torch.Tensor], *, retain: tuple[str, ...] = ()) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        scope: dict[str, Any] = dict(env)
+        nodes: dict[str, torch.Tensor] = {}
+        for d in self.case.defines:
+            value = self._tensor(self.eval(d.node, scope))
+            if d.name in retain and value.requires_grad:
+                value.retain_grad()
+            scope[d.name] = nodes[d.name] = value
+        return self._tensor(self.eval(self.case.function, scope)), nodes
+
+    def function(self, names: tuple[str, ...], constants: Mapping[str, torch.Tensor]) -> Callable[..., torch.Tensor]:
+        """A plain function of the named inputs (positional), the others fixed: the form torch.func wants."""
+
+        def f(*tensors: torch.Tensor) -> torch.Tensor:
+            env = dict(constants)
+            env.update(zip(names, tensors))
+            return self(env)[0]
+
+        return f
+
+    def _tensor(self, value: Any) -> torch.Tensor:
+        return value if isinstance(value, torch.Tensor) else torch.tensor(value, dtype=self.dtype)
+
+    def eval(self, node: Node, env: Mapping[str, Any]) -> Any:
+        """The torch value of a node; constants stay Python numbers where torch takes them as scalars."""
+        if isinstance(node, Num):
+            frac = Fraction(node.text)
+            return int(frac) if frac.denominator == 1 else float(frac)
+        if isinstance(node, Const):
+            return math.pi if node.name == "pi" else math.e
+        if isinstance(node, Name):
+            return env[node.id]
+        if isinstance(node, Neg):
+            return -self._tensor(self.eval(node.operand, env))
+        if isinstance(node, Bin):
+            a, b = self.eval(node.left, env), self.eval(node.right, env)
+            if node.op == "**":
+                return self._tensor(a) ** b
+            if node.op == "@":
+                return torch.matmul(a, b)
+            if not isinstance(a, torch.Tensor) and node.op in ("-", "/") or not isinstance(b, torch.Tensor) and not isinstance(a, torch.Tensor):
+                a = self._tensor(a)  # 1 - x as SubBackward0, 2 / x as DivBackward0 (not rsub / reciprocal)
+            if node.op == "+":
+                return a + b
+            if node.op == "-":
+                return a - b
+            if node.op == "*":
+                return a * b
+            return a / b
+        if isinstance(node, Cmp):
+            return _CMP[node.op](self._tensor(self.eval(node.left, env)), self._tensor(self.eval(node.right, env)))
+        if isinstance(node, Index):
+            return self._tensor(self.eval(node.base, env))[node.index]
+        assert isinstance(node, Call)
+        op = OPS[node.func]
+        args = [self._tensor(self.eval(a, env)) for a in node.args]
+        kw = {} if node.axis is None else {"axis": node.axis}
+        return op.torch(torch, *args, **kw)

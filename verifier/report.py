@@ -1,0 +1,322 @@
+"""All wording: the mismatch report, error messages for the terminal, the results table and the JSON report."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .compare import Comparison, Diagnosis, Fact
+from .errors import CaseError
+from .results import CaseResult, CheckResult, RunResult
+
+MAX_SHOWN = 8  # input elements shown in full
+
+
+def fmt(x: float | None) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, float) and (math.isnan(x) or math.isinf(x)):
+        return str(x)
+    if float(x).is_integer() and abs(x) < 1e15:
+        return str(int(x))
+    return f"{x:.17g}" if abs(x) >= 1e-4 or x == 0 else f"{x:.10e}"
+
+
+def diagnosis_text(d: Diagnosis | None, c: Comparison) -> str | None:
+    if d is None:
+        return None
+    if d.kind == "accumulated":
+        k = int(d.factor or 0)
+        extra = " (or a factor-of-2 error)" if k == 2 else ""
+        return (f"{k}.0x expected: gradients accumulated over {k} backward calls without zero_(){extra}; "
+                "zero .grad (x.grad.zero_() / optimizer.zero_grad()) before each backward")
+    if d.kind == "sign":
+        return "-1x expected: the sign is flipped"
+    if d.kind == "factor":
+        f = d.factor or 0.0
+        if abs(f - 0.5) < 1e-9:
+            return "0.5x expected: a factor of 1/2 is wrong (a missing 2, e.g. from d(x**2) = 2x)"
+        return f"{f:.6g}x expected: a constant factor is wrong"
+    if d.kind == "zero":
+        return (f"got 0 where the exact derivative is non-zero ({d.count} element(s)): a detached path, an input "
+                "without requires_grad, or .grad never filled")
+    if d.kind == "none":
+        return ".grad is None: nothing flowed back to this input (detached, or requires_grad is False)"
+    if d.kind == "nonfinite":
+        return f"got NaN/inf where the exact value is finite ({d.count} element(s))"
+    if d.kind == "transpose":
+        return "got the transpose of the exact matrix"
+    if d.kind == "shape":
+        return f"got shape {list(c.got_shape)}, the exact result has shape {list(c.expected_shape)}"
+    if d.kind == "partial":
+        return f"{d.count} of {c.n} element(s) differ with no common pattern (a missing or wrong term)"
+    return d.kind
+
+
+def _point_text(result: CaseResult, check: CheckResult, index: tuple[int, ...] | None) -> str:
+    point = result.points[check.point] if check.point < len(result.points) else {}
+    parts = []
+    for name, value in point.items():
+        arr = np.asarray(value, dtype=np.float64)
+        if arr.size <= MAX_SHOWN:
+            parts.append(f"{name} = {_array_text(arr)}")
+        elif index is not None and len(index) >= arr.ndim and arr.ndim and all(i < d for i, d in zip(index, arr.shape)):
+            sub = tuple(index[: arr.ndim])
+            parts.append(f"{name}{list(sub)} = {fmt(float(arr[sub]))} (shape {list(arr.shape)})")
+        else:
+            parts.append(f"{name}: shape {list(arr.shape)}, range [{fmt(float(arr.min()))}, {fmt(float(arr.max()))}]")
+    return ", ".join(parts)
+
+
+def _array_text(arr: np.ndarray) -> str:
+    if arr.ndim == 0:
+        return fmt(float(arr))
+    return "[" + ", ".join(_array_text(a) for a in arr) + "]"
+
+
+def comparison_text(result: CaseResult, check: CheckResult, c: Comparison) -> str:
+    """The fixed mismatch report of one comparison (STYLE idea 6)."""
+    case = result.case
+    where = f"  ({case.location})" if case is not None else ""
+    lines = [f"FAIL {result.name} [{c.check}] {c.label} via {c.path}{where}"]
+    if c.diagnosis and c.diagnosis.kind in ("shape", "transpose") and c.got_shape != c.expected_shape:
+        lines.append(f"  {diagnosis_text(c.diagnosis, c)}")
+        return "\n".join(lines)
+    lines.append(f"  mismatched {c.mismatched} / {c.n} element(s)" + (f"; {c.kinks} at kinks" if c.kinks else ""))
+    idx = "()" if c.worst == () else (str(list(c.worst)) if c.worst is not None else "-")
+    src = "hand value" if c.exact_source == "hand" else "exact"
+    if c.expected is not None and c.expected_hi is not None and c.expected != c.expected_hi:
+        lines.append(f"  worst at index {idx}: {src} one-sided derivatives left {fmt(c.expected)}, right "
+                     f"{fmt(c.expected_hi)}; got {fmt(c.got)}")
+    else:
+        lines.append(f"  worst at index {idx}: {src} {fmt(c.expected)}, got {fmt(c.got)}")
+    ulps = f", {c.ulps:.3g} ULPs ({c.dtype})" if c.ulps is not None and math.isfinite(c.ulps) else ""
+    rel = f", rel err {c.rel_err:.3g}" if c.rel_err is not None else ""
+    lines.append(f"  abs err {fmt(c.abs_err) if c.abs_err is not None else '-'}{rel}{ulps}; allowed |err| <= "
+                 f"{c.tolerance.atol:g} + {c.tolerance.rtol:g} * |exact|")
+    seed = case.seed if case is not None else 0
+    lines.append(f"  at point {check.point + 1}: {_point_text(result, check, c.worst)} ({c.dtype}, cpu, seed {seed})")
+    if c.formula:
+        lines.append(f"  exact derivative there: {c.formula}")
+    text = diagnosis_text(c.diagnosis, c)
+    if text:
+        lines.append(f"  diagnosis: {text}")
+    if c.kink_values and c.kink_side == "outside":
+        left, right, got = c.kink_values
+        lines.append(f"  at the kink {list(c.kink_at or ())}: left {fmt(left)}, right {fmt(right)}, torch {fmt(got)} "
+                     "(outside both)")
+    return "\n".join(lines)
+
+
+def fact_text(result: CaseResult, f: Fact) -> str:
+    case = result.case
+    where = f"  ({case.location})" if case is not None else ""
+    note = f"\n  note: {f.note}" if f.note else ""
+    return f"FAIL {result.name} [{f.check}] {f.label}: expected {f.expected!r}, got {f.got!r}{where}{note}"
+
+
+def error_text(e: CaseError) -> str:
+    return f"ERROR {e}"
+
+
+def case_text(result: CaseResult) -> str:
+    """Everything wrong with one case, as the terminal and pytest show it ('' when it passed)."""
+    if result.error is not None:
+        return error_text(result.error)
+    if result.timed_out is not None:
+        return (f"TIMEOUT {result.name} ({result.location}): stopped after {result.timed_out:g} s "
+                "(raise the limit with --timeout)")
+    if result.crashed:
+        return f"ERROR {result.name} ({result.location}): the verifier raised\n{result.crashed}"
+    blocks = []
+    for check in result.checks:
+        if check.error:
+            blocks.append(f"ERROR {result.name} [{check.check}] at point {check.point + 1}: torch or the reference "
+                          f"raised\n{check.error.rstrip()}")
+        comps, facts = check.failures()
+        blocks.extend(comparison_text(result, check, c) for c in comps)
+        blocks.extend(fact_text(result, f) for f in facts)
+    return "\n\n".join(blocks)
+
+
+def notes(result: CaseResult) -> list[str]:
+    """What passed but is worth saying: kinks, undefined points, unsupported paths."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for check in result.checks:
+        for path in check.unsupported:
+            line = f"{result.name} [{check.check}]: not supported by torch here: {path}"
+            if line not in seen:
+                seen.add(line)
+                out.append(line)
+        for c in check.comparisons:
+            if c.kinks and c.kink_values and c.check in ("backward", "grad"):
+                left, right, got = c.kink_values
+                line = (f"{result.name} [{c.check}] {c.label}: kink at {list(c.kink_at or ())}: left {fmt(left)}, "
+                        f"right {fmt(right)}, torch returned {fmt(got)} ({c.kink_side})")
+                if line not in seen:
+                    seen.add(line)
+                    out.append(line)
+            for reason in c.undefined.values():
+                line = f"{result.name}: {reason}"
+                if line not in seen:
+                    seen.add(line)
+                    out.append(line)
+    return out
+
+
+def header(run: RunResult | None = None, versions: dict[str, str] | None = None, seed: int = 0) -> str:
+    v = versions or (run.versions if run else {})
+    s = run.seed if run else seed
+    return (f"gradverify {v.get('gradverify', '?')} | torch {v.get('torch', '?')} | sympy {v.get('sympy', '?')} | "
+            f"python {v.get('python', '?')} | seed {s} | reference: exact sympy derivatives, mpmath 50 digits")
+
+
+def summary(run: RunResult) -> str:
+    counts = run.counts()
+    order = ("pass", "fail", "error", "timeout", "invalid")
+    parts = [f"{counts[k]} {'passed' if k == 'pass' else 'failed' if k == 'fail' else k}" for k in order if counts.get(k)]
+    tail = " (interrupted: incomplete)" if run.incomplete else ""
+    return f"{', '.join(parts) or 'no cases'} in {run.seconds:.2f}s{tail}"
+
+
+def table(run: RunResult) -> Any:
+    """A rich Table: one row per case."""
+    from rich.table import Table
+
+    t = Table(show_lines=False, header_style="bold")
+    for col in ("case", "where", "checks", "points", "verdict", "time"):
+        t.add_column(col, justify="right" if col in ("checks", "points", "time") else "left")
+    style = {"pass": "green", "fail": "bold red", "error": "bold red", "timeout": "yellow", "invalid": "yellow"}
+    for r in run.cases:
+        applied = [c for c in r.checks if c.status != "skip"]
+        passed = sum(c.status == "pass" for c in applied)
+        t.add_row(r.name, r.location, f"{passed}/{len(applied)}", str(len(r.points)),
+                  f"[{style.get(r.status, '')}]{r.status}[/]", f"{r.seconds:.2f}s")
+    for e in run.errors:
+        t.add_row(e.case or "-", f"{e.file}:{e.line}" if e.line else (e.file or ""), "-", "-", "[yellow]invalid[/]", "-")
+    return t
+
+
+def check_table(result: CaseResult) -> Any:
+    """A rich Table for one case: one row per check and torch path."""
+    from rich.table import Table
+
+    t = Table(header_style="bold")
+    for col in ("check", "quantity", "path", "exact", "torch", "ULPs", "verdict"):
+        t.add_column(col)
+    for check in result.checks:
+        if check.status == "skip":
+            t.add_row(check.check, "-", "-", "-", "-", "-", f"skip: {check.skipped}")
+            continue
+        comparisons = check.comparisons
+        if check.check == "accumulate":
+            comparisons = _grouped(comparisons)
+        for c in comparisons:
+            if isinstance(c, tuple):
+                label, path, exact, got, ok = c
+                t.add_row(check.check, label, path, exact, got, "-", "[green]pass[/]" if ok else "[bold red]FAIL[/]")
+                continue
+            exact = fmt(c.expected) if c.expected == c.expected_hi else f"[{fmt(c.expected)}, {fmt(c.expected_hi)}]"
+            ulps = f"{c.ulps:.2g}" if c.ulps is not None and math.isfinite(c.ulps) else "-"
+            t.add_row(check.check, c.label, c.path, exact, fmt(c.got), ulps,
+                      "[green]pass[/]" if c.passed else "[bold red]FAIL[/]")
+        for f in check.facts:
+            t.add_row(check.check, f.label, "-", repr(f.expected), repr(f.got), "-",
+                      "[green]pass[/]" if f.passed else "[bold red]FAIL[/]")
+        for u in check.unsupported:
+            t.add_row(check.check, "-", u[:60], "-", "-", "-", "not supported")
+        if check.error:
+            t.add_row(check.check, "-", "-", "-", "-", "-", "[bold red]error[/]")
+    return t
+
+
+def _grouped(comparisons: list[Comparison]) -> list[tuple[str, str, str, str, bool]]:
+    """Accumulation rows folded per path and input: 'x.grad after calls 1..4' with the sequences."""
+    groups: dict[tuple[str, str | None], list[Comparison]] = {}
+    for c in comparisons:
+        groups.setdefault((c.path, c.wrt), []).append(c)
+    rows = []
+    for (path, wrt), items in groups.items():
+        scalar = all(c.n == 1 for c in items)
+        exact = ", ".join(fmt(c.expected) for c in items) if scalar else f"{len(items)} tensors"
+        got = ", ".join(fmt(c.got) for c in items) if scalar else "-"
+        rows.append((f"{wrt}.grad after calls 1..{len(items)}", path, exact, got, all(c.passed for c in items)))
+    return rows
+
+
+# --- JSON ------------------------------------------------------------------------------------------------------
+
+
+def _num(x: float | None) -> float | str | None:
+    if x is None:
+        return None
+    return x if math.isfinite(x) else str(x)
+
+
+def comparison_json(c: Comparison) -> dict[str, Any]:
+    return {
+        "label": c.label, "path": c.path, "wrt": c.wrt, "verdict": "pass" if c.passed else "fail",
+        "mismatched": c.mismatched, "n": c.n, "worst_index": list(c.worst) if c.worst is not None else None,
+        "exact": _num(c.expected), "exact_hi": _num(c.expected_hi), "got": _num(c.got), "abs_err": _num(c.abs_err),
+        "rel_err": _num(c.rel_err), "ulps": _num(c.ulps), "rtol": c.tolerance.rtol, "atol": c.tolerance.atol,
+        "dtype": c.dtype, "kinks": c.kinks, "kink_side": c.kink_side,
+        "diagnosis": c.diagnosis.kind if c.diagnosis else None, "diagnosis_text": diagnosis_text(c.diagnosis, c),
+        "formula": c.formula, "undefined": {str(k): v for k, v in c.undefined.items()},
+    }
+
+
+def case_json(r: CaseResult) -> dict[str, Any]:
+    return {
+        "case": r.name, "location": r.location, "verdict": r.status, "seconds": round(r.seconds, 4),
+        "evaluation": r.evaluation, "dtype": r.dtype, "points": r.points,
+        "error": str(r.error) if r.error else (r.crashed or None),
+        "checks": [{
+            "check": c.check, "point": c.point, "verdict": c.status, "skipped": c.skipped, "error": c.error,
+            "unsupported": c.unsupported, "comparisons": [comparison_json(x) for x in c.comparisons],
+            "facts": [{"label": f.label, "expected": _jsonable(f.expected), "got": _jsonable(f.got),
+                       "verdict": "pass" if f.passed else "fail", "note": f.note} for f in c.facts],
+        } for c in r.checks],
+        "report": case_text(r) or None,
+    }
+
+
+def _jsonable(v: Any) -> Any:
+    try:
+        json.dumps(v)
+        return v
+    except TypeError:
+        return repr(v)
+
+
+def run_json(run: RunResult) -> dict[str, Any]:
+    return {
+        "gradverify": run.versions.get("gradverify"), "versions": run.versions, "seed": run.seed,
+        "seconds": round(run.seconds, 3), "complete": not run.incomplete, "exit_code": run.exit_code,
+        "summary": run.counts(), "cases": [case_json(c) for c in run.cases],
+        "errors": [{"file": e.file, "line": e.line, "case": e.case, "key": e.key, "message": e.reason,
+                    "text": str(e)} for e in run.errors],
+    }
+
+
+def write_json(path: str | Path, data: dict[str, Any]) -> None:
+    """Write atomically: a temporary file in the same directory, then rename over the target."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2, allow_nan=False)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

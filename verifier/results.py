@@ -1,0 +1,105 @@
+"""Result objects: what a run found, per case, per check. Plain data; the report module words them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .case import Case
+from .compare import Comparison, Fact
+from .errors import CaseError
+
+PASS, FAIL, ERROR, SKIP, TIMEOUT, INVALID = "pass", "fail", "error", "skip", "timeout", "invalid"
+
+
+@dataclass
+class CheckResult:
+    """One check of one case at one point."""
+
+    check: str
+    point: int
+    comparisons: list[Comparison] = field(default_factory=list)
+    facts: list[Fact] = field(default_factory=list)
+    skipped: str | None = None  # the reason, when the check does not apply
+    error: str | None = None  # an exception from the computation (traceback text)
+    unsupported: list[str] = field(default_factory=list)  # torch paths that raised 'not implemented'
+
+    @property
+    def status(self) -> str:
+        if self.error:
+            return ERROR
+        if self.skipped is not None:
+            return SKIP
+        if any(not c.passed for c in self.comparisons) or any(not f.passed for f in self.facts):
+            return FAIL
+        return PASS
+
+    def failures(self) -> tuple[list[Comparison], list[Fact]]:
+        return [c for c in self.comparisons if not c.passed], [f for f in self.facts if not f.passed]
+
+
+@dataclass
+class CaseResult:
+    """Everything verified for one case (or why it could not be)."""
+
+    name: str
+    case: Case | None = None
+    checks: list[CheckResult] = field(default_factory=list)
+    error: CaseError | None = None  # the case is invalid or hit a limit
+    timed_out: float | None = None
+    crashed: str | None = None  # an unexpected exception in the engine, with traceback
+    seconds: float = 0.0
+    evaluation: str = ""
+    points: list[dict[str, Any]] = field(default_factory=list)
+    dtype: str = "float64"
+
+    @property
+    def status(self) -> str:
+        if self.error is not None:
+            return INVALID
+        if self.timed_out is not None:
+            return TIMEOUT
+        if self.crashed:
+            return ERROR
+        statuses = {c.status for c in self.checks}
+        for s in (ERROR, FAIL):
+            if s in statuses:
+                return s
+        return PASS
+
+    @property
+    def location(self) -> str:
+        if self.case is not None:
+            return self.case.location
+        if self.error is not None and self.error.file:
+            return f"{self.error.file}:{self.error.line}" if self.error.line else self.error.file
+        return ""
+
+
+@dataclass
+class RunResult:
+    """A whole run: every case result and every input error, with the run's settings."""
+
+    cases: list[CaseResult] = field(default_factory=list)
+    errors: list[CaseError] = field(default_factory=list)  # files or cases that could not be loaded
+    seed: int = 0
+    versions: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+    incomplete: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        """0: everything passed; 1: a discrepancy (or an engine error); 2: bad input (after running the rest)."""
+        if self.errors or any(c.status in (INVALID, TIMEOUT) for c in self.cases):
+            return 2
+        if any(c.status != PASS for c in self.cases) or self.incomplete:
+            return 1
+        return 0
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for c in self.cases:
+            out[c.status] = out.get(c.status, 0) + 1
+        if self.errors:
+            out[INVALID] = out.get(INVALID, 0) + len(self.errors)
+        return out

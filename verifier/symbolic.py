@@ -1,0 +1,467 @@
+"""The exact reference: the case's function expanded into sympy expressions, differentiated exactly, evaluated in
+high precision (mpmath). Never imports torch; never routes through autograd.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any, Callable, Mapping, Sequence
+
+import mpmath
+import numpy as np
+import sympy as sp
+
+from .case import Case
+from .errors import LimitError
+from .expr import Bin, Call, Cmp, Const, Index, Name, Neg, Node, Num
+from .ops import ELEMENTWISE, OPS
+from .symfuncs import MPMATH_FUNCTIONS, NONSMOOTH, S
+
+DIGITS = 50  # working precision of every evaluation
+MAX_SYMBOLS = 4_096  # elements expanded into sympy symbols
+MAX_DERIVATIVES = 20_000  # derivative expressions built for one case
+_CMP = {"<": sp.Lt, "<=": sp.Le, ">": sp.Gt, ">=": sp.Ge, "==": sp.Eq, "!=": sp.Ne}
+
+
+def _arr(x: Any) -> np.ndarray:
+    """Keep every intermediate an object ndarray (numpy collapses 0-d results to bare objects)."""
+    if isinstance(x, np.ndarray):
+        return x
+    out = np.empty((), dtype=object)
+    out[()] = x
+    return out
+
+
+def _const(node: Num | Const) -> sp.Expr:
+    if isinstance(node, Const):
+        return sp.pi if node.name == "pi" else sp.E
+    frac = Fraction(node.text)
+    return sp.Rational(frac.numerator, frac.denominator)
+
+
+def evaluate(node: Node, env: Mapping[str, np.ndarray]) -> np.ndarray:
+    """The value of a case-language node as an object array of sympy expressions."""
+    if isinstance(node, (Num, Const)):
+        return _arr(_const(node))
+    if isinstance(node, Name):
+        return env[node.id]
+    if isinstance(node, Neg):
+        return _arr(-evaluate(node.operand, env))
+    if isinstance(node, Bin):
+        a, b = evaluate(node.left, env), evaluate(node.right, env)
+        if node.op == "@":
+            return _arr(OPS["matmul"].sympy(S, a, b))
+        if node.op == "**":
+            return _arr(np.frompyfunc(lambda p, q: p**q, 2, 1)(a, b))
+        return _arr({"+": np.add, "-": np.subtract, "*": np.multiply, "/": np.true_divide}[node.op](a, b))
+    if isinstance(node, Cmp):
+        return _arr(np.frompyfunc(_CMP[node.op], 2, 1)(evaluate(node.left, env), evaluate(node.right, env)))
+    if isinstance(node, Index):
+        return _arr(evaluate(node.base, env)[node.index])
+    assert isinstance(node, Call)
+    op = OPS[node.func]
+    args = [evaluate(a, env) for a in node.args]
+    if op.kind == ELEMENTWISE:
+        return _arr(np.frompyfunc(lambda *xs: op.sympy(S, *xs), len(args), 1)(*args))
+    kw = {} if node.axis is None else {"axis": node.axis}
+    return _arr(op.sympy(S, *args, **kw))
+
+
+def _clean(expr: sp.Expr) -> sp.Expr:
+    """Derivatives of steps are zero almost everywhere; kinks are handled by one-sided evaluation instead."""
+    if expr.has(sp.DiracDelta):
+        expr = expr.replace(sp.DiracDelta, lambda *a: sp.Integer(0))
+    return expr
+
+
+@dataclass
+class Exact:
+    """Exact values rounded to float64: ``lo == hi`` where the derivative exists, the one-sided limits at kinks.
+
+    ``undefined`` maps a flat index to the reason the value does not exist there.
+    """
+
+    lo: np.ndarray
+    hi: np.ndarray
+    undefined: dict[int, str] = field(default_factory=dict)
+    kinks: np.ndarray | None = None  # bool mask: lo/hi are the left/right derivatives
+
+    @property
+    def value(self) -> np.ndarray:
+        return self.lo
+
+
+class Reference:
+    """The symbolic side of one case: sympy expressions for the value and every derivative asked for."""
+
+    def __init__(self, case: Case, *, max_symbols: int = MAX_SYMBOLS) -> None:
+        total = sum(i.value.size for i in case.inputs)
+        if total > max_symbols:
+            raise LimitError(f"the inputs have {total} elements; element-wise expansion is limited to {max_symbols} "
+                             "(raise it with --max-symbols)")
+        self.case = case
+        self.symbols: dict[str, np.ndarray] = {i.name: self._symbols(i.name, i.shape) for i in case.inputs}
+        env = dict(self.symbols)
+        self.nodes: dict[str, np.ndarray] = {}
+        for d in case.defines:
+            env[d.name] = self.nodes[d.name] = evaluate(d.node, env)
+        out = evaluate(case.function, env)
+        if out.size > max_symbols:
+            raise LimitError(f"the output has {out.size} elements; the limit is {max_symbols}")
+        self.output = out
+        self.flat_out = [sp.sympify(e) if not isinstance(e, sp.Basic) else e for e in out.reshape(-1)]
+        self.args = [s for i in case.inputs for s in self.symbols[i.name].reshape(-1)]
+        self.wrt = [s for i in case.differentiable for s in self.symbols[i.name].reshape(-1)]
+        self.slices: dict[str, slice] = {}
+        start = 0
+        for i in case.differentiable:
+            self.slices[i.name] = slice(start, start + i.value.size)
+            start += i.value.size
+        self.smooth = not any(e.has(*NONSMOOTH) for e in self.flat_out)
+        self._jac: list[list[sp.Expr]] | None = None
+        self._derivs: dict[int, dict[tuple[int, ...], sp.Expr]] = {}
+        self._compiled: dict[str, Callable[..., Any]] = {}
+
+    @staticmethod
+    def _symbols(name: str, shape: tuple[int, ...]) -> np.ndarray:
+        out = np.empty(shape, dtype=object)
+        for idx in np.ndindex(*shape):
+            label = name if not shape else f"{name}[{','.join(map(str, idx))}]"
+            out[idx] = sp.Symbol(label, real=True)
+        return out
+
+    # --- expressions ---------------------------------------------------------------------------------------------
+
+    def jacobian(self) -> list[list[sp.Expr]]:
+        """d out[m] / d wrt[n] for every output element m and differentiable input element n."""
+        if self._jac is None:
+            if len(self.flat_out) * len(self.wrt) > MAX_DERIVATIVES * 10:
+                raise LimitError(f"the Jacobian has {len(self.flat_out) * len(self.wrt)} entries; the limit is "
+                                 f"{MAX_DERIVATIVES * 10}")
+            rows = []
+            for e in self.flat_out:
+                free = e.free_symbols
+                rows.append([_clean(sp.diff(e, s)) if s in free else sp.Integer(0) for s in self.wrt])
+            self._jac = rows
+        return self._jac
+
+    def derivatives(self, order: int) -> dict[tuple[int, ...], sp.Expr]:
+        """The distinct order-k partial derivatives of a scalar output, keyed by sorted index tuples."""
+        if order in self._derivs:
+            return self._derivs[order]
+        if order == 1:
+            out = {(j,): e for j, e in enumerate(self.jacobian()[0])}
+        else:
+            n = len(self.wrt)
+            if math.comb(n + order - 1, order) > MAX_DERIVATIVES:
+                raise LimitError(f"order-{order} derivatives of {n} variables need {math.comb(n + order - 1, order)} "
+                                 f"expressions; the limit is {MAX_DERIVATIVES} (lower `order`)")
+            prev = self.derivatives(order - 1)
+            out = {}
+            for idx in itertools.combinations_with_replacement(range(n), order):
+                base = prev[idx[:-1]]
+                s = self.wrt[idx[-1]]
+                out[idx] = _clean(sp.diff(base, s)) if s in base.free_symbols else sp.Integer(0)
+        self._derivs[order] = out
+        return out
+
+    def node_gradient(self, node: str, weights: np.ndarray) -> list[sp.Expr]:
+        """d(sum(weights * out)) / d node, with the node cut out of the graph as a variable of its own."""
+        case = self.case
+        shape = case.shapes[node]
+        cut = self._symbols(f"__{node}", shape)
+        env: dict[str, np.ndarray] = dict(self.symbols)
+        after = False
+        for d in case.defines:
+            if d.name == node:
+                env[d.name] = cut
+                after = True
+            elif after:
+                env[d.name] = evaluate(d.node, env)
+            else:
+                env[d.name] = self.nodes[d.name]
+        out = evaluate(case.function, env).reshape(-1)
+        total = sum((sp.Rational(Fraction(float(w))) * e for w, e in zip(weights.reshape(-1), out)), sp.Integer(0))
+        back = dict(zip(cut.reshape(-1), self.nodes[node].reshape(-1)))
+        return [_clean(sp.diff(total, c)).xreplace(back) for c in cut.reshape(-1)]
+
+    def formula(self, kind: str, index: int, wrt: str | None = None) -> str:
+        """Readable text of one expression: the value, or d out / d input element (index into out x input)."""
+        if kind == "value":
+            expr = self.flat_out[index]
+        else:
+            assert wrt is not None
+            n = self.case.shapes[wrt]
+            size = int(np.prod(n)) if n else 1
+            m, k = divmod(index, size)
+            expr = self.jacobian()[m][self.slices[wrt].start + k]
+        text = sp.sstr(expr)
+        return text if len(text) <= 240 else text[:237] + "..."
+
+    # --- evaluation ----------------------------------------------------------------------------------------------
+
+    def at(self, point: Mapping[str, np.ndarray]) -> PointReference:
+        """The exact quantities at one point (values already rounded to the case's dtype)."""
+        return PointReference(self, point)
+
+    def compiled(self, key: str, exprs: Sequence[sp.Expr]) -> Callable[..., Any]:
+        fn = self._compiled.get(key)
+        if fn is None:
+            fn = sp.lambdify(self.args, list(exprs), modules=[MPMATH_FUNCTIONS, "mpmath"], cse=len(exprs) > 1)
+            self._compiled[key] = fn
+        return fn
+
+
+def _to_mp(values: np.ndarray) -> list[Any]:
+    return [mpmath.mpf(float(v)) for v in values.reshape(-1)]
+
+
+class PointReference:
+    """Exact values of one case at one point."""
+
+    def __init__(self, ref: Reference, point: Mapping[str, np.ndarray]) -> None:
+        self.ref = ref
+        self.point = point
+        self.args = [a for i in ref.case.inputs for a in _to_mp(point[i.name])]
+        self._cache: dict[str, Any] = {}
+
+    def _eval(self, key: str, exprs: Sequence[sp.Expr], args: list[Any] | None = None) -> tuple[list[Any], dict[int, str]]:
+        """Evaluate expressions in DIGITS digits; elements that do not exist come back None with a reason."""
+        args = self.args if args is None else args
+        with mpmath.workdps(DIGITS):
+            try:
+                values = list(self.ref.compiled(key, exprs)(*args))
+            except (ZeroDivisionError, ValueError, TypeError, OverflowError, ArithmeticError):
+                values = []
+                for k, e in enumerate(exprs):
+                    try:
+                        values.append(self.ref.compiled(f"{key}#{k}", [e])(*args)[0])
+                    except (ZeroDivisionError, ValueError, TypeError, OverflowError, ArithmeticError) as exc:
+                        values.append(exc)
+            out: list[Any] = []
+            bad: dict[int, str] = {}
+            for k, v in enumerate(values):
+                if isinstance(v, Exception) or not _is_real(v):
+                    bad[k] = self.explain(exprs[k], v)
+                    out.append(None)
+                else:
+                    out.append(mpmath.mpf(v) if not isinstance(v, mpmath.mpf) else v)
+        return out, bad
+
+    def explain(self, expr: sp.Expr, value: Any) -> str:
+        """Why an expression has no real value here: the first sub-expression outside its domain."""
+        subs = dict(zip(self.ref.args, (sp.Float(a, DIGITS) for a in self.args)))
+        for sub in sp.preorder_traversal(expr):
+            if not isinstance(sub, sp.Basic) or not sub.args:
+                continue
+            reason = _domain_problem(sub, subs)
+            if reason:
+                return reason
+        if isinstance(value, Exception):
+            return f"{type(value).__name__}: {value}"
+        return "the value is not a real number here"
+
+    def value(self) -> Exact:
+        vals, bad = self._eval("value", self.ref.flat_out)
+        return _exact(vals, bad, self.ref.output.shape)
+
+    def _jacobian_mp(self) -> tuple[np.ndarray, np.ndarray, dict[int, str], np.ndarray]:
+        """(lo, hi, undefined, kink mask) of the Jacobian as mp object arrays, shape (out, wrt)."""
+        if "jac" in self._cache:
+            return self._cache["jac"]
+        jac = self.ref.jacobian()
+        m, n = len(jac), len(self.ref.wrt)
+        flat = [e for row in jac for e in row]
+        vals, bad = self._eval("jac", flat)
+        _, value_bad = self._eval("value", self.ref.flat_out)
+        for i, why in value_bad.items():  # no derivative where the function itself does not exist
+            for j in range(n):
+                vals[i * n + j] = None
+                bad[i * n + j] = why
+        lo = np.array(vals, dtype=object).reshape(m, n)
+        hi = lo.copy()
+        kinks = np.zeros((m, n), dtype=bool)
+        if not self.ref.smooth:
+            positions = {id(s): k for k, s in enumerate(self.ref.args)}
+            for j, s in enumerate(self.ref.wrt):
+                k = positions[id(s)]
+                x = self.args[k]
+                delta = mpmath.mpf(10) ** (-DIGITS // 2) * max(1, abs(x))
+                sides = []
+                for sign in (-1, 1):
+                    args = list(self.args)
+                    args[k] = x + sign * delta
+                    col, _ = self._eval("jac", flat, args)
+                    sides.append(np.array(col, dtype=object).reshape(m, n)[:, j])
+                for i in range(m):
+                    left, right = sides[0][i], sides[1][i]
+                    if left is None or right is None:
+                        continue
+                    scale = max(abs(left), abs(right), 1)
+                    if abs(left - right) > mpmath.mpf(10) ** (-DIGITS // 3) * scale:
+                        lo[i, j], hi[i, j] = left, right
+                        kinks[i, j] = True
+                        bad.pop(i * n + j, None)
+        result = (lo, hi, bad, kinks)
+        self._cache["jac"] = result
+        return result
+
+    def jacobian(self, name: str) -> Exact:
+        """d out / d input, shaped out_shape + input_shape."""
+        lo, hi, bad, kinks = self._jacobian_mp()
+        sl = self.ref.slices[name]
+        n = lo.shape[1]
+        shape = self.ref.output.shape + self.ref.case.shapes[name]
+        sub_bad = {}
+        width = sl.stop - sl.start
+        for flat, why in bad.items():
+            i, j = divmod(flat, n)
+            if sl.start <= j < sl.stop:
+                sub_bad[i * width + (j - sl.start)] = why
+        ex = _exact(list(lo[:, sl].reshape(-1)), sub_bad, shape, list(hi[:, sl].reshape(-1)))
+        ex.kinks = kinks[:, sl].reshape(shape)
+        return ex
+
+    def vjp(self, weights: np.ndarray, name: str) -> Exact:
+        """sum_m weights[m] * d out[m] / d input (an interval where a kink leaves the derivative one-sided)."""
+        lo, hi, bad, kinks = self._jacobian_mp()
+        sl = self.ref.slices[name]
+        w = _to_mp(weights)
+        width = sl.stop - sl.start
+        out_lo, out_hi, out_bad = [], [], {}
+        for j in range(sl.start, sl.stop):
+            a = b = mpmath.mpf(0)
+            for i, wi in enumerate(w):
+                if wi == 0:
+                    continue
+                if lo[i, j] is None:
+                    out_bad[j - sl.start] = bad.get(i * lo.shape[1] + j, "undefined")
+                    break
+                p, q = wi * lo[i, j], wi * hi[i, j]
+                a, b = a + min(p, q), b + max(p, q)
+            out_lo.append(None if j - sl.start in out_bad else a)
+            out_hi.append(None if j - sl.start in out_bad else b)
+        ex = _exact(out_lo, out_bad, self.ref.case.shapes[name], out_hi)
+        ex.kinks = np.array([kinks[:, j].any() for j in range(sl.start, sl.stop)], dtype=bool).reshape(
+            self.ref.case.shapes[name]) if width else None
+        return ex
+
+    def jvp(self, tangents: Mapping[str, np.ndarray]) -> Exact:
+        """sum_n d out / d input[n] * tangent[n] over every differentiable input."""
+        lo, hi, bad, kinks = self._jacobian_mp()
+        u = [t for i in self.ref.case.differentiable for t in _to_mp(tangents[i.name])]
+        out_lo, out_hi, out_bad = [], [], {}
+        for i in range(lo.shape[0]):
+            a = b = mpmath.mpf(0)
+            for j, uj in enumerate(u):
+                if uj == 0:
+                    continue
+                if lo[i, j] is None:
+                    out_bad[i] = bad.get(i * lo.shape[1] + j, "undefined")
+                    break
+                p, q = uj * lo[i, j], uj * hi[i, j]
+                a, b = a + min(p, q), b + max(p, q)
+            out_lo.append(None if i in out_bad else a)
+            out_hi.append(None if i in out_bad else b)
+        ex = _exact(out_lo, out_bad, self.ref.output.shape, out_hi)
+        ex.kinks = kinks.any(axis=1).reshape(self.ref.output.shape) if kinks.size else None
+        return ex
+
+    def derivative(self, order: int) -> Exact:
+        """The order-k derivative tensor of a scalar output, shape (n,) * k over all differentiable elements."""
+        if order == 1:
+            lo, hi, bad, _ = self._jacobian_mp()
+            return _exact(list(lo.reshape(-1)), bad, (len(self.ref.wrt),), list(hi.reshape(-1)))
+        table = self.ref.derivatives(order)
+        keys = list(table)
+        vals, bad = self._eval(f"d{order}", [table[k] for k in keys])
+        n = len(self.ref.wrt)
+        full = np.empty((n,) * order, dtype=object)
+        full_bad: dict[int, str] = {}
+        for k, v in zip(keys, vals):
+            for perm in set(itertools.permutations(k)):
+                full[perm] = v
+                if v is None:
+                    full_bad[int(np.ravel_multi_index(perm, full.shape))] = bad[keys.index(k)]
+        return _exact(list(full.reshape(-1)), full_bad, full.shape)
+
+    def node_gradient(self, node: str, weights: np.ndarray) -> Exact:
+        exprs = self.ref.node_gradient(node, weights)
+        vals, bad = self._eval(f"node:{node}", exprs)
+        return _exact(vals, bad, self.ref.case.shapes[node])
+
+
+def _is_real(v: Any) -> bool:
+    if isinstance(v, mpmath.mpc):
+        return v.imag == 0 and mpmath.isfinite(v.real) or (v.imag == 0 and mpmath.isinf(v.real))
+    if isinstance(v, (mpmath.mpf, int, float)):
+        return not mpmath.isnan(v)
+    if isinstance(v, (bool, np.bool_)):
+        return True
+    return False
+
+
+def _exact(lo: list[Any], bad: dict[int, str], shape: tuple[int, ...], hi: list[Any] | None = None) -> Exact:
+    def rounded(vals: list[Any]) -> np.ndarray:
+        return np.array([math.nan if v is None else _round(v) for v in vals], dtype=np.float64).reshape(shape)
+
+    low = rounded(lo)
+    return Exact(low, rounded(hi) if hi is not None else low.copy(), dict(bad))
+
+
+def _round(v: Any) -> float:
+    if isinstance(v, mpmath.mpc):
+        v = v.real
+    try:
+        return float(v)
+    except OverflowError:
+        return math.inf if v > 0 else -math.inf
+
+
+def _domain_problem(sub: sp.Basic, subs: dict[sp.Symbol, sp.Float]) -> str | None:
+    """A reason when this function application is evaluated outside its domain (None if fine)."""
+
+    def num(e: sp.Expr) -> float | None:
+        try:
+            v = complex(e.evalf(DIGITS, subs=subs))
+        except (TypeError, ValueError, ZeroDivisionError, OverflowError):
+            return None
+        return v.real if v.imag == 0 else None
+
+    where = ", ".join(f"{s} = {float(v):.17g}" for s, v in subs.items() if s in sub.free_symbols)
+    at = f" at {where}" if where else ""
+    if isinstance(sub, sp.log):
+        v = num(sub.args[0])
+        if v is not None and v == 0:
+            return f"the function has a pole{at}: log of zero"
+        if v is not None and v < 0:
+            return f"the function is undefined{at}: log of a negative number ({v:.6g})"
+    if isinstance(sub, sp.Pow):
+        base, exp = sub.args
+        v, e = num(base), num(exp)
+        if v is not None and e is not None:
+            if v == 0 and e < 0:
+                return f"the function has a pole{at}: division by zero ({sp.sstr(base)} = 0)"
+            if v < 0 and not float(e).is_integer():
+                what = "square root" if e in (0.5, -0.5) else "fractional power"
+                return f"the function is undefined{at}: {what} of a negative number ({v:.6g})"
+    if isinstance(sub, (sp.asin, sp.acos)):
+        v = num(sub.args[0])
+        if v is not None and abs(v) > 1:
+            return f"the function is undefined{at}: {type(sub).__name__} of {v:.6g}, outside [-1, 1]"
+    if isinstance(sub, sp.acosh):
+        v = num(sub.args[0])
+        if v is not None and v < 1:
+            return f"the function is undefined{at}: acosh of {v:.6g}, below 1"
+    if isinstance(sub, sp.atanh):
+        v = num(sub.args[0])
+        if v is not None and abs(v) >= 1:
+            return f"the function is undefined{at}: atanh of {v:.6g}, outside (-1, 1)"
+    if isinstance(sub, (sp.polygamma, sp.gamma)) or type(sub).__name__ == "LogAbsGamma":
+        v = num(sub.args[-1])
+        if v is not None and v <= 0 and float(v).is_integer():
+            return f"the function has a pole{at}: {type(sub).__name__} at the non-positive integer {v:g}"
+    return None

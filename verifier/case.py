@@ -72,9 +72,9 @@ class Define:
 class Expect:
     """Hand-derived values ("the manual gradient") to check three ways."""
 
-    value: np.ndarray | None = None
-    grad: Mapping[str, np.ndarray] = field(default_factory=dict)
-    vjp: Mapping[str, np.ndarray] = field(default_factory=dict)
+    value: np.ndarray | Node | None = None  # a Node is a hand-derived formula in the case language
+    grad: Mapping[str, np.ndarray | Node] = field(default_factory=dict)
+    vjp: Mapping[str, np.ndarray | Node] = field(default_factory=dict)
     accumulate: Mapping[str, tuple[np.ndarray, ...]] = field(default_factory=dict)
     higher: Mapping[int, np.ndarray] = field(default_factory=dict)
     graph: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)

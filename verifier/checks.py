@@ -14,7 +14,7 @@ import numpy as np
 from .autodiff import TorchSide
 from .case import Case, Tolerance
 from .compare import Comparison, Fact, compare
-from .expr import Name, expected_grad_fn, needs_grad
+from .expr import Name, expected_grad_fn, needs_grad, unparse
 from .results import CheckResult
 from .symbolic import Exact, PointReference
 
@@ -242,19 +242,28 @@ def check_expect(ctx: Ctx, r: CheckResult) -> None:
     if ctx.point > 0:
         r.skipped = "expect values refer to the first point"
         return
-    hand = lambda a: Exact(np.asarray(a, dtype=np.float64), np.asarray(a, dtype=np.float64))  # noqa: E731
+    def hand(value: object, shape: tuple[int, ...]) -> Exact:
+        if isinstance(value, np.ndarray):
+            return Exact(value.astype(np.float64), value.astype(np.float64))
+        return ctx.exact.expression(value, shape)  # type: ignore[arg-type]
+
+    def label(value: object) -> str:
+        return "hand value" if isinstance(value, np.ndarray) else f"hand formula {unparse(value)}"  # type: ignore[arg-type]
+
     w = ctx.weights()
     if ex.value is not None:
-        r.comparisons.append(ctx.cmp(ctx.exact.value(), ex.value, "expect", "value", "hand value vs sympy"))
-        r.comparisons.append(ctx.cmp(hand(ex.value), ctx.torch.value(), "expect", "value", "hand value vs autograd",
+        mine = hand(ex.value, ctx.case.output_shape)
+        r.comparisons.append(ctx.cmp(ctx.exact.value(), mine.lo, "expect", "value", f"{label(ex.value)} vs sympy"))
+        r.comparisons.append(ctx.cmp(mine, ctx.torch.value(), "expect", "value", f"{label(ex.value)} vs autograd",
                                      source="hand"))
     torch_grads = ctx.torch.vjp(w)["y.backward(v)"] if (ex.grad or ex.vjp) else {}
     for section, values in (("grad", ex.grad), ("vjp", ex.vjp)):
         for name, value in values.items():
-            r.comparisons.append(ctx.cmp(ctx.exact.vjp(w, name), value, "expect", f"{section} wrt {name}",
-                                         "hand value vs sympy", name))
-            r.comparisons.append(ctx.cmp(hand(value), torch_grads[name], "expect", f"{section} wrt {name}",
-                                         "hand value vs autograd", name, source="hand"))
+            mine = hand(value, ctx.case.shapes[name])
+            r.comparisons.append(ctx.cmp(ctx.exact.vjp(w, name), mine.lo, "expect", f"{section} wrt {name}",
+                                         f"{label(value)} vs sympy", name))
+            r.comparisons.append(ctx.cmp(mine, torch_grads[name], "expect", f"{section} wrt {name}",
+                                         f"{label(value)} vs autograd", name, source="hand"))
     if ex.accumulate:
         calls = max(len(v) for v in ex.accumulate.values())
         runs = ctx.torch.accumulate(calls, w)
@@ -264,12 +273,12 @@ def check_expect(ctx: Ctx, r: CheckResult) -> None:
             for k, value in enumerate(seq, start=1):
                 r.comparisons.append(ctx.cmp(scaled(e, k), value, "expect", f"{name}.grad after call {k}",
                                              "hand value vs sympy", name))
-                r.comparisons.append(ctx.cmp(hand(value), run[k - 1][name], "expect", f"{name}.grad after call {k}",
+                r.comparisons.append(ctx.cmp(hand(value, value.shape), run[k - 1][name], "expect", f"{name}.grad after call {k}",
                                              "hand value vs autograd", name, source="hand"))
     for order, value in ex.higher.items():
         r.comparisons.append(ctx.cmp(ctx.exact.derivative(order), value, "expect", f"order-{order} derivative",
                                      "hand value vs sympy"))
-        r.comparisons.append(ctx.cmp(hand(value), ctx.torch.derivatives(order), "expect", f"order-{order} derivative",
+        r.comparisons.append(ctx.cmp(hand(value, value.shape), ctx.torch.derivatives(order), "expect", f"order-{order} derivative",
                                      "hand value vs autograd", source="hand"))
     if ex.graph:
         facts = ctx.torch.graph(w)
@@ -277,7 +286,7 @@ def check_expect(ctx: Ctx, r: CheckResult) -> None:
             for key, value in wanted.items():
                 got = facts[node][key]
                 if key == "grad" and value is not None and got is not None:
-                    r.comparisons.append(ctx.cmp(hand(value), got, "expect", f"{node}.grad", "hand value vs autograd",
+                    r.comparisons.append(ctx.cmp(hand(value, got.shape), got, "expect", f"{node}.grad", "hand value vs autograd",
                                                  source="hand"))
                 else:
                     shown = got if key != "grad" else (None if got is None else "a tensor")

@@ -26,7 +26,7 @@ MAX_POINTS = 1_000
 MAX_ORDER = 6
 CASE_SUFFIXES = (".yaml", ".yml")
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
-VAR_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+VAR_RE = re.compile(r"^(?!.*__)[A-Za-z][A-Za-z0-9_]{0,63}$")  # no '__': reserved for element symbols
 CASE_KEYS = (
     "name", "description", "inputs", "define", "function", "dtype", "checks", "expect", "tolerance", "points",
     "domain", "samples", "seed", "order", "grad_output", "retain_grad", "backward", "accumulate", "strict", "tags",
@@ -363,7 +363,7 @@ def _sample(ctx: _Ctx, spec: Mapping[str, Any], key: str, shape: Shape, seed: An
 
 def _variable_name(ctx: _Ctx, name: Any, key: str, mapping: Any) -> str:
     if not isinstance(name, str) or not VAR_RE.match(name):
-        raise ctx.error(key, f"name {name!r:.60} must be a letter followed by letters, digits or '_'", mapping, name)
+        raise ctx.error(key, f"name {name!r:.60} must be a letter followed by letters, digits or single '_'", mapping, name)
     if name in OPS or name in CONSTANTS or name in RESERVED:
         raise ctx.error(key, f"name {name!r} is taken by the language (a function, constant or 'output')",
                         mapping, name)
@@ -450,7 +450,7 @@ def build_case(doc: Mapping[str, Any], *, file: str | None = None) -> Case:
     tags = doc.get("tags", [])
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
         raise ctx.error("tags", f"tags is a list of strings, got {_kind(tags)}")
-    expect = _expect(ctx, doc.get("expect"), by_name, {d.name for d in defines}, output_shape)
+    expect = _expect(ctx, doc.get("expect"), by_name, {d.name for d in defines}, output_shape, shapes)
     return Case(
         name=name, function=function, function_text=str(doc["function"]), inputs=tuple(inputs),
         defines=tuple(defines), description=description, dtype=dtype, checks=checks, expect=expect,
@@ -579,7 +579,25 @@ def _fit(ctx: _Ctx, raw: Any, target: Input | Shape, key: str, mapping: Any, sub
                     subkey if subkey is not None else key.rsplit(".", 1)[-1])
 
 
-def _expect(ctx: _Ctx, raw: Any, inputs: dict[str, Input], defines: set[str], output_shape: Shape) -> Expect:
+def _hand(ctx: _Ctx, raw: Any, shape: Shape, key: str, mapping: Any, subkey: Any, shapes: dict[str, Shape]) -> Any:
+    """A hand-derived value: a number, a nested list, or a formula in the case language (the manual derivative)."""
+    if isinstance(raw, str):
+        try:
+            number(raw)
+        except ValueError:
+            try:
+                node = parse(raw, set(shapes))
+                got = infer_shape(node, shapes)
+            except CaseError as exc:
+                raise ctx.wrap(exc, key, mapping, subkey) from None
+            if got != shape and got != ():
+                raise ctx.error(key, f"formula {raw!r:.60} has shape {list(got)}, expected {list(shape)}", mapping, subkey)
+            return node
+    return _fit(ctx, raw, shape, key, mapping, subkey)
+
+
+def _expect(ctx: _Ctx, raw: Any, inputs: dict[str, Input], defines: set[str], output_shape: Shape,
+            shapes: dict[str, Shape] | None = None) -> Expect:
     if raw is None:
         return Expect()
     if not isinstance(raw, Mapping):
@@ -597,9 +615,12 @@ def _expect(ctx: _Ctx, raw: Any, inputs: dict[str, Input], defines: set[str], ou
                                 f"{', '.join(diff) or '(none)'}", section, n)
         return dict(section)
 
-    value = _fit(ctx, raw["value"], output_shape, "expect.value", raw, "value") if "value" in raw else None
-    grad = {n: _fit(ctx, v, diff[n], f"expect.grad.{n}", raw.get("grad"), n) for n, v in per_input("grad").items()}
-    vjp = {n: _fit(ctx, v, diff[n], f"expect.vjp.{n}", raw.get("vjp"), n) for n, v in per_input("vjp").items()}
+    shapes = shapes or {}
+    value = _hand(ctx, raw["value"], output_shape, "expect.value", raw, "value", shapes) if "value" in raw else None
+    grad = {n: _hand(ctx, v, diff[n].shape, f"expect.grad.{n}", raw.get("grad"), n, shapes)
+            for n, v in per_input("grad").items()}
+    vjp = {n: _hand(ctx, v, diff[n].shape, f"expect.vjp.{n}", raw.get("vjp"), n, shapes)
+           for n, v in per_input("vjp").items()}
     accumulate = {}
     for n, seq in per_input("accumulate").items():
         if not isinstance(seq, list) or not seq:

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import mpmath
 import numpy as np
@@ -18,7 +19,8 @@ from .case import Case
 from .errors import LimitError
 from .expr import Bin, Call, Cmp, Const, Index, Name, Neg, Node, Num
 from .ops import ELEMENTWISE, OPS
-from .symfuncs import MPMATH_FUNCTIONS, NONSMOOTH, S
+from .mpeval import Evaluator
+from .symfuncs import NONSMOOTH, S
 
 DIGITS = 50  # working precision of every evaluation
 MAX_SYMBOLS = 4_096  # elements expanded into sympy symbols
@@ -123,13 +125,14 @@ class Reference:
         self.smooth = not any(e.has(*NONSMOOTH) for e in self.flat_out)
         self._jac: list[list[sp.Expr]] | None = None
         self._derivs: dict[int, dict[tuple[int, ...], sp.Expr]] = {}
-        self._compiled: dict[str, Callable[..., Any]] = {}
 
     @staticmethod
     def _symbols(name: str, shape: tuple[int, ...]) -> np.ndarray:
+        """One real symbol per element, named x__0_1 for x[0, 1]: valid identifiers, so lambdify need not rename
+        (user names may not contain '__', so element symbols never collide with inputs)."""
         out = np.empty(shape, dtype=object)
         for idx in np.ndindex(*shape):
-            label = name if not shape else f"{name}[{','.join(map(str, idx))}]"
+            label = name if not shape else f"{name}__{'_'.join(map(str, idx))}"
             out[idx] = sp.Symbol(label, real=True)
         return out
 
@@ -172,7 +175,7 @@ class Reference:
         """d(sum(weights * out)) / d node, with the node cut out of the graph as a variable of its own."""
         case = self.case
         shape = case.shapes[node]
-        cut = self._symbols(f"__{node}", shape)
+        cut = self._symbols(f"cut__{node}", shape)
         env: dict[str, np.ndarray] = dict(self.symbols)
         after = False
         for d in case.defines:
@@ -198,8 +201,7 @@ class Reference:
             size = int(np.prod(n)) if n else 1
             m, k = divmod(index, size)
             expr = self.jacobian()[m][self.slices[wrt].start + k]
-        text = sp.sstr(expr)
-        return text if len(text) <= 240 else text[:237] + "..."
+        return display(expr)
 
     # --- evaluation ----------------------------------------------------------------------------------------------
 
@@ -207,12 +209,15 @@ class Reference:
         """The exact quantities at one point (values already rounded to the case's dtype)."""
         return PointReference(self, point)
 
-    def compiled(self, key: str, exprs: Sequence[sp.Expr]) -> Callable[..., Any]:
-        fn = self._compiled.get(key)
-        if fn is None:
-            fn = sp.lambdify(self.args, list(exprs), modules=[MPMATH_FUNCTIONS, "mpmath"], cse=len(exprs) > 1)
-            self._compiled[key] = fn
-        return fn
+
+
+_ELEMENT = re.compile(r"\b([A-Za-z][A-Za-z0-9_]*?)__(\d+(?:_\d+)*)\b")
+
+
+def display(expr: sp.Basic, limit: int = 240) -> str:
+    """sympy text with element symbols shown as x[0,1]."""
+    text = _ELEMENT.sub(lambda m: f"{m[1]}[{m[2].replace('_', ',')}]", sp.sstr(expr))
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _to_mp(values: np.ndarray) -> list[Any]:
@@ -231,24 +236,20 @@ class PointReference:
     def _eval(self, key: str, exprs: Sequence[sp.Expr], args: list[Any] | None = None) -> tuple[list[Any], dict[int, str]]:
         """Evaluate expressions in DIGITS digits; elements that do not exist come back None with a reason."""
         args = self.args if args is None else args
+        out: list[Any] = []
+        bad: dict[int, str] = {}
         with mpmath.workdps(DIGITS):
-            try:
-                values = list(self.ref.compiled(key, exprs)(*args))
-            except (ZeroDivisionError, ValueError, TypeError, OverflowError, ArithmeticError):
-                values = []
-                for k, e in enumerate(exprs):
-                    try:
-                        values.append(self.ref.compiled(f"{key}#{k}", [e])(*args)[0])
-                    except (ZeroDivisionError, ValueError, TypeError, OverflowError, ArithmeticError) as exc:
-                        values.append(exc)
-            out: list[Any] = []
-            bad: dict[int, str] = {}
-            for k, v in enumerate(values):
+            evaluate_at = Evaluator(dict(zip(self.ref.args, args)))
+            for k, e in enumerate(exprs):
+                try:
+                    v = evaluate_at(e)
+                except (ZeroDivisionError, ValueError, TypeError, OverflowError, ArithmeticError) as exc:
+                    v = exc
                 if isinstance(v, Exception) or not _is_real(v):
-                    bad[k] = self.explain(exprs[k], v)
+                    bad[k] = self.explain(e, v)
                     out.append(None)
                 else:
-                    out.append(mpmath.mpf(v) if not isinstance(v, mpmath.mpf) else v)
+                    out.append(v if isinstance(v, mpmath.mpf) else mpmath.mpf(v))
         return out, bad
 
     def explain(self, expr: sp.Expr, value: Any) -> str:
@@ -388,6 +389,14 @@ class PointReference:
                     full_bad[int(np.ravel_multi_index(perm, full.shape))] = bad[keys.index(k)]
         return _exact(list(full.reshape(-1)), full_bad, full.shape)
 
+    def expression(self, node: Node, shape: tuple[int, ...]) -> Exact:
+        """The exact value of another case-language expression (a hand-derived formula) at this point."""
+        env = {**self.ref.symbols, **self.ref.nodes}
+        values = np.broadcast_to(evaluate(node, env), shape)
+        exprs = [e if isinstance(e, sp.Basic) else sp.sympify(e) for e in values.reshape(-1)]
+        vals, bad = self._eval(f"expr:{id(node)}", exprs)
+        return _exact(vals, bad, shape)
+
     def node_gradient(self, node: str, weights: np.ndarray) -> Exact:
         exprs = self.ref.node_gradient(node, weights)
         vals, bad = self._eval(f"node:{node}", exprs)
@@ -431,7 +440,7 @@ def _domain_problem(sub: sp.Basic, subs: dict[sp.Symbol, sp.Float]) -> str | Non
             return None
         return v.real if v.imag == 0 else None
 
-    where = ", ".join(f"{s} = {float(v):.17g}" for s, v in subs.items() if s in sub.free_symbols)
+    where = ", ".join(f"{display(s)} = {float(v):.17g}" for s, v in subs.items() if s in sub.free_symbols)
     at = f" at {where}" if where else ""
     if isinstance(sub, sp.log):
         v = num(sub.args[0])
@@ -444,7 +453,7 @@ def _domain_problem(sub: sp.Basic, subs: dict[sp.Symbol, sp.Float]) -> str | Non
         v, e = num(base), num(exp)
         if v is not None and e is not None:
             if v == 0 and e < 0:
-                return f"the function has a pole{at}: division by zero ({sp.sstr(base)} = 0)"
+                return f"the function has a pole{at}: division by zero ({display(base)} = 0)"
             if v < 0 and not float(e).is_integer():
                 what = "square root" if e in (0.5, -0.5) else "fractional power"
                 return f"the function is undefined{at}: {what} of a negative number ({v:.6g})"

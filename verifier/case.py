@@ -76,7 +76,7 @@ class Expect:
     grad: Mapping[str, np.ndarray | Node] = field(default_factory=dict)
     vjp: Mapping[str, np.ndarray | Node] = field(default_factory=dict)
     accumulate: Mapping[str, tuple[np.ndarray, ...]] = field(default_factory=dict)
-    higher: Mapping[int, np.ndarray] = field(default_factory=dict)
+    higher: Mapping[int, np.ndarray | Node] = field(default_factory=dict)
     graph: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def __bool__(self) -> bool:

@@ -110,8 +110,10 @@ def compare(
             base.diagnosis = Diagnosis("shape")
         base.mismatched = base.n
         return base
-    undefined = np.isnan(lo) | np.isnan(hi)
-    kinks = lo != hi
+    left, right = lo, hi  # one-sided derivatives at kinks, in either order
+    lo, hi = np.fmin(left, right), np.fmax(left, right)
+    undefined = np.isnan(left) | np.isnan(right)
+    kinks = left != right
     kinks &= ~undefined
     allowed = tolerance.atol + tolerance.rtol * np.maximum(np.abs(np.nan_to_num(lo)), np.abs(np.nan_to_num(hi)))
     with np.errstate(invalid="ignore", over="ignore"):
@@ -127,12 +129,12 @@ def compare(
     base.kinks = int(kinks.sum())
     if base.kinks:
         k = tuple(int(i) for i in np.argwhere(kinks)[0])
-        left, right, g = float(lo[k]), float(hi[k]), float(got[k])
-        a, b = min(left, right), max(left, right)
+        a, b, g = float(lo[k]), float(hi[k]), float(got[k])
+        kl, kr = float(left[k]), float(right[k])
         tol = float(allowed[k])
-        side = ("left" if abs(g - left) <= tol else "right" if abs(g - right) <= tol
+        side = ("left" if abs(g - kl) <= tol else "right" if abs(g - kr) <= tol
                 else "between" if a - tol <= g <= b + tol else "outside")
-        base.kink_side, base.kink_at, base.kink_values = side, k, (left, right, g)
+        base.kink_side, base.kink_at, base.kink_values = side, k, (kl, kr, g)
     with np.errstate(divide="ignore", invalid="ignore"):
         score = np.where(allowed > 0, err / allowed, np.where(err > 0, np.inf, 0.0))
     score = np.where(bad, np.maximum(score, 1.0) + 1.0, score)
@@ -141,7 +143,7 @@ def compare(
         idx = tuple(int(i) for i in np.unravel_index(int(np.argmax(score)), lo.shape))
         nearest = lo[idx] if abs(got[idx] - lo[idx]) <= abs(got[idx] - hi[idx]) else hi[idx]
         base.worst = idx
-        base.expected, base.expected_hi, base.got = float(lo[idx]), float(hi[idx]), float(got[idx])
+        base.expected, base.expected_hi, base.got = float(left[idx]), float(right[idx]), float(got[idx])
         base.abs_err = float(err[idx])
         base.rel_err = float(err[idx] / abs(nearest)) if nearest != 0 and np.isfinite(nearest) else None
         with np.errstate(over="ignore", divide="ignore", invalid="ignore"):

@@ -635,7 +635,7 @@ def _expect(ctx: _Ctx, raw: Any, inputs: dict[str, Input], defines: set[str], ou
     for order, v in section.items():
         if isinstance(order, bool) or not isinstance(order, int) or not 2 <= order <= MAX_ORDER:
             raise ctx.error("expect.higher", f"orders are integers 2..{MAX_ORDER}, got {order!r:.20}", section, order)
-        higher[order] = _fit(ctx, v, (n_diff,) * order, f"expect.higher.{order}", section, order)
+        higher[order] = _hand(ctx, v, (n_diff,) * order, f"expect.higher.{order}", section, order, shapes)
     graph = {}
     section = raw.get("graph", {})
     if not isinstance(section, Mapping):

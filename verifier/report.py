@@ -16,6 +16,7 @@ from .errors import CaseError
 from .results import CaseResult, CheckResult, RunResult
 
 MAX_SHOWN = 8  # input elements shown in full
+MAX_ALSO = 6  # further failing comparisons of one check, one line each
 
 
 def fmt(x: float | None) -> str:
@@ -140,7 +141,13 @@ def case_text(result: CaseResult) -> str:
             blocks.append(f"ERROR {result.name} [{check.check}] at point {check.point + 1}: torch or the reference "
                           f"raised\n{check.error.rstrip()}")
         comps, facts = check.failures()
-        blocks.extend(comparison_text(result, check, c) for c in comps)
+        if comps:
+            text = comparison_text(result, check, comps[0])
+            more = [f"  also: {c.label} via {c.path}: {c.mismatched}/{c.n} mismatched, worst exact {fmt(c.expected)} "
+                    f"got {fmt(c.got)}" for c in comps[1:MAX_ALSO + 1]]
+            if len(comps) > MAX_ALSO + 1:
+                more.append(f"  ... and {len(comps) - MAX_ALSO - 1} more comparison(s) of this check")
+            blocks.append("\n".join([text, *more]))
         blocks.extend(fact_text(result, f) for f in facts)
     return "\n\n".join(blocks)
 

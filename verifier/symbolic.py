@@ -327,7 +327,7 @@ class PointReference:
         return ex
 
     def vjp(self, weights: np.ndarray, name: str) -> Exact:
-        """sum_m weights[m] * d out[m] / d input (an interval where a kink leaves the derivative one-sided)."""
+        """sum_m weights[m] * d out[m] / d input; at kinks the left and right derivatives of that sum."""
         lo, hi, bad, kinks = self._jacobian_mp()
         sl = self.ref.slices[name]
         w = _to_mp(weights)
@@ -341,8 +341,7 @@ class PointReference:
                 if lo[i, j] is None:
                     out_bad[j - sl.start] = bad.get(i * lo.shape[1] + j, "undefined")
                     break
-                p, q = wi * lo[i, j], wi * hi[i, j]
-                a, b = a + min(p, q), b + max(p, q)
+                a, b = a + wi * lo[i, j], b + wi * hi[i, j]  # the one-sided derivative of sum(w f) is sum(w f')
             out_lo.append(None if j - sl.start in out_bad else a)
             out_hi.append(None if j - sl.start in out_bad else b)
         ex = _exact(out_lo, out_bad, self.ref.case.shapes[name], out_hi)

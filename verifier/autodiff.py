@@ -63,7 +63,9 @@ class TorchSide:
             for i in self.case.inputs
         }
 
-    def forward(self, leaves: Mapping[str, torch.Tensor] | None = None, retain: tuple[str, ...] = ()) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    def forward(
+        self, leaves: Mapping[str, torch.Tensor] | None = None, retain: tuple[str, ...] = ()
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         leaves = dict(leaves) if leaves is not None else self.leaves()
         out, nodes = self.program(leaves, retain=retain)
         return out, nodes, leaves

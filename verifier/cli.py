@@ -121,15 +121,15 @@ def _run(args: argparse.Namespace) -> int:
     if result.cases or result.errors:
         out.print(report.table(result))
     for e in result.errors:
-        out.print(report.error_text(e))
+        out.print(report.error_text(e), markup=False, soft_wrap=True)
     for r in result.cases:
         text = report.case_text(r)
         if text:
-            out.print(text, markup=False)
+            out.print(text, markup=False, soft_wrap=True)
             out.print()
         if args.verbose:
             for line in report.notes(r):
-                out.print(f"note: {line}", markup=False)
+                out.print(f"note: {line}", markup=False, soft_wrap=True)
     out.print(report.summary(result))
     if args.json_path:
         report.write_json(args.json_path, report.run_json(result))
@@ -176,9 +176,9 @@ def _check(args: argparse.Namespace) -> int:
         out.print(report.check_table(result))
     text = report.case_text(result)
     if text:
-        out.print(text, markup=False)
+        out.print(text, markup=False, soft_wrap=True)
     for line in report.notes(result):
-        out.print(f"note: {line}", markup=False)
+        out.print(f"note: {line}", markup=False, soft_wrap=True)
     out.print(f"verdict: {result.status}")
     if args.json_path:
         report.write_json(args.json_path, report.case_json(result))

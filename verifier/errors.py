@@ -35,7 +35,7 @@ class CaseError(VerifierError, ValueError):
         key: str | None = None,
     ) -> CaseError:
         """Return a copy with missing location fields filled in (inner fields win)."""
-        return CaseError(
+        return type(self)(
             self.reason,
             file=self.file or file,
             line=self.line or line,

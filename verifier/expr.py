@@ -17,7 +17,8 @@ from .errors import CaseError, LimitError
 from .ops import CONSTANTS, ELEMENTWISE, OPS, REDUCTION, Shape, broadcast_shapes, known_names
 
 MAX_LENGTH = 20_000  # characters in one expression
-MAX_DEPTH = 64  # nesting of the parsed tree
+MAX_BRACKETS = 64  # nesting of brackets in the text
+MAX_DEPTH = 200  # depth of the parsed tree (a sum of n terms is n deep)
 MAX_NODES = 5_000  # nodes in one parsed tree
 MAX_EXPONENT = 1_000  # magnitude of a literal exponent
 MAX_LITERAL_DIGITS = 60
@@ -110,8 +111,8 @@ def parse(text: object, names: frozenset[str] | set[str], *, max_length: int = M
     for ch in text:
         depth += ch in "([{"
         depth -= ch in ")]}"
-        if depth > MAX_DEPTH:
-            raise LimitError(f"expression nests deeper than {MAX_DEPTH} brackets")
+        if depth > MAX_BRACKETS:
+            raise LimitError(f"expression nests deeper than {MAX_BRACKETS} brackets")
     try:
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as exc:
@@ -187,24 +188,28 @@ class _Converter:
 
     def _call(self, node: ast.Call, depth: int) -> Call:
         if not isinstance(node.func, ast.Name):
+            if not isinstance(node.func, ast.Lambda):
+                self.convert(node.func, depth)  # names the real problem (an attribute, a dunder name) if there is one
             raise CaseError(f"only named functions can be called, not {_describe(node.func)}")
         name = node.func.id
+        if name.startswith("_"):
+            raise CaseError(f"name {name!r} is not allowed: names may not start with '_'")
         op = OPS.get(name)
-        if op is None or name.startswith("_"):
+        if op is None:
             raise CaseError(f"unknown function {name!r}{_did_you_mean(name, OPS)}; known functions: {known_names()}. "
                             "Register one with verifier.register_op")
-        lo, hi = op.arity
-        if not lo <= len(node.args) <= hi:
-            want = str(lo) if lo == hi else f"{lo} to {hi}"
-            raise CaseError(f"{name}() takes {want} argument(s), got {len(node.args)}")
-        if any(isinstance(a, ast.Starred) for a in node.args):
-            raise CaseError(f"{name}(): *arguments are not allowed")
         axis = None
         for kw in node.keywords:
             if kw.arg is None or kw.arg not in op.keywords:
                 allowed = ", ".join(op.keywords) or "none"
                 raise CaseError(f"{name}() got keyword {kw.arg or '**'!r}; allowed keywords: {allowed}")
             axis = _axis(kw.value)
+        if any(isinstance(a, ast.Starred) for a in node.args):
+            raise CaseError(f"{name}(): *arguments are not allowed")
+        lo, hi = op.arity
+        if not lo <= len(node.args) <= hi:
+            want = str(lo) if lo == hi else f"{lo} to {hi}"
+            raise CaseError(f"{name}() takes {want} argument(s), got {len(node.args)}")
         args = tuple(self.convert(a, depth, condition=(name == "where" and i == 0)) for i, a in enumerate(node.args))
         if name == "where" and not isinstance(args[0], Cmp):
             raise CaseError("where() needs a comparison as its first argument, e.g. where(x > 0, x, 0)")
@@ -265,6 +270,8 @@ def _describe(node: ast.AST) -> str:
         return f"literal {node.value!r:.40}"
     if isinstance(node, ast.Name):
         return f"name {node.id!r}"
+    if isinstance(node, ast.Attribute):
+        return f"attribute access '.{node.attr}'"
     return kinds.get(type(node), f"syntax {type(node).__name__}")
 
 

@@ -16,7 +16,7 @@ import yaml
 from .case import CHECKS, DTYPES, Case, Define, Expect, Input, Tolerance
 from .errors import CaseError, LimitError
 from .expr import infer_shape, parse
-from .ops import CONSTANTS, OPS, Shape, broadcast_shapes
+from .ops import CONSTANTS, OPS, Shape
 
 MAX_FILE_BYTES = 1 << 20
 MAX_ALIASES = 64
@@ -116,7 +116,7 @@ def collect(paths: Iterable[str | Path]) -> Collection:
         if path.is_dir():
             files = sorted(p for p in path.rglob("*") if p.suffix in CASE_SUFFIXES and p.is_file())
             if not files:
-                out.errors.append(CaseError(f"directory holds no case files (*.yaml, *.yml)", file=str(path)))
+                out.errors.append(CaseError("directory holds no case files (*.yaml, *.yml)", file=str(path)))
         elif path.is_file():
             files = [path]
         else:
@@ -207,9 +207,23 @@ class _Ctx:
         lines = getattr(mapping, "key_lines", {})
         return lines.get(key) or getattr(mapping, "line", None) or getattr(self.doc, "line", None)
 
+    def locate(self, key: str) -> int | None:
+        """The line of a dotted key like 'inputs.x.shape': the deepest part of the path that has a line."""
+        node: Any = self.doc
+        line = self.line(self.doc, key.split(".")[0])
+        for part in key.split("."):
+            part = part.split("[")[0]
+            if not isinstance(node, Mapping) or part not in node:
+                break
+            line = getattr(node, "key_lines", {}).get(part, line)
+            node = node[part]
+        return line
+
     def error(self, key: str, message: str, mapping: Any = None, subkey: Any = None) -> CaseError:
-        where = mapping if mapping is not None else self.doc
-        line = self.line(where, subkey if subkey is not None else key) if mapping is not None else self.line(self.doc, key)
+        if mapping is not None:
+            line = self.line(mapping, subkey if subkey is not None else key)
+        else:
+            line = self.locate(key)
         return CaseError(message, file=self.file, line=line, case=self.name, key=key)
 
     def wrap(self, exc: CaseError, key: str, mapping: Any = None, subkey: Any = None) -> CaseError:
@@ -581,19 +595,24 @@ def _fit(ctx: _Ctx, raw: Any, target: Input | Shape, key: str, mapping: Any, sub
 
 def _hand(ctx: _Ctx, raw: Any, shape: Shape, key: str, mapping: Any, subkey: Any, shapes: dict[str, Shape]) -> Any:
     """A hand-derived value: a number, a nested list, or a formula in the case language (the manual derivative)."""
-    if isinstance(raw, str):
+    if isinstance(raw, str) and not _is_number(raw):
         try:
-            number(raw)
-        except ValueError:
-            try:
-                node = parse(raw, set(shapes))
-                got = infer_shape(node, shapes)
-            except CaseError as exc:
-                raise ctx.wrap(exc, key, mapping, subkey) from None
-            if got != shape and got != ():
-                raise ctx.error(key, f"formula {raw!r:.60} has shape {list(got)}, expected {list(shape)}", mapping, subkey)
-            return node
+            node = parse(raw, set(shapes))
+            got = infer_shape(node, shapes)
+        except CaseError as exc:
+            raise ctx.wrap(exc, key, mapping, subkey) from None
+        if got != shape and got != ():
+            raise ctx.error(key, f"formula {raw!r:.60} has shape {list(got)}, expected {list(shape)}", mapping, subkey)
+        return node
     return _fit(ctx, raw, shape, key, mapping, subkey)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        number(text, finite=False)
+    except ValueError:
+        return False
+    return True
 
 
 def _expect(ctx: _Ctx, raw: Any, inputs: dict[str, Input], defines: set[str], output_shape: Shape,

@@ -25,15 +25,17 @@ class Program:
         self.case = case
         self.dtype = DTYPES[dtype or case.dtype]
 
-    def __call__(self, env: Mapping[str, torch.Tensor], *, retain: tuple[str, ...] = ()) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def __call__(
+        self, env: Mapping[str, torch.Tensor], *, retain: tuple[str, ...] = ()
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         scope: dict[str, Any] = dict(env)
         nodes: dict[str, torch.Tensor] = {}
         for d in self.case.defines:
-            value = self._tensor(self.eval(d.node, scope))
+            value = self._tensor(self.value_of(d.node, scope))
             if d.name in retain and value.requires_grad:
                 value.retain_grad()
             scope[d.name] = nodes[d.name] = value
-        return self._tensor(self.eval(self.case.function, scope)), nodes
+        return self._tensor(self.value_of(self.case.function, scope)), nodes
 
     def function(self, names: tuple[str, ...], constants: Mapping[str, torch.Tensor]) -> Callable[..., torch.Tensor]:
         """A plain function of the named inputs (positional), the others fixed: the form torch.func wants."""
@@ -48,7 +50,7 @@ class Program:
     def _tensor(self, value: Any) -> torch.Tensor:
         return value if isinstance(value, torch.Tensor) else torch.tensor(value, dtype=self.dtype)
 
-    def eval(self, node: Node, env: Mapping[str, Any]) -> Any:
+    def value_of(self, node: Node, env: Mapping[str, Any]) -> Any:
         """The torch value of a node; constants stay Python numbers where torch takes them as scalars."""
         if isinstance(node, Num):
             frac = Fraction(node.text)
@@ -58,14 +60,14 @@ class Program:
         if isinstance(node, Name):
             return env[node.id]
         if isinstance(node, Neg):
-            return -self._tensor(self.eval(node.operand, env))
+            return -self._tensor(self.value_of(node.operand, env))
         if isinstance(node, Bin):
-            a, b = self.eval(node.left, env), self.eval(node.right, env)
+            a, b = self.value_of(node.left, env), self.value_of(node.right, env)
             if node.op == "**":
                 return self._tensor(a) ** b
             if node.op == "@":
                 return torch.matmul(a, b)
-            if not isinstance(a, torch.Tensor) and node.op in ("-", "/") or not isinstance(b, torch.Tensor) and not isinstance(a, torch.Tensor):
+            if not isinstance(a, torch.Tensor) and (node.op in ("-", "/") or not isinstance(b, torch.Tensor)):
                 a = self._tensor(a)  # 1 - x as SubBackward0, 2 / x as DivBackward0 (not rsub / reciprocal)
             if node.op == "+":
                 return a + b
@@ -75,11 +77,11 @@ class Program:
                 return a * b
             return a / b
         if isinstance(node, Cmp):
-            return _CMP[node.op](self._tensor(self.eval(node.left, env)), self._tensor(self.eval(node.right, env)))
+            return _CMP[node.op](self._tensor(self.value_of(node.left, env)), self._tensor(self.value_of(node.right, env)))
         if isinstance(node, Index):
-            return self._tensor(self.eval(node.base, env))[node.index]
+            return self._tensor(self.value_of(node.base, env))[node.index]
         assert isinstance(node, Call)
         op = OPS[node.func]
-        args = [self._tensor(self.eval(a, env)) for a in node.args]
+        args = [self._tensor(self.value_of(a, env)) for a in node.args]
         kw = {} if node.axis is None else {"axis": node.axis}
         return op.torch(torch, *args, **kw)

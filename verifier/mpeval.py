@@ -1,6 +1,6 @@
 """Evaluate sympy expressions in mpmath by walking the expression DAG (shared sub-expressions evaluated once).
 
-Replaces lambdify: no code is generated or executed, and the cost is linear in the size of the DAG.
+No code is generated or executed (unlike sympy's lambdify), and the cost is linear in the size of the DAG.
 """
 
 from __future__ import annotations

@@ -18,8 +18,8 @@ import sympy as sp
 from .case import Case
 from .errors import LimitError
 from .expr import Bin, Call, Cmp, Const, Index, Name, Neg, Node, Num
-from .ops import ELEMENTWISE, OPS
 from .mpeval import Evaluator
+from .ops import ELEMENTWISE, OPS
 from .symfuncs import NONSMOOTH, S
 
 DIGITS = 50  # working precision of every evaluation
@@ -72,6 +72,17 @@ def evaluate(node: Node, env: Mapping[str, np.ndarray]) -> np.ndarray:
     return _arr(op.sympy(S, *args, **kw))
 
 
+def _basic(e: Any) -> sp.Basic:
+    """numpy reductions over object arrays can leave plain Python numbers (an empty sum is 0)."""
+    if isinstance(e, sp.Basic):
+        return e
+    if isinstance(e, (bool, np.bool_)):
+        return sp.true if e else sp.false
+    if isinstance(e, (int, np.integer)):
+        return sp.Integer(int(e))
+    raise TypeError(f"unexpected value {e!r} in a symbolic array")
+
+
 def _clean(expr: sp.Expr) -> sp.Expr:
     """Derivatives of steps are zero almost everywhere; kinks are handled by one-sided evaluation instead."""
     if expr.has(sp.DiracDelta):
@@ -114,7 +125,7 @@ class Reference:
         if out.size > max_symbols:
             raise LimitError(f"the output has {out.size} elements; the limit is {max_symbols}")
         self.output = out
-        self.flat_out = [sp.sympify(e) if not isinstance(e, sp.Basic) else e for e in out.reshape(-1)]
+        self.flat_out = [_basic(e) for e in out.reshape(-1)]
         self.args = [s for i in case.inputs for s in self.symbols[i.name].reshape(-1)]
         self.wrt = [s for i in case.differentiable for s in self.symbols[i.name].reshape(-1)]
         self.slices: dict[str, slice] = {}
@@ -128,8 +139,8 @@ class Reference:
 
     @staticmethod
     def _symbols(name: str, shape: tuple[int, ...]) -> np.ndarray:
-        """One real symbol per element, named x__0_1 for x[0, 1]: valid identifiers, so lambdify need not rename
-        (user names may not contain '__', so element symbols never collide with inputs)."""
+        """One real symbol per element, named x__0_1 for x[0, 1] (user names may not contain '__', so element
+        symbols never collide with inputs); shown as x[0,1] by :func:`display`."""
         out = np.empty(shape, dtype=object)
         for idx in np.ndindex(*shape):
             label = name if not shape else f"{name}__{'_'.join(map(str, idx))}"
@@ -392,7 +403,7 @@ class PointReference:
         """The exact value of another case-language expression (a hand-derived formula) at this point."""
         env = {**self.ref.symbols, **self.ref.nodes}
         values = np.broadcast_to(evaluate(node, env), shape)
-        exprs = [e if isinstance(e, sp.Basic) else sp.sympify(e) for e in values.reshape(-1)]
+        exprs = [_basic(e) for e in values.reshape(-1)]
         vals, bad = self._eval(f"expr:{id(node)}", exprs)
         return _exact(vals, bad, shape)
 

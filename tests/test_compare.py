@@ -1,0 +1,69 @@
+"""The comparator's numbers and diagnoses, and the report's wording (pinned)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from verifier.case import Tolerance
+from verifier.compare import compare
+from verifier.report import diagnosis_text
+from verifier.symbolic import Exact
+
+TOL = Tolerance(1e-11, 1e-13)
+
+
+def ex(a):
+    a = np.asarray(a, dtype=np.float64)
+    return Exact(a, a.copy())
+
+
+def run(exact, got, dtype="float64"):
+    return compare(ex(exact), np.asarray(got, dtype=np.float64), check="backward", label="grad wrt x",
+                   path="y.backward()", wrt="x", tolerance=TOL, dtype=dtype)
+
+
+def test_pass_and_numbers():
+    c = run([1.0, 2.0], [1.0, 2.0 + 1e-15])
+    assert c.passed and c.n == 2 and c.ulps == pytest.approx(2.25, abs=0.3)
+
+
+def test_relative_error_1e_10_is_caught_in_float64():
+    c = run([1.5, -2.5], [1.5 * (1 + 1e-10), -2.5])
+    assert not c.passed and c.worst == (0,) and c.rel_err == pytest.approx(1e-10, rel=1e-3)
+
+
+@pytest.mark.parametrize("factor, kind, text", [
+    (3.0, "accumulated", "3.0x expected: gradients accumulated over 3 backward calls without zero_()"),
+    (2.0, "accumulated", "2.0x expected: gradients accumulated over 2 backward calls without zero_() (or a factor-of-2"),
+    (-1.0, "sign", "-1x expected: the sign is flipped"),
+    (0.5, "factor", "0.5x expected: a factor of 1/2 is wrong"),
+    (0.0, "zero", "got 0 where the exact derivative is non-zero (3 element(s))"),
+    (1.7, "factor", "1.7x expected: a constant factor is wrong"),
+])
+def test_diagnoses(factor, kind, text):
+    exact = np.array([1.0, -2.0, 0.5, 0.0])
+    c = run(exact, exact * factor)
+    assert c.diagnosis.kind == kind
+    assert diagnosis_text(c.diagnosis, c).startswith(text)
+
+
+def test_nonfinite_and_transpose_and_partial():
+    assert run([1.0, 2.0], [np.nan, 2.0]).diagnosis.kind == "nonfinite"
+    m = np.array([[1.0, 2.0], [3.0, 4.0]])
+    assert run(m, m.T).diagnosis.kind == "transpose"
+    assert run([1.0, 2.0, 3.0], [1.0, 2.5, 3.0]).diagnosis.kind == "partial"
+    shape = compare(ex(np.ones((2, 3))), np.arange(6.0).reshape(3, 2), check="c", label="l", path="p", wrt=None,
+                    tolerance=TOL, dtype="float64")
+    assert shape.diagnosis.kind == "shape" and not shape.passed
+
+
+def test_float32_ulps_and_interval():
+    c = run([1.0], [np.float32(1.0) + np.float32(2**-23)], dtype="float32")
+    assert c.ulps == pytest.approx(1.0)
+    kink = compare(Exact(np.array([-1.0]), np.array([1.0])), np.array([0.0]), check="c", label="l", path="p",
+                   wrt=None, tolerance=TOL, dtype="float64")
+    assert kink.passed and kink.kink_side == "between"
+    outside = compare(Exact(np.array([-1.0]), np.array([1.0])), np.array([2.0]), check="c", label="l", path="p",
+                      wrt=None, tolerance=TOL, dtype="float64")
+    assert not outside.passed and outside.kink_side == "outside"

@@ -1,0 +1,154 @@
+"""The engine on real sympy and torch: every seed value, every check, kinks, undefined points."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from verifier.autodiff import TorchSide
+from verifier.loading import case_from_expression, load_cases
+from verifier.runner import verify_case
+from verifier.symbolic import Reference
+
+from .conftest import CASES
+
+
+@pytest.fixture(scope="module")
+def seed_results():
+    return {c.name: verify_case(c) for c in load_cases(CASES / "seed")}
+
+
+def test_every_seed_case_passes(seed_results):
+    bad = {n: r.status for n, r in seed_results.items() if r.status != "pass"}
+    assert not bad
+
+
+def test_every_check_runs_on_the_seed_cases(seed_results):
+    ran = {c.check for r in seed_results.values() for c in r.checks if c.status == "pass"}
+    assert ran == {"value", "backward", "vjp", "grad", "higher", "jvp", "jacobian", "accumulate", "graph", "nograd",
+                   "expect"}
+
+
+def _point(case):
+    return {k: v for k, v in case.points[0].items()}
+
+
+def test_seed_x_squared_values():
+    case = case_from_expression("x**2", {"x": 3.0}, order=3)
+    torch_side, exact = TorchSide(case, _point(case)), Reference(case).at(_point(case))
+    grads, _ = torch_side.backward()
+    assert grads["x"] == 6 and exact.jacobian("x").lo == 6
+    assert torch_side.derivatives(2)[0, 0] == 2 and exact.derivative(2).lo[0, 0] == 2
+    assert torch_side.derivatives(3)[0, 0, 0] == 0
+    second = torch_side.second_backward(np.array(1.0))
+    assert second["saved"] and "second time" in second["error"]
+
+
+def test_seed_accumulation_values():
+    case = case_from_expression("(x + w) * (w + 1)", {"w": 1.0, "x": 2.0})
+    runs = TorchSide(case, _point(case)).accumulate(4, np.array(1.0))
+    fresh = runs["fresh graph each call, no zero_()"]
+    assert [float(g["w"]) for g in fresh] == [5, 10, 15, 20]
+    assert [float(g["x"]) for g in fresh] == [2, 4, 6, 8]
+    zeroed = runs["grad.zero_() before each call"]
+    assert [float(g["w"]) for g in zeroed] == [5] * 4 and [float(g["x"]) for g in zeroed] == [2] * 4
+
+
+def test_seed_graph_facts():
+    (case,) = [c for c in load_cases(CASES / "seed") if c.name == "seed.retain_grad"]
+    facts = TorchSide(case, _point(case)).graph(np.array(1.0))
+    assert [facts[n]["is_leaf"] for n in ("w", "x", "a", "b", "y")] == [True, True, False, False, False]
+    assert [facts[n]["grad_fn"] for n in ("w", "x", "a", "b", "y")] == [None, None, "AddBackward0", "AddBackward0",
+                                                                       "MulBackward0"]
+    assert float(facts["w"]["grad"]) == 5 and float(facts["x"]["grad"]) == 2
+    assert float(facts["a"]["grad"]) == 2 and float(facts["b"]["grad"]) == 3 and facts["y"]["grad"] is None
+    exact = Reference(case).at(_point(case))
+    assert float(exact.node_gradient("a", np.array(1.0)).lo) == 2
+    assert float(exact.node_gradient("b", np.array(1.0)).lo) == 3
+
+
+def test_seed_jacobian_product_eye():
+    case = case_from_expression("(inp + 1)**2", {"inp": {"value": "eye", "shape": [5, 5]}})
+    runs = TorchSide(case, _point(case)).accumulate(2, np.ones((5, 5)))
+    retained = runs["one graph, retain_graph=True, no zero_()"]
+    assert np.array_equal(retained[0]["inp"], 2 + 2 * np.eye(5))
+    assert np.array_equal(retained[1]["inp"], 4 + 4 * np.eye(5))
+    exact = Reference(case).at(_point(case)).vjp(np.ones((5, 5)), "inp")
+    assert np.array_equal(exact.lo, 2 + 2 * np.eye(5))
+
+
+def test_seed_no_grad_and_detach():
+    case = case_from_expression("x * detach(x**2) + x", {"x": 3.0})
+    facts = TorchSide(case, _point(case)).nograd()
+    assert facts["no_grad output requires_grad"] is False and facts["detach() requires_grad"] is False
+    assert float(Reference(case).at(_point(case)).jacobian("x").lo) == 10
+
+
+@pytest.mark.parametrize("expr, inputs", [
+    ("sin(x) * exp(y)", {"x": [0.1, 0.2], "y": [1.0, -1.0]}),
+    ("softmax(A, axis=0)", {"A": [[1.0, 2.0], [0.5, -1.0]]}),
+    ("inv(A)", {"A": [[2.0, 1.0], [1.0, 3.0]]}),
+    ("logsumexp(x) * norm(x)", {"x": [1.0, 2.0, -0.5]}),
+])
+def test_reference_matches_every_torch_path(expr, inputs):
+    case = case_from_expression(expr, inputs)
+    result = verify_case(case)
+    assert result.status == "pass", [c for c in result.checks if c.status != "pass"]
+    assert sum(len(c.comparisons) for c in result.checks) > 10
+
+
+def test_float32_case_passes_with_float32_tolerances():
+    case = case_from_expression("sum(tanh(x) * exp(x))", {"x": [0.1, -1.3, 2.2]}, dtype="float32")
+    assert verify_case(case).status == "pass"
+
+
+def test_kink_left_right_and_strict():
+    case = case_from_expression("abs(x)", {"x": [0.0, 2.0]}, checks=["jacobian"])
+    exact = Reference(case).at(_point(case)).jacobian("x")
+    assert exact.lo[0, 0] == -1 and exact.hi[0, 0] == 1 and exact.kinks[0, 0]
+    assert verify_case(case).status == "pass"
+    strict = verify_case(case, strict=True)
+    assert strict.status == "fail"
+    comp = strict.checks[0].comparisons[0]
+    assert comp.kink_values == (-1.0, 1.0, 0.0) and comp.kink_side == "between"
+
+
+def test_undefined_points_are_reported_not_crashed():
+    case = case_from_expression("log(x)", {"x": [-1.0, 2.0]}, checks=["value", "backward", "jacobian"])
+    result = verify_case(case)
+    assert result.status == "pass"
+    comp = result.checks[0].comparisons[0]
+    assert comp.undefined == {0: "the function is undefined at x[0] = -1: log of a negative number (-1)"}
+
+
+def test_pole_is_explained():
+    case = case_from_expression("1 / x", {"x": 0.0}, checks=["jacobian"])
+    result = verify_case(case)
+    (reason,) = result.checks[0].comparisons[0].undefined.values()
+    assert reason == "the function has a pole at x = 0: division by zero (x = 0)"
+
+
+def test_non_scalar_backward_raises_and_is_checked():
+    case = case_from_expression("x * 2", {"x": [1.0, 2.0]}, checks=["backward"])
+    facts = verify_case(case).checks[0].facts
+    assert facts[0].label == "y.backward() on a non-scalar output raises" and facts[0].passed
+    assert "grad can be implicitly created only for scalar outputs" in facts[0].note
+
+
+def test_retain_graph_semantics_depend_on_saved_tensors():
+    add = case_from_expression("x + w", {"x": 1.0, "w": 2.0})
+    second = TorchSide(add, _point(add)).second_backward(np.array(1.0))
+    assert second["saved"] is False and second["error"] is None
+    mul = case_from_expression("x * w", {"x": 1.0, "w": 2.0})
+    second = TorchSide(mul, _point(mul)).second_backward(np.array(1.0))
+    assert second["saved"] is True and "Trying to backward through the graph a second time" in second["error"]
+
+
+def test_the_whole_bundled_suite_passes():
+    from verifier.runner import run
+
+    result = run([CASES])
+    assert not result.errors
+    failing = [(c.name, c.status) for c in result.cases if c.status != "pass"]
+    assert not failing
+    assert len(result.cases) >= 90

@@ -1,0 +1,121 @@
+"""A case file is untrusted data: hostile expressions and files are rejected and nothing runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from verifier.errors import CaseError
+from verifier.expr import parse
+from verifier.loading import collect
+
+CANARY = "/tmp/gradverify-canary-{tag}"
+
+HOSTILE_EXPRESSIONS = [
+    "__import__('os').system('touch {canary}')",
+    "x.__class__.__mro__[1].__subclasses__()",
+    "x.__class__",
+    "().__class__.__base__.__subclasses__()",
+    "open('{canary}', 'w')",
+    "eval(\"open('{canary}', 'w')\")",
+    "exec(\"open('{canary}', 'w')\")",
+    "compile('1', 'f', 'eval')",
+    "getattr(x, '__class__')",
+    "globals()",
+    "locals()['x']",
+    "vars(x)",
+    "__builtins__",
+    "__builtins__.open('{canary}')",
+    "sympify(\"__import__('os').system('touch {canary}')\")",
+    "parse_expr('x')",
+    "Function('f')(x)",
+    "Symbol('x')",
+    "lambda: 0",
+    "(lambda: open('{canary}', 'w'))()",
+    "[open('{canary}', 'w') for _ in (1,)]",
+    "{{open('{canary}', 'w')}}",
+    "f'{{open(\"{canary}\", \"w\")}}'",
+    "x if open('{canary}', 'w') else x",
+    "(y := open('{canary}', 'w'))",
+    "sin(*[x])",
+    "sin(**{{'x': 1}})",
+    "sum(x, axis=open('{canary}'))",
+    "x[open('{canary}')]",
+    "x[0:1]",
+    "x.T.__class__",
+    "x.grad",
+    "x.data",
+    "x.numpy()",
+    "sin.__call__(x)",
+    "os.system('touch {canary}')",
+    "subprocess.run(['touch', '{canary}'])",
+    "ｅｖａｌ('1')",
+    "ｏｐｅｎ('{canary}')",
+    "x\u200b + 1",
+    "x + 1\x00",
+    "x ^ 2",
+    "'x'",
+    "b'x'",
+    "1j",
+    "True",
+    "None",
+    "...",
+    "await x",
+    "x or open('{canary}')",
+    "not x",
+    "x == x",
+    "S('x')",
+    "Integer(1)",
+    "N(x)",
+    "exp(x).func",
+    "x.subs(x, 1)",
+    "x.evalf()",
+    "_",
+    "_x",
+]
+
+HOSTILE_FILES = [
+    "name: a\ninputs: {{x: !!python/object/apply:os.system ['touch {canary}']}}\nfunction: x\n",
+    "!!python/object/new:os.system [touch {canary}]\n",
+    "name: a\ninputs: {{x: 1}}\nfunction: !!python/name:os.system\n",
+    "name: a\ninputs: {{x: !!python/object:subprocess.Popen {{args: [touch, {canary}]}}}}\nfunction: x\n",
+    "name: a\ninputs: {{x: 1}}\nfunction: \"__import__('os').system('touch {canary}')\"\n",
+    "name: a\ninputs: {{x: 1}}\ndefine: {{y: \"open('{canary}', 'w')\"}}\nfunction: y\n",
+    "name: a\ninputs: {{__class__: 1}}\nfunction: x\n",
+    "name: a\ninputs: {{x: 1}}\nfunction: x\nexpect: {{grad: {{x: \"open('{canary}', 'w')\"}}}}\n",
+    "name: a\ninputs: {{x: 1}}\nfunction: x\nimpl: \"os:system\"\n",
+]
+
+
+@pytest.mark.parametrize("template", HOSTILE_EXPRESSIONS)
+def test_hostile_expression_is_rejected_and_nothing_runs(template):
+    canary = Path(CANARY.format(tag=abs(hash(template))))
+    canary.unlink(missing_ok=True)
+    with pytest.raises(CaseError):
+        parse(template.format(canary=canary), {"x"})
+    assert not canary.exists()
+
+
+@pytest.mark.parametrize("template", HOSTILE_FILES)
+def test_hostile_file_is_rejected_and_nothing_runs(template, tmp_path):
+    canary = tmp_path / "canary"
+    path = tmp_path / "hostile.yaml"
+    path.write_text(template.format(canary=canary))
+    found = collect([path])
+    assert not found.cases and len(found.errors) == 1 and isinstance(found.errors[0], CaseError)
+    assert not canary.exists()
+
+
+def test_corpus_size():
+    assert len(HOSTILE_EXPRESSIONS) + len(HOSTILE_FILES) >= 50
+
+
+def test_no_eval_exec_or_sympify_in_the_package():
+    import re
+
+    root = Path(__file__).resolve().parent.parent / "verifier"
+    pattern = re.compile(r"(^|[^_.a-zA-Z])(eval|exec)\(|sympify\(|parse_expr\(|lambdify\(")
+    offenders = [f"{p.name}:{i}" for p in root.glob("*.py") for i, line in enumerate(p.read_text().splitlines(), 1)
+                 if pattern.search(line)]
+    assert not offenders

@@ -48,6 +48,13 @@ def test_diagnoses(factor, kind, text):
     assert diagnosis_text(c.diagnosis, c).startswith(text)
 
 
+def test_uniform_tiny_relative_error_is_named():
+    exact = np.array([1.0, -2.0, 0.5])
+    c = run(exact, exact * (1 + 1e-9))
+    assert c.diagnosis.kind == "relative"
+    assert diagnosis_text(c.diagnosis, c).startswith("(1 + 1e-09)x expected: every element off by the same relative")
+
+
 def test_nonfinite_and_transpose_and_partial():
     assert run([1.0, 2.0], [np.nan, 2.0]).diagnosis.kind == "nonfinite"
     m = np.array([[1.0, 2.0], [3.0, 4.0]])

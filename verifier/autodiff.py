@@ -12,7 +12,7 @@ import torch.autograd.forward_ad as fwAD
 import torch.func
 
 from .case import Case
-from .lowering import Program
+from .lowering import DTYPES, Program
 
 Grads = dict[str, "np.ndarray | None"]
 
@@ -32,6 +32,11 @@ def has_saved_tensors(fn: Any) -> bool:
         if node is None or id(node) in seen:
             continue
         seen.add(id(node))
+        try:
+            if getattr(node, "saved_tensors", ()):  # a custom autograd.Function's ctx.save_for_backward
+                return True
+        except RuntimeError:
+            return True
         for attr in dir(node):
             if attr.startswith("_saved_"):
                 try:
@@ -48,10 +53,11 @@ def has_saved_tensors(fn: Any) -> bool:
 class TorchSide:
     """The torch computations of one case at one point, each on fresh leaf tensors."""
 
-    def __init__(self, case: Case, point: Mapping[str, np.ndarray], dtype: str | None = None) -> None:
+    def __init__(self, case: Case, point: Mapping[str, np.ndarray], dtype: str | None = None,
+                 program: Program | None = None) -> None:
         self.case = case
-        self.program = Program(case, dtype)
-        self.dtype = self.program.dtype
+        self.program = program or Program(case, dtype)
+        self.dtype = DTYPES[dtype or case.dtype]
         self.point = point
         self.diff = tuple(i.name for i in case.differentiable)
 
@@ -105,12 +111,13 @@ class TorchSide:
         others = {i.name: numpy(leaves[i.name].grad) for i in self.case.inputs if not i.requires_grad}
         return self._grads(leaves), others
 
-    def grad_dtypes(self) -> dict[str, tuple[str, tuple[int, ...]]]:
+    def grad_metadata(self) -> dict[str, tuple[str, tuple[int, ...]] | None]:
+        """(dtype, shape) of each differentiable input's .grad after one backward with ones."""
         leaves = self.leaves()
         out, _, _ = self.forward(leaves)
         out.backward(torch.ones_like(out))
-        return {n: (str(leaves[n].grad.dtype).replace("torch.", ""), tuple(leaves[n].grad.shape))
-                for n in self.diff if leaves[n].grad is not None}
+        return {n: None if leaves[n].grad is None else
+                (str(leaves[n].grad.dtype).replace("torch.", ""), tuple(leaves[n].grad.shape)) for n in self.diff}
 
     def implicit_backward_error(self) -> str | None:
         """The error y.backward() raises on a non-scalar output (None if it does not raise)."""
@@ -137,19 +144,25 @@ class TorchSide:
         out.backward(w)
         return {"saved": saved, "error": error, "retained": self._grads(leaves)}
 
-    def vjp(self, weights: np.ndarray) -> dict[str, Grads]:
-        """v^T J three ways."""
+    def vjp(self, weights: np.ndarray) -> dict[str, Callable[[], Grads]]:
+        """v^T J three ways, each a thunk (a path may be unsupported by the implementation)."""
         v = torch.tensor(weights, dtype=self.dtype)
-        results: dict[str, Grads] = {}
-        out, _, leaves = self.forward()
-        out.backward(v)
-        results["y.backward(v)"] = self._grads(leaves)
-        out, _, leaves = self.forward()
-        grads = torch.autograd.grad(out, [leaves[n] for n in self.diff], grad_outputs=v, allow_unused=True)
-        results["autograd.grad(grad_outputs=v)"] = {n: _zeros_if_none(g, leaves[n]) for n, g in zip(self.diff, grads)}
-        _, pullback = torch.func.vjp(self.function(), *self.primals())
-        results["torch.func.vjp"] = {n: numpy(g) for n, g in zip(self.diff, pullback(v))}
-        return results
+
+        def backward() -> Grads:
+            out, _, leaves = self.forward()
+            out.backward(v)
+            return self._grads(leaves)
+
+        def grad() -> Grads:
+            out, _, leaves = self.forward()
+            grads = torch.autograd.grad(out, [leaves[n] for n in self.diff], grad_outputs=v, allow_unused=True)
+            return {n: _zeros_if_none(g, leaves[n]) for n, g in zip(self.diff, grads)}
+
+        def func_vjp() -> Grads:
+            _, pullback = torch.func.vjp(self.function(), *self.primals())
+            return {n: numpy(g) for n, g in zip(self.diff, pullback(v))}
+
+        return {"y.backward(v)": backward, "autograd.grad(grad_outputs=v)": grad, "torch.func.vjp": func_vjp}
 
     def grad(self, weights: np.ndarray | None = None) -> tuple[Grads, bool]:
         """torch.autograd.grad (grad_outputs=weights for a non-scalar output); and whether it touched .grad."""
@@ -159,29 +172,37 @@ class TorchSide:
         touched = any(leaves[n].grad is not None for n in self.diff)
         return {n: _zeros_if_none(g, leaves[n]) for n, g in zip(self.diff, grads)}, touched
 
-    def jvp(self, tangents: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """J u by forward-mode AD, two ways."""
-        results: dict[str, np.ndarray] = {}
+    def jvp(self, tangents: Mapping[str, np.ndarray]) -> dict[str, Callable[[], np.ndarray]]:
+        """J u by forward-mode AD, two ways (thunks)."""
         u = tuple(torch.tensor(tangents[n], dtype=self.dtype) for n in self.diff)
-        with fwAD.dual_level():
-            env = {i.name: torch.tensor(self.point[i.name], dtype=self.dtype) for i in self.case.inputs}
-            for n, t in zip(self.diff, u):
-                env[n] = fwAD.make_dual(env[n], t)
-            out, _ = self.program(env)
-            tangent = fwAD.unpack_dual(out).tangent
-            results["forward_ad"] = numpy(tangent) if tangent is not None else np.zeros(out.shape)
-        _, jvp_out = torch.func.jvp(self.function(), self.primals(), u)
-        results["torch.func.jvp"] = numpy(jvp_out)  # type: ignore[assignment]
-        return results
 
-    def jacobian(self) -> dict[str, Grads]:
-        """J by torch.func.jacrev and jacfwd, per input (shape out + input)."""
+        def forward_ad() -> np.ndarray:
+            with fwAD.dual_level():
+                env = {i.name: torch.tensor(self.point[i.name], dtype=self.dtype) for i in self.case.inputs}
+                for n, t in zip(self.diff, u):
+                    env[n] = fwAD.make_dual(env[n], t)
+                out, _ = self.program(env)
+                tangent = fwAD.unpack_dual(out).tangent
+                return numpy(tangent) if tangent is not None else np.zeros(tuple(out.shape))  # type: ignore[return-value]
+
+        def func_jvp() -> np.ndarray:
+            _, jvp_out = torch.func.jvp(self.function(), self.primals(), u)
+            return numpy(jvp_out)  # type: ignore[return-value]
+
+        return {"forward_ad": forward_ad, "torch.func.jvp": func_jvp}
+
+    def jacobian(self) -> dict[str, Callable[[], Grads]]:
+        """J by torch.func.jacrev and jacfwd, per input (shape out + input), as thunks."""
         argnums = tuple(range(len(self.diff)))
-        results: dict[str, Grads] = {}
-        for label, fn in (("torch.func.jacrev", torch.func.jacrev), ("torch.func.jacfwd", torch.func.jacfwd)):
-            jac = fn(self.function(), argnums=argnums)(*self.primals())
-            results[label] = {n: numpy(j) for n, j in zip(self.diff, jac)}
-        return results
+
+        def run(fn: Callable[..., Any]) -> Callable[[], Grads]:
+            def thunk() -> Grads:
+                jac = fn(self.function(), argnums=argnums)(*self.primals())
+                return {n: numpy(j) for n, j in zip(self.diff, jac)}
+
+            return thunk
+
+        return {"torch.func.jacrev": run(torch.func.jacrev), "torch.func.jacfwd": run(torch.func.jacfwd)}
 
     def flat_function(self) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
         """All differentiable inputs as one flat vector, and the scalar function of it."""
@@ -213,11 +234,22 @@ class TorchSide:
             level = nxt
         return numpy(torch.stack(level)).reshape((n,) * order)  # type: ignore[union-attr]
 
-    def hessians(self) -> dict[str, np.ndarray]:
+    def hvp(self, tangent: np.ndarray) -> np.ndarray:
+        """H u by double backward: autograd.grad(autograd.grad(y, x, create_graph=True) . u, x)."""
+        flat, g = self.flat_function()
+        x = flat.clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(g(x), x, create_graph=True)
+        u = torch.tensor(tangent, dtype=self.dtype)
+        if not grad.requires_grad:
+            return np.zeros(x.shape)
+        (hu,) = torch.autograd.grad(grad @ u, x, allow_unused=True)
+        return numpy(hu) if hu is not None else np.zeros(x.shape)  # type: ignore[return-value]
+
+    def hessians(self) -> dict[str, Callable[[], np.ndarray]]:
         flat, g = self.flat_function()
         return {
-            "autograd.functional.hessian": numpy(torch.autograd.functional.hessian(g, flat)),  # type: ignore[dict-item]
-            "torch.func.hessian": numpy(torch.func.hessian(g)(flat)),  # type: ignore[dict-item]
+            "autograd.functional.hessian": lambda: numpy(torch.autograd.functional.hessian(g, flat)),  # type: ignore
+            "torch.func.hessian": lambda: numpy(torch.func.hessian(g)(flat)),  # type: ignore
         }
 
     def accumulate(self, calls: int, weights: np.ndarray) -> dict[str, list[Grads]]:

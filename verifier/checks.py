@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import traceback
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -18,6 +18,8 @@ from .expr import Name, expected_grad_fn, needs_grad, unparse
 from .results import CheckResult
 from .symbolic import Exact, PointReference
 
+UNSUPPORTED = ("not implemented", "not supported", "must implement", "must override the setup_context",
+               "functorch transforms", "forward mode ad", "forward-mode ad")
 MAX_JACOBIAN = 250_000  # entries of a Jacobian computed by jacrev/jacfwd
 MAX_HIGHER = 20_000  # entries of an order-k derivative tensor
 
@@ -99,6 +101,10 @@ def check_backward(ctx: Ctx, r: CheckResult) -> None:
         for name, got in others.items():
             r.facts.append(Fact("backward", f"{name}.grad (requires_grad=False)", None, None if got is None else "a tensor",
                                 got is None))
+    for name, meta in ctx.torch.grad_metadata().items():
+        want = (ctx.dtype, ctx.case.shapes[name])
+        r.facts.append(Fact("backward", f"{name}.grad dtype and shape", want, meta, meta in (want, None),
+                            note="a gradient must have its input's dtype and shape (a broadcast not reduced back?)"))
     w = ctx.weights()
     second = ctx.torch.second_backward(w)
     expected_error = bool(second["saved"])
@@ -114,11 +120,11 @@ def check_backward(ctx: Ctx, r: CheckResult) -> None:
 
 
 def check_vjp(ctx: Ctx, r: CheckResult) -> None:
-    if ctx.scalar:
-        r.skipped = "the output is a scalar: backward and grad cover v^T J"
-        return
-    for label, v in ((_weight_label(ctx), ctx.weights()), ("v = seeded random", ctx.random(ctx.case.output_shape))):
-        for path, grads in ctx.torch.vjp(v).items():
+    weights = [("v = seeded random", ctx.random(ctx.case.output_shape))]
+    if not ctx.scalar:  # a scalar output's v = 1 is the backward check; a random scalar v catches an ignored grad_output
+        weights.insert(0, (_weight_label(ctx), ctx.weights()))
+    for label, v in weights:
+        for path, grads in _each_path(r, ctx.torch.vjp(v)):
             for name, got in grads.items():
                 r.comparisons.append(ctx.cmp(ctx.exact.vjp(v, name), got, "vjp", f"v^T J wrt {name} ({label})", path,
                                              name, formula=("jac", -1)))
@@ -150,14 +156,18 @@ def check_higher(ctx: Ctx, r: CheckResult) -> None:
         r.comparisons.append(ctx.cmp(exact, ctx.torch.derivatives(k), "higher", f"d{k}y (order {k})",
                                      "autograd.grad(create_graph=True)"))
         if k == 2:
-            for path, got in ctx.torch.hessians().items():
+            for path, got in _each_path(r, ctx.torch.hessians()):
                 r.comparisons.append(ctx.cmp(exact, got, "higher", "Hessian", path))
+            u = ctx.random((n,))
+            hu = Exact(exact.lo @ u, exact.hi @ u, dict(exact.undefined))
+            r.comparisons.append(ctx.cmp(hu, ctx.torch.hvp(u), "higher", "H u (u = seeded random)",
+                                         "double backward: grad(grad(y, create_graph=True) . u)"))
 
 
 def check_jvp(ctx: Ctx, r: CheckResult) -> None:
     u = {i.name: ctx.random(i.shape) for i in ctx.case.differentiable}
     exact = ctx.exact.jvp(u)
-    for path, got in _each_path(r, lambda: ctx.torch.jvp(u)):
+    for path, got in _each_path(r, ctx.torch.jvp(u)):
         r.comparisons.append(ctx.cmp(exact, got, "jvp", "J u (u = seeded random)", path))
 
 
@@ -166,7 +176,7 @@ def check_jacobian(ctx: Ctx, r: CheckResult) -> None:
     if size > MAX_JACOBIAN:
         r.skipped = f"the Jacobian has {size} entries; the limit is {MAX_JACOBIAN}"
         return
-    for path, grads in _each_path(r, ctx.torch.jacobian):
+    for path, grads in _each_path(r, ctx.torch.jacobian()):
         for name, got in grads.items():
             r.comparisons.append(ctx.cmp(ctx.exact.jacobian(name), got, "jacobian", f"J wrt {name}", path, name))
 
@@ -255,7 +265,7 @@ def check_expect(ctx: Ctx, r: CheckResult) -> None:
         r.comparisons.append(ctx.cmp(ctx.exact.value(), mine.lo, "expect", "value", f"{label(ex.value)} vs sympy"))
         r.comparisons.append(ctx.cmp(mine, ctx.torch.value(), "expect", "value", f"{label(ex.value)} vs autograd",
                                      source="hand"))
-    torch_grads = ctx.torch.vjp(w)["y.backward(v)"] if (ex.grad or ex.vjp) else {}
+    torch_grads = ctx.torch.vjp(w)["y.backward(v)"]() if (ex.grad or ex.vjp) else {}
     for section, values in (("grad", ex.grad), ("vjp", ex.vjp)):
         for name, value in values.items():
             mine = hand(value, ctx.case.shapes[name])
@@ -294,16 +304,22 @@ def check_expect(ctx: Ctx, r: CheckResult) -> None:
                     r.facts.append(Fact("expect", f"{node}.{key}", value, shown, value == shown))
 
 
-def _each_path(r: CheckResult, run: Callable[[], dict[str, object]]) -> list[tuple[str, object]]:
-    """Run the torch paths; an op torch does not support in that mode is 'unsupported', not a failure."""
-    try:
-        return list(run().items())
-    except (NotImplementedError, RuntimeError) as exc:
-        text = str(exc)
-        if "not implemented" in text.lower() or "not supported" in text.lower() or isinstance(exc, NotImplementedError):
-            r.unsupported.append(text.splitlines()[0][:200])
-            return []
-        raise
+def _each_path(r: CheckResult, paths: dict[str, Callable[[], Any]]) -> list[tuple[str, Any]]:
+    """Run each torch path; one that torch or the implementation does not support in that mode is 'unsupported',
+    not a failure (e.g. forward AD through a custom Function without jvp)."""
+    out = []
+    for label, thunk in paths.items():
+        try:
+            out.append((label, thunk()))
+        except (NotImplementedError, RuntimeError) as exc:
+            text = str(exc)
+            if isinstance(exc, NotImplementedError) or any(m in text.lower() for m in UNSUPPORTED):
+                note = f"{label}: {text.splitlines()[0][:160]}"
+                if note not in r.unsupported:
+                    r.unsupported.append(note)
+                continue
+            raise
+    return out
 
 
 CHECKS: dict[str, Callable[[Ctx, CheckResult], None]] = {

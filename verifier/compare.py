@@ -177,6 +177,9 @@ def diagnose(lo: np.ndarray, hi: np.ndarray, got: np.ndarray, bad: np.ndarray, s
                 return Diagnosis("factor", factor=0.5)
             if abs(c - 1) > close:
                 return Diagnosis("factor", factor=c)
+        spread = float(np.max(np.abs(ratios - c)))
+        if c != 1 and spread <= 0.01 * abs(c - 1):
+            return Diagnosis("relative", factor=c)
     if lo.ndim == 2 and lo.shape[0] == lo.shape[1] and not np.allclose(lo, lo.T):
         tol = close * max(1.0, float(np.max(np.abs(lo))))
         if np.allclose(got, lo.T, rtol=close, atol=tol):

@@ -85,3 +85,20 @@ class Program:
         args = [self._tensor(self.value_of(a, env)) for a in node.args]
         kw = {} if node.axis is None else {"axis": node.axis}
         return op.torch(torch, *args, **kw)
+
+
+class Implementation(Program):
+    """A user's callable in place of the lowered definition: what is verified when a case names an impl."""
+
+    def __init__(self, case: Case, impl: Callable[..., Any], dtype: str | None = None) -> None:
+        super().__init__(case, dtype)
+        self.impl = impl
+        self.names = tuple(i.name for i in case.inputs)
+
+    def __call__(
+        self, env: Mapping[str, torch.Tensor], *, retain: tuple[str, ...] = ()
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        out = self.impl(*(env[n] for n in self.names))
+        if not isinstance(out, torch.Tensor):
+            raise TypeError(f"the implementation returned {type(out).__name__}, not a tensor")
+        return out, {}

@@ -44,6 +44,10 @@ def diagnosis_text(d: Diagnosis | None, c: Comparison) -> str | None:
         if abs(f - 0.5) < 1e-9:
             return "0.5x expected: a factor of 1/2 is wrong (a missing 2, e.g. from d(x**2) = 2x)"
         return f"{f:.6g}x expected: a constant factor is wrong"
+    if d.kind == "relative":
+        rel = (d.factor or 1.0) - 1.0
+        return (f"(1 {'+' if rel > 0 else '-'} {abs(rel):.3g})x expected: every element off by the same relative error "
+                f"{rel:.3g} (a slightly wrong constant, or a lower-precision computation)")
     if d.kind == "zero":
         return (f"got 0 where the exact derivative is non-zero ({d.count} element(s)): a detached path, an input "
                 "without requires_grad, or .grad never filled")

@@ -13,13 +13,14 @@ import time
 import traceback
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
 from . import __version__
-from .case import CHECKS, Case
+from .case import CHECKS, Case, Input, Tolerance
 from .checks import Ctx, run_check
 from .errors import CaseError, LimitError
 from .loading import collect
@@ -70,6 +71,7 @@ def verify_case(
     checks: Iterable[str] | None = None,
     strict: bool | None = None,
     timeout: float | None = DEFAULT_TIMEOUT,
+    program: Callable[[Case], object] | None = None,
 ) -> CaseResult:
     """Verify one case at each of its points; every check is a verdict of its own.
 
@@ -80,6 +82,7 @@ def verify_case(
         checks: run only these checks (default: the case's).
         strict: fail at kinks instead of accepting a value between the one-sided derivatives.
         timeout: seconds before the case is stopped with a 'timeout' verdict (None: no limit).
+        program: builds the torch side (default: the case's definition lowered to torch).
     Returns:
         The CaseResult.
     """
@@ -89,7 +92,7 @@ def verify_case(
     start = time.perf_counter()
     try:
         with time_limit(timeout):
-            _verify(case, result, dtype, seed, wanted, case.strict if strict is None else strict)
+            _verify(case, result, dtype, seed, wanted, case.strict if strict is None else strict, program)
     except CaseTimeout:
         result.timed_out = timeout
     except LimitError as exc:
@@ -102,7 +105,53 @@ def verify_case(
     return result
 
 
-def _verify(case: Case, result: CaseResult, dtype: str, seed: int | None, wanted: list[str], strict: bool) -> None:
+def verify_implementation(
+    impl: Callable[..., object],
+    reference: str,
+    values: dict[str, np.ndarray],
+    *,
+    dtype: str,
+    order: int,
+    checks: Iterable[str],
+    tolerance: Tolerance | None,
+    seed: int,
+    strict: bool,
+    timeout: float | None,
+) -> CaseResult:
+    """Verify a user's callable against the exact derivatives of a reference expression (the assertion helper)."""
+    from .loading import case_from_expression
+    from .lowering import Implementation
+
+    case = case_from_expression(reference, {n: v.tolist() for n, v in values.items()}, name="implementation",
+                                file="<assert_gradients_match>", dtype=dtype, order=max(order, 1),
+                                checks=list(checks), seed=seed)
+    case = replace(case, tolerance=tolerance, strict=strict)
+    if order >= 2 and case.output_shape != ():
+        # double backward of a non-scalar output: check the scalar sum(w * out) with a seeded random w
+        return _scalarized(impl, case, dtype, seed, timeout)
+    return verify_case(case, seed=seed, timeout=timeout, program=lambda c: Implementation(c, impl, dtype))
+
+
+def _scalarized(impl: Callable[..., object], case: Case, dtype: str, seed: int, timeout: float | None) -> CaseResult:
+    from .expr import Bin, Call, Name
+    from .lowering import Implementation
+
+    weight = "grad_output_weight"
+    w = np.random.default_rng([seed, 99]).standard_normal(case.output_shape)
+    inputs = case.inputs + (Input(weight, w, requires_grad=False),)
+    scalar = replace(case, inputs=inputs, function=Call("sum", (Bin("*", Name(weight), case.function),)),
+                     output_shape=(), shapes={**case.shapes, weight: case.output_shape},
+                     points=tuple({**p, weight: w} for p in case.points))
+
+    def weighted(*tensors: object) -> object:
+        *args, wt = tensors
+        return (wt * impl(*args)).sum()  # type: ignore[operator]
+
+    return verify_case(scalar, seed=seed, timeout=timeout, program=lambda c: Implementation(c, weighted, dtype))
+
+
+def _verify(case: Case, result: CaseResult, dtype: str, seed: int | None, wanted: list[str], strict: bool,
+            program: Callable[[Case], object] | None = None) -> None:
     from .autodiff import TorchSide
 
     reference = Reference(case)
@@ -111,7 +160,8 @@ def _verify(case: Case, result: CaseResult, dtype: str, seed: int | None, wanted
         point = {n: v.astype(dtype).astype(np.float64) for n, v in raw.items()}
         result.points.append({n: v.tolist() for n, v in point.items()})
         rng = np.random.default_rng([case.seed if seed is None else seed, k])
-        ctx = Ctx(case, k, reference.at(point), TorchSide(case, point, dtype), dtype, tolerance, strict, rng)
+        torch_side = TorchSide(case, point, dtype, program(case) if program else None)  # type: ignore[arg-type]
+        ctx = Ctx(case, k, reference.at(point), torch_side, dtype, tolerance, strict, rng)
         for name in CHECKS:
             if name in wanted:
                 result.checks.append(run_check(name, ctx))

@@ -1,0 +1,87 @@
+"""assert_gradients_match: check a user's implementation against the exact derivative, inside their own tests."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+from .case import DEFAULT_TOLERANCES, Tolerance
+from .errors import CaseError, GradientMismatch
+from .results import CaseResult
+
+# What the helper checks by default: the forward value, backward (grad_output ones, .grad shape and dtype, a second
+# backward), random grad_outputs, autograd.grad, repeated backward calls, forward mode and torch.func where the
+# implementation supports them, no_grad; plus, for order >= 2, double backward (Hessian and Hessian-vector products).
+HELPER_CHECKS = ("value", "backward", "vjp", "grad", "jvp", "jacobian", "accumulate", "nograd")
+
+
+def assert_gradients_match(
+    impl: Callable[..., Any],
+    reference: str,
+    inputs: Mapping[str, Any],
+    *,
+    order: int = 1,
+    checks: Iterable[str] | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
+    seed: int = 0,
+    strict: bool = False,
+    timeout: float | None = 120.0,
+) -> CaseResult:
+    """Assert that ``impl``'s gradients equal the exact derivatives of ``reference`` at ``inputs``.
+
+    Args:
+        impl: a callable taking the input tensors positionally, in the order of ``inputs`` (a custom Function's
+            ``apply``, an ``nn.Module``, a function), returning a tensor.
+        reference: an expression of the case language over the input names (the same parser and op table).
+        inputs: name -> tensor (float64 or float32, all the same dtype); copied, never modified.
+        order: the highest derivative order to check; >= 2 adds double backward through create_graph=True.
+        checks: a subset of the checks to run (default: all that apply to an implementation).
+        rtol, atol: override the dtype's default tolerance.
+        seed: seed of the random grad_outputs and tangents.
+        strict: fail at kinks instead of accepting a value between the one-sided derivatives.
+        timeout: seconds before the check stops with a failure.
+    Returns:
+        The CaseResult, when everything matches.
+    Raises:
+        GradientMismatch: (an AssertionError) with the comparator's report.
+        CaseError: the reference or the inputs are malformed.
+    """
+    __tracebackhide__ = True
+    from .runner import verify_implementation
+
+    dtype = _dtype(inputs)
+    values = {name: _array(name, t) for name, t in inputs.items()}
+    tolerance = None
+    if rtol is not None or atol is not None:
+        base = DEFAULT_TOLERANCES[dtype]
+        tolerance = Tolerance(base.rtol if rtol is None else float(rtol), base.atol if atol is None else float(atol))
+    wanted = tuple(checks) if checks is not None else HELPER_CHECKS + (("higher",) if order >= 2 else ())
+    result = verify_implementation(impl, reference, values, dtype=dtype, order=order, checks=wanted,
+                                   tolerance=tolerance, seed=seed, strict=strict, timeout=timeout)
+    if result.status != "pass":
+        from .report import case_text
+
+        raise GradientMismatch(case_text(result) or f"verdict: {result.status}", result)
+    return result
+
+
+def _dtype(inputs: Mapping[str, Any]) -> str:
+    import torch
+
+    if not inputs:
+        raise CaseError("inputs is empty: give at least one tensor")
+    kinds = {str(t.dtype).replace("torch.", "") if isinstance(t, torch.Tensor) else "float64" for t in inputs.values()}
+    if len(kinds) != 1 or not kinds <= {"float64", "float32"}:
+        raise CaseError(f"inputs must all be float64 or all float32 tensors, got {sorted(kinds)}")
+    return kinds.pop()
+
+
+def _array(name: str, value: Any) -> np.ndarray:
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", torch.float64).numpy().copy()
+    return np.asarray(value, dtype=np.float64)

@@ -18,3 +18,6 @@ def write_case(tmp_path: Path):
         return path
 
     return write
+
+
+pytest_plugins = ["pytester"]

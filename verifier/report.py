@@ -130,8 +130,8 @@ def error_text(e: CaseError) -> str:
     return f"ERROR {e}"
 
 
-def case_text(result: CaseResult) -> str:
-    """Everything wrong with one case, as the terminal and pytest show it ('' when it passed)."""
+def case_text(result: CaseResult, checks: set[str] | None = None) -> str:
+    """Everything wrong with one case (or with some of its checks), as the terminal and pytest show it ('' if none)."""
     if result.error is not None:
         return error_text(result.error)
     if result.timed_out is not None:
@@ -141,6 +141,8 @@ def case_text(result: CaseResult) -> str:
         return f"ERROR {result.name} ({result.location}): the verifier raised\n{result.crashed}"
     blocks = []
     for check in result.checks:
+        if checks is not None and check.check not in checks:
+            continue
         if check.error:
             blocks.append(f"ERROR {result.name} [{check.check}] at point {check.point + 1}: torch or the reference "
                           f"raised\n{check.error.rstrip()}")

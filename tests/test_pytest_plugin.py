@@ -1,0 +1,92 @@
+"""The pytest plugin end to end with pytester: collection, ids, reports pointing at the YAML line, options."""
+
+from __future__ import annotations
+
+import pytest
+import sympy  # noqa: F401 - loaded here, in the outer process: pytester's in-process runs drop modules first
+import torch  # noqa: F401   imported inside them, and re-initialising torch's C extension crashes
+
+import verifier.runner  # noqa: F401
+
+GOOD = """\
+- name: square
+  inputs: {x: 3.0}
+  function: x**2
+  checks: [value, backward, grad]
+- name: vector
+  inputs: {x: [1.0, 2.0]}
+  function: sin(x)
+  checks: [vjp, jacobian]
+"""
+
+BAD = """\
+- name: hand_is_wrong
+  inputs: {x: 3.0}
+  function: x**2
+  checks: [expect]
+  expect:
+    grad: {x: 7}
+- name: broken
+  inputs: {x: 3.0}
+  function: x**2
+  chekcs: [grad]
+"""
+
+
+@pytest.fixture
+def cases_dir(pytester: pytest.Pytester):
+    pytester.mkdir("cases")
+    (pytester.path / "cases" / "good.yaml").write_text(GOOD)
+    return pytester
+
+
+def test_collects_one_item_per_case_and_check(cases_dir: pytest.Pytester):
+    result = cases_dir.runpytest("--collect-only", "-q", "cases")
+    result.stdout.fnmatch_lines(["cases/good.yaml::square[value]", "cases/good.yaml::square[backward]",
+                                 "cases/good.yaml::square[grad]", "cases/good.yaml::vector[vjp]",
+                                 "cases/good.yaml::vector[jacobian]"])
+
+
+def test_runs_and_passes_with_header(cases_dir: pytest.Pytester):
+    result = cases_dir.runpytest("cases", "--verifier-seed", "3")
+    result.assert_outcomes(passed=5)
+    result.stdout.fnmatch_lines(["gradverify *: torch *, sympy *, seed 3"])
+
+
+def test_failure_shows_our_report_and_the_yaml_line(cases_dir: pytest.Pytester):
+    (cases_dir.path / "cases" / "bad.yaml").write_text(BAD)
+    result = cases_dir.runpytest("cases", "-rf")
+    result.assert_outcomes(passed=5, failed=2)
+    result.stdout.fnmatch_lines([
+        "*FAIL hand_is_wrong [[]expect[]] grad wrt x via hand value vs sympy*",
+        "*worst at index (): exact 6, got 7*",
+        "*ERROR *bad.yaml:10, case 'broken', key 'chekcs': unknown key 'chekcs' (did you mean 'checks'?)*",
+        "FAILED cases/bad.yaml::hand_is_wrong[[]expect[]]*",
+    ])
+    assert "cases/bad.yaml:1: hand_is_wrong[expect]" in result.stdout.str()
+
+
+def test_k_selection_and_junitxml(cases_dir: pytest.Pytester):
+    result = cases_dir.runpytest("cases", "-k", "vector", "--junitxml=out.xml")
+    result.assert_outcomes(passed=2)
+    xml = (cases_dir.path / "out.xml").read_text()
+    assert 'name="vector[vjp]"' in xml and "square" not in xml
+
+
+def test_other_yaml_files_are_not_collected(pytester: pytest.Pytester):
+    (pytester.path / "config.yaml").write_text("a: 1\n")
+    result = pytester.runpytest("--collect-only", "-q")
+    assert "config.yaml" not in result.stdout.str()
+
+
+def test_ini_option_names_other_case_dirs(pytester: pytest.Pytester):
+    pytester.mkdir("gradients")
+    (pytester.path / "gradients" / "g.yaml").write_text(GOOD)
+    pytester.makeini("[pytest]\nverifier_case_dirs = gradients\n")
+    result = pytester.runpytest("-q")
+    result.assert_outcomes(passed=5)
+
+
+def test_xdist(cases_dir: pytest.Pytester):
+    result = cases_dir.runpytest_subprocess("cases", "-n", "2", "-p", "xdist")
+    result.assert_outcomes(passed=5)

@@ -1,0 +1,146 @@
+"""The pytest plugin: every YAML case is collected as one test item per check (``file.yaml::case[check]``).
+
+Registered through the ``pytest11`` entry point. YAML files are collected when they lie under a directory named in
+the ``verifier_case_dirs`` ini option (default: ``cases``) or are named on the command line. Follows pytest's
+documented recipe for non-Python tests: pytest_collect_file -> File -> Item, repr_failure, reportinfo.
+"""
+
+from __future__ import annotations
+
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .case import Case
+from .errors import CaseError
+
+SUFFIXES = (".yaml", ".yml")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("verifier", "gradverify: YAML gradient cases")
+    group.addoption("--verifier-dtype", choices=("float64", "float32"), default=None,
+                    help="override every case's dtype")
+    group.addoption("--verifier-seed", type=int, default=None, help="seed of random grad_outputs and tangents")
+    group.addoption("--verifier-strict", action="store_true", default=None, help="fail at kinks")
+    group.addoption("--verifier-timeout", type=float, default=120.0, help="seconds per case (0: none)")
+    group.addoption("--verifier-no-collect", action="store_true", help="do not collect YAML cases")
+    parser.addini("verifier_case_dirs", type="args", default=["cases"],
+                  help="directory names whose YAML files are gradverify cases")
+
+
+def _version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "?"
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    if config.getoption("verifier_no_collect"):
+        return None
+    seed = config.getoption("verifier_seed")
+    return (f"gradverify {_version('gradverify')}: torch {_version('torch')}, sympy {_version('sympy')}, "
+            f"seed {seed if seed is not None else 'per case'}")
+
+
+def _explicit(config: pytest.Config) -> set[Path]:
+    out = set()
+    for arg in config.args:
+        path = Path(arg.split("::")[0])
+        if path.suffix in SUFFIXES:
+            out.add(path.resolve())
+    return out
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    config = parent.config
+    if file_path.suffix not in SUFFIXES or config.getoption("verifier_no_collect"):
+        return None
+    dirs = set(config.getini("verifier_case_dirs"))
+    try:
+        parts = file_path.resolve().relative_to(config.rootpath.resolve()).parts[:-1]
+    except ValueError:
+        parts = file_path.parts[:-1]
+    if dirs & set(parts) or file_path.resolve() in _explicit(config):
+        return CaseFile.from_parent(parent, path=file_path)
+    return None
+
+
+class CaseFailure(Exception):
+    """A case check failed; the message is gradverify's report."""
+
+
+class CaseFile(pytest.File):
+    """One YAML file: an item per case and check, and a failing item per broken case."""
+
+    def collect(self) -> Any:
+        from .loading import load_file
+
+        cases, errors = load_file(self.path)
+        self._results: dict[str, Any] = {}
+        for error in errors:
+            yield InvalidCase.from_parent(self, name=error.case or f"line{error.line or 0}", error=error)
+        for case in cases:
+            for check in case.checks:
+                yield CaseItem.from_parent(self, name=f"{case.name}[{check}]", case=case, check=check)
+
+    def result_for(self, case: Case) -> Any:
+        """Verify a case once (all its checks) and share the result between its items."""
+        if case.name not in self._results:
+            from .runner import verify_case
+
+            opt = self.config.getoption
+            timeout = opt("verifier_timeout")
+            self._results[case.name] = verify_case(case, dtype=opt("verifier_dtype"), seed=opt("verifier_seed"),
+                                                   strict=opt("verifier_strict"), timeout=timeout or None)
+        return self._results[case.name]
+
+
+class CaseItem(pytest.Item):
+    """One check of one case."""
+
+    def __init__(self, *, case: Case, check: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.case = case
+        self.check = check
+
+    def runtest(self) -> None:
+        from . import report
+
+        result = self.parent.result_for(self.case)  # type: ignore[attr-defined]
+        if result.status in ("invalid", "timeout") or result.crashed:
+            raise CaseFailure(report.case_text(result))
+        mine = [c for c in result.checks if c.check == self.check]
+        if mine and all(c.status == "skip" for c in mine):
+            pytest.skip(mine[0].skipped or "does not apply")
+        text = report.case_text(result, checks={self.check})
+        if text:
+            raise CaseFailure(text)
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+        if isinstance(excinfo.value, CaseFailure):
+            return str(excinfo.value)
+        return str(super().repr_failure(excinfo))
+
+    def reportinfo(self) -> tuple[Path, int, str]:
+        return self.path, (self.case.line or 1) - 1, f"{self.case.name}[{self.check}]"
+
+
+class InvalidCase(pytest.Item):
+    """A case that could not be loaded: it fails with the error, the file's other cases still run."""
+
+    def __init__(self, *, error: CaseError, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.error = error
+
+    def runtest(self) -> None:
+        raise CaseFailure(f"ERROR {self.error}")
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+        return str(excinfo.value)
+
+    def reportinfo(self) -> tuple[Path, int, str]:
+        return self.path, (self.error.line or 1) - 1, f"invalid case {self.name}"

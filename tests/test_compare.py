@@ -48,6 +48,11 @@ def test_diagnoses(factor, kind, text):
     assert diagnosis_text(c.diagnosis, c).startswith(text)
 
 
+def test_a_single_element_gets_no_generic_factor():
+    assert run([6.0], [7.0]).diagnosis.kind == "partial"
+    assert run([5.0], [15.0]).diagnosis.kind == "accumulated"
+
+
 def test_uniform_tiny_relative_error_is_named():
     exact = np.array([1.0, -2.0, 0.5])
     c = run(exact, exact * (1 + 1e-9))

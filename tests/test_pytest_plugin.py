@@ -58,9 +58,9 @@ def test_failure_shows_our_report_and_the_yaml_line(cases_dir: pytest.Pytester):
     result = cases_dir.runpytest("cases", "-rf")
     result.assert_outcomes(passed=5, failed=2)
     result.stdout.fnmatch_lines([
+        "*ERROR *bad.yaml:10, case 'broken', key 'chekcs': unknown key 'chekcs' (did you mean 'checks'?)*",
         "*FAIL hand_is_wrong [[]expect[]] grad wrt x via hand value vs sympy*",
         "*worst at index (): exact 6, got 7*",
-        "*ERROR *bad.yaml:10, case 'broken', key 'chekcs': unknown key 'chekcs' (did you mean 'checks'?)*",
         "FAILED cases/bad.yaml::hand_is_wrong[[]expect[]]*",
     ])
     assert "cases/bad.yaml:1: hand_is_wrong[expect]" in result.stdout.str()

@@ -175,10 +175,11 @@ def diagnose(lo: np.ndarray, hi: np.ndarray, got: np.ndarray, bad: np.ndarray, s
                 return Diagnosis("sign", factor=-1.0)
             if abs(c - 0.5) <= close:
                 return Diagnosis("factor", factor=0.5)
-            if abs(c - 1) > close:
+            several = int(nz.sum()) >= 2  # one number always has "a ratio": name a generic factor only when shared
+            if abs(c - 1) > close and several:
                 return Diagnosis("factor", factor=c)
         spread = float(np.max(np.abs(ratios - c)))
-        if c != 1 and spread <= 0.01 * abs(c - 1):
+        if c != 1 and spread <= 0.01 * abs(c - 1) and int(nz.sum()) >= 2:
             return Diagnosis("relative", factor=c)
     if lo.ndim == 2 and lo.shape[0] == lo.shape[1] and not np.allclose(lo, lo.T):
         tol = close * max(1.0, float(np.max(np.abs(lo))))

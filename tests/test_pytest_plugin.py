@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
-import sympy  # noqa: F401 - loaded here, in the outer process: pytester's in-process runs drop modules first
-import torch  # noqa: F401   imported inside them, and re-initialising torch's C extension crashes
+import re
 
-import verifier.runner  # noqa: F401
+import pytest
+
+# Every run is a subprocess: in-process pytester runs drop the modules they imported (re-initialising torch's C
+# extension crashes) and leave torch.func state behind for later tests.
 
 GOOD = """\
 - name: square
@@ -41,21 +42,21 @@ def cases_dir(pytester: pytest.Pytester):
 
 
 def test_collects_one_item_per_case_and_check(cases_dir: pytest.Pytester):
-    result = cases_dir.runpytest("--collect-only", "-q", "cases")
+    result = cases_dir.runpytest_subprocess("--collect-only", "-q", "cases")
     result.stdout.fnmatch_lines(["cases/good.yaml::square[value]", "cases/good.yaml::square[backward]",
                                  "cases/good.yaml::square[grad]", "cases/good.yaml::vector[vjp]",
                                  "cases/good.yaml::vector[jacobian]"])
 
 
 def test_runs_and_passes_with_header(cases_dir: pytest.Pytester):
-    result = cases_dir.runpytest("cases", "--verifier-seed", "3")
+    result = cases_dir.runpytest_subprocess("cases", "--verifier-seed", "3")
     result.assert_outcomes(passed=5)
     result.stdout.fnmatch_lines(["gradverify *: torch *, sympy *, seed 3"])
 
 
 def test_failure_shows_our_report_and_the_yaml_line(cases_dir: pytest.Pytester):
     (cases_dir.path / "cases" / "bad.yaml").write_text(BAD)
-    result = cases_dir.runpytest("cases", "-rf")
+    result = cases_dir.runpytest_subprocess("cases", "-rf")
     result.assert_outcomes(passed=5, failed=2)
     result.stdout.fnmatch_lines([
         "*ERROR *bad.yaml:10, case 'broken', key 'chekcs': unknown key 'chekcs' (did you mean 'checks'?)*",
@@ -63,11 +64,19 @@ def test_failure_shows_our_report_and_the_yaml_line(cases_dir: pytest.Pytester):
         "*worst at index (): exact 6, got 7*",
         "FAILED cases/bad.yaml::hand_is_wrong[[]expect[]]*",
     ])
-    assert "cases/bad.yaml:1: hand_is_wrong[expect]" in result.stdout.str()
+
+
+
+def test_location_points_at_the_yaml_line(cases_dir: pytest.Pytester):
+    (cases_dir.path / "cases" / "bad.yaml").write_text(BAD)
+    cases_dir.runpytest_subprocess("cases", "--junitxml=out.xml", "-o", "junit_family=xunit1")
+    xml = (cases_dir.path / "out.xml").read_text()
+    lines = dict(re.findall(r'\sname="([^"]+)"[^>]*line="(\d+)"', xml))
+    assert lines["vector[vjp]"] == "4" and lines["hand_is_wrong[expect]"] == "0" and lines["broken"] == "9"
 
 
 def test_k_selection_and_junitxml(cases_dir: pytest.Pytester):
-    result = cases_dir.runpytest("cases", "-k", "vector", "--junitxml=out.xml")
+    result = cases_dir.runpytest_subprocess("cases", "-k", "vector", "--junitxml=out.xml")
     result.assert_outcomes(passed=2)
     xml = (cases_dir.path / "out.xml").read_text()
     assert 'name="vector[vjp]"' in xml and "square" not in xml
@@ -75,7 +84,7 @@ def test_k_selection_and_junitxml(cases_dir: pytest.Pytester):
 
 def test_other_yaml_files_are_not_collected(pytester: pytest.Pytester):
     (pytester.path / "config.yaml").write_text("a: 1\n")
-    result = pytester.runpytest("--collect-only", "-q")
+    result = pytester.runpytest_subprocess("--collect-only", "-q")
     assert "config.yaml" not in result.stdout.str()
 
 
@@ -83,7 +92,7 @@ def test_ini_option_names_other_case_dirs(pytester: pytest.Pytester):
     pytester.mkdir("gradients")
     (pytester.path / "gradients" / "g.yaml").write_text(GOOD)
     pytester.makeini("[pytest]\nverifier_case_dirs = gradients\n")
-    result = pytester.runpytest("-q")
+    result = pytester.runpytest_subprocess("-q")
     result.assert_outcomes(passed=5)
 
 

@@ -14,6 +14,7 @@ import numpy as np
 from .autodiff import TorchSide
 from .case import Case, Tolerance
 from .compare import Comparison, Fact, compare
+from .errors import LimitError
 from .expr import Name, expected_grad_fn, needs_grad, unparse
 from .results import CheckResult
 from .symbolic import Exact, PointReference
@@ -338,6 +339,8 @@ def run_check(name: str, ctx: Ctx) -> CheckResult:
         return r
     try:
         CHECKS[name](ctx, r)
+    except LimitError:
+        raise  # a limit is the case's verdict, not one check's
     except Exception:  # noqa: BLE001 - reported as this check's verdict
         r.error = traceback.format_exc(limit=8)
     return r

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, Sequence
 
 from . import __version__
+from .limits import Limits, configure, flag
 
 EXIT_OK, EXIT_FAIL, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -45,6 +47,13 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--strict", action="store_true", default=None)
     check.add_argument("--json", dest="json_path", metavar="FILE")
 
+    for command in (run, check):
+        limits = command.add_argument_group("limits (against hostile or huge input)")
+        for field in fields(Limits):
+            if field.name != "brackets":
+                limits.add_argument(flag(field.name), dest=f"limit_{field.name}", type=int, metavar="N",
+                                    help=f"default {field.default}")
+
     lst = sub.add_parser("list", help="list the cases under the paths (does not load torch or sympy)")
     lst.add_argument("paths", nargs="*", default=["cases"])
     lst.add_argument("-k", dest="pattern")
@@ -56,6 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         _parser().print_help()
         return EXIT_INPUT
+    configure(**{k[len("limit_"):]: v for k, v in vars(args).items() if k.startswith("limit_")})
     try:
         return {"run": _run, "check": _check, "list": _list}[args.command](args)
     except KeyboardInterrupt:
@@ -127,9 +137,8 @@ def _run(args: argparse.Namespace) -> int:
         if text:
             out.print(text, markup=False, soft_wrap=True)
             out.print()
-        if args.verbose:
-            for line in report.notes(r):
-                out.print(f"note: {line}", markup=False, soft_wrap=True)
+        for line in report.notes(r, verbose=args.verbose):
+            out.print(f"note: {line}", markup=False, soft_wrap=True)
     out.print(report.summary(result))
     if args.json_path:
         report.write_json(args.json_path, report.run_json(result))

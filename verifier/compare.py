@@ -52,6 +52,7 @@ class Comparison:
     kink_at: tuple[int, ...] | None = None
     kink_values: tuple[float, float, float] | None = None  # left, right, got
     undefined: dict[int, str] = field(default_factory=dict)
+    notes: dict[int, str] = field(default_factory=dict)
     got_nonfinite_where_undefined: bool = True
     expected_shape: tuple[int, ...] = ()
     got_shape: tuple[int, ...] = ()
@@ -97,7 +98,8 @@ def compare(
     """Compare got with the exact interval [lo, hi] elementwise under |err| <= atol + rtol * |exact|."""
     lo, hi = exact.lo, exact.hi
     base = Comparison(check=check, label=label, path=path, wrt=wrt, n=int(lo.size), mismatched=0,
-                      tolerance=tolerance, dtype=dtype, undefined=dict(exact.undefined), expected_shape=lo.shape)
+                      tolerance=tolerance, dtype=dtype, undefined=dict(exact.undefined), notes=dict(exact.notes),
+                      expected_shape=lo.shape)
     if got is None:
         got = np.zeros_like(lo)  # .grad left None: torch's way of saying zero gradient
         base.diagnosis = Diagnosis("none")
@@ -141,7 +143,8 @@ def compare(
     if lo.size and not undefined.all():
         score = np.where(undefined, -1.0, score)
         idx = tuple(int(i) for i in np.unravel_index(int(np.argmax(score)), lo.shape))
-        nearest = lo[idx] if abs(got[idx] - lo[idx]) <= abs(got[idx] - hi[idx]) else hi[idx]
+        with np.errstate(invalid="ignore"):
+            nearest = lo[idx] if abs(got[idx] - lo[idx]) <= abs(got[idx] - hi[idx]) else hi[idx]
         base.worst = idx
         base.expected, base.expected_hi, base.got = float(left[idx]), float(right[idx]), float(got[idx])
         base.abs_err = float(err[idx])

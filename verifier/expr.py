@@ -14,13 +14,9 @@ from fractions import Fraction
 from typing import Union
 
 from .errors import CaseError, LimitError
+from .limits import LIMITS, flag
 from .ops import CONSTANTS, ELEMENTWISE, OPS, REDUCTION, Shape, broadcast_shapes, known_names
 
-MAX_LENGTH = 20_000  # characters in one expression
-MAX_BRACKETS = 64  # nesting of brackets in the text
-MAX_DEPTH = 200  # depth of the parsed tree (a sum of n terms is n deep)
-MAX_NODES = 5_000  # nodes in one parsed tree
-MAX_EXPONENT = 1_000  # magnitude of a literal exponent
 MAX_LITERAL_DIGITS = 60
 
 BINARY = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**", ast.MatMult: "@"}
@@ -81,13 +77,13 @@ class Index:
 Node = Union[Num, Const, Name, Neg, Bin, Cmp, Call, Index]
 
 
-def parse(text: object, names: frozenset[str] | set[str], *, max_length: int = MAX_LENGTH) -> Node:
+def parse(text: object, names: frozenset[str] | set[str], *, max_length: int | None = None) -> Node:
     """Parse case-language text into a Node, accepting only whitelisted constructs.
 
     Args:
         text: the expression (anything not a string is rejected).
         names: the variable names the expression may use (inputs and earlier intermediates).
-        max_length: the longest expression accepted.
+        max_length: the longest expression accepted (default: the configured limit).
     Returns:
         The root Node.
     Raises:
@@ -96,9 +92,10 @@ def parse(text: object, names: frozenset[str] | set[str], *, max_length: int = M
     if isinstance(text, bool) or not isinstance(text, (str, int, float)):
         raise CaseError(f"expected an expression string, got {type(text).__name__} {text!r:.80}")
     text = str(text)
+    max_length = LIMITS.expr_length if max_length is None else max_length
     if len(text) > max_length:
         raise LimitError(f"expression is {len(text)} characters long; the limit is {max_length} "
-                         "(raise it with --max-expr-length)")
+                         f"(raise it with {flag('expr_length')})")
     for i, ch in enumerate(text):
         if ord(ch) > 126 or (ord(ch) < 32 and ch not in " \t\n"):
             raise CaseError(f"character {ch!r} (U+{ord(ch):04X}) at position {i + 1} is not allowed: "
@@ -111,8 +108,8 @@ def parse(text: object, names: frozenset[str] | set[str], *, max_length: int = M
     for ch in text:
         depth += ch in "([{"
         depth -= ch in ")]}"
-        if depth > MAX_BRACKETS:
-            raise LimitError(f"expression nests deeper than {MAX_BRACKETS} brackets")
+        if depth > LIMITS.brackets:
+            raise LimitError(f"expression nests deeper than {LIMITS.brackets} brackets (a fixed limit)")
     try:
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as exc:
@@ -130,10 +127,11 @@ class _Converter:
 
     def convert(self, node: ast.AST, depth: int, *, top: bool = False, condition: bool = False) -> Node:
         self.count += 1
-        if self.count > MAX_NODES:
-            raise LimitError(f"expression has more than {MAX_NODES} parts")
-        if depth > MAX_DEPTH:
-            raise LimitError(f"expression nests deeper than {MAX_DEPTH} levels")
+        if self.count > LIMITS.expr_nodes:
+            raise LimitError(f"expression has more than {LIMITS.expr_nodes} parts (raise it with {flag('expr_nodes')})")
+        if depth > LIMITS.expr_depth:
+            raise LimitError(f"expression nests deeper than {LIMITS.expr_depth} levels "
+                             f"(raise it with {flag('expr_depth')})")
         d = depth + 1
         if isinstance(node, ast.Constant):
             return self._number(node.value)
@@ -241,8 +239,9 @@ def _axis(node: ast.AST) -> int | tuple[int, ...]:
 
 def _check_exponent(node: Node) -> None:
     value = _literal_value(node)
-    if value is not None and abs(value) > MAX_EXPONENT:
-        raise LimitError(f"exponent {float(value):g} is larger than the limit {MAX_EXPONENT}")
+    if value is not None and abs(value) > LIMITS.exponent:
+        raise LimitError(f"exponent {float(value):g} is larger than the limit {LIMITS.exponent} "
+                         f"(raise it with {flag('exponent')})")
 
 
 def _literal_value(node: Node) -> Fraction | None:

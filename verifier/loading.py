@@ -16,13 +16,9 @@ import yaml
 from .case import CHECKS, DTYPES, Case, Define, Expect, Input, Tolerance
 from .errors import CaseError, LimitError
 from .expr import infer_shape, parse
+from .limits import LIMITS, flag
 from .ops import CONSTANTS, OPS, Shape
 
-MAX_FILE_BYTES = 1 << 20
-MAX_ALIASES = 64
-MAX_YAML_DEPTH = 32
-MAX_ELEMENTS = 10_000_000
-MAX_POINTS = 1_000
 MAX_ORDER = 6
 CASE_SUFFIXES = (".yaml", ".yml")
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
@@ -54,15 +50,17 @@ class _Loader(yaml.SafeLoader):
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
             self.aliases += 1
-            if self.aliases > MAX_ALIASES:
+            if self.aliases > LIMITS.yaml_aliases:
                 mark = self.peek_event().start_mark
-                raise LimitError(f"more than {MAX_ALIASES} YAML aliases (*ref) in one file; "
-                                 "aliases are limited to stop 'billion laughs' documents", line=mark.line + 1)
+                raise LimitError(f"more than {LIMITS.yaml_aliases} YAML aliases (*ref) in one file; aliases are "
+                                 f"limited to stop 'billion laughs' documents (raise it with {flag('yaml_aliases')})",
+                                 line=mark.line + 1)
         self.depth += 1
         try:
-            if self.depth > MAX_YAML_DEPTH:
+            if self.depth > LIMITS.yaml_depth:
                 mark = self.peek_event().start_mark
-                raise LimitError(f"YAML nests deeper than {MAX_YAML_DEPTH} levels", line=mark.line + 1)
+                raise LimitError(f"YAML nests deeper than {LIMITS.yaml_depth} levels "
+                                 f"(raise it with {flag('yaml_depth')})", line=mark.line + 1)
             return super().compose_node(parent, index)
         finally:
             self.depth -= 1
@@ -144,8 +142,9 @@ def load_file(path: str | Path) -> tuple[list[Case], list[CaseError]]:
         raw = Path(path).read_bytes()
     except OSError as exc:
         return [], [CaseError(f"cannot read file: {exc.strerror}", file=file)]
-    if len(raw) > MAX_FILE_BYTES:
-        return [], [LimitError(f"file is {len(raw)} bytes; the limit is {MAX_FILE_BYTES} (split the file)", file=file)]
+    if len(raw) > LIMITS.yaml_bytes:
+        return [], [LimitError(f"file is {len(raw)} bytes; the limit is {LIMITS.yaml_bytes} (split the file, or "
+                               f"raise it with {flag('yaml_bytes')})", file=file)]
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -265,8 +264,9 @@ def tensor(value: Any, *, finite: bool = False) -> np.ndarray:
     if isinstance(value, list):
         flat: list[float] = []
         shape = _nested_shape(value, flat, 0)
-        if math.prod(shape) > MAX_ELEMENTS:
-            raise ValueError(f"literal has {math.prod(shape)} elements; the limit is {MAX_ELEMENTS}")
+        if math.prod(shape) > LIMITS.elements:
+            raise ValueError(f"literal has {math.prod(shape)} elements; the limit is {LIMITS.elements} "
+                             f"(raise it with {flag('elements')})")
         return np.array([number(v, finite=finite) for v in flat], dtype=np.float64).reshape(shape)
     return np.array(number(value, finite=finite), dtype=np.float64)
 
@@ -289,10 +289,11 @@ def _shape(ctx: _Ctx, value: Any, key: str, mapping: Any) -> Shape:
     if isinstance(value, bool) or not (isinstance(value, list) or isinstance(value, int)):
         raise ctx.error(key, f"shape must be a list of non-negative integers, got {_kind(value)}", mapping, "shape")
     dims = value if isinstance(value, list) else [value]
-    if len(dims) > 8 or not all(isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= MAX_ELEMENTS for d in dims):
+    if len(dims) > 8 or not all(isinstance(d, int) and not isinstance(d, bool) and 1 <= d for d in dims):
         raise ctx.error(key, f"shape must be a list of at most 8 positive integers, got {value!r:.80}", mapping, "shape")
-    if math.prod(dims) > MAX_ELEMENTS:
-        raise LimitError(f"shape {dims} has {math.prod(dims)} elements; the limit is {MAX_ELEMENTS}",
+    if math.prod(dims) > LIMITS.elements:
+        raise LimitError(f"shape {dims} has {math.prod(dims)} elements; the limit is {LIMITS.elements} "
+                         f"(raise it with {flag('elements')})",
                          file=ctx.file, line=ctx.line(mapping, "shape"), case=ctx.name, key=key)
     return tuple(dims)
 
@@ -549,8 +550,11 @@ def _points(ctx: _Ctx, doc: Mapping[str, Any], inputs: dict[str, Input], seed: i
         if not isinstance(domain, Mapping) or not domain:
             raise ctx.error("domain", f"domain is a mapping {{input: [low, high]}}, got {_kind(domain)}")
         samples = doc.get("samples", 5)
-        if isinstance(samples, bool) or not isinstance(samples, int) or not 1 <= samples <= MAX_POINTS:
-            raise ctx.error("samples", f"samples is an integer 1..{MAX_POINTS}, got {_kind(samples)}")
+        if isinstance(samples, bool) or not isinstance(samples, int) or not 1 <= samples:
+            raise ctx.error("samples", f"samples is a positive integer, got {_kind(samples)}")
+        if samples > LIMITS.points:
+            raise LimitError(f"samples is {samples}; the limit is {LIMITS.points} (raise it with {flag('points')})",
+                             file=ctx.file, line=ctx.locate("samples"), case=ctx.name, key="samples")
         rng = np.random.default_rng([seed, 7919])
         bounds = {}
         for n, b in domain.items():
@@ -572,8 +576,9 @@ def _points(ctx: _Ctx, doc: Mapping[str, Any], inputs: dict[str, Input], seed: i
             points.append(point)
     elif "samples" in doc:
         raise ctx.error("samples", "samples needs a domain: {input: [low, high]}")
-    if len(points) > MAX_POINTS:
-        raise LimitError(f"{len(points)} points; the limit is {MAX_POINTS}", file=ctx.file,
+    if len(points) > LIMITS.points:
+        raise LimitError(f"{len(points)} points; the limit is {LIMITS.points} (raise it with {flag('points')})",
+                         file=ctx.file,
                          line=ctx.line(doc, "points"), case=ctx.name, key="points")
     return tuple(points) or (base,)
 

@@ -158,25 +158,25 @@ def case_text(result: CaseResult, checks: set[str] | None = None) -> str:
     return "\n\n".join(blocks)
 
 
-def notes(result: CaseResult) -> list[str]:
-    """What passed but is worth saying: kinks, undefined points, unsupported paths."""
+def notes(result: CaseResult, verbose: bool = True) -> list[str]:
+    """What passed but is worth saying: undefined points and overflows; with verbose, kinks and unsupported paths."""
     out: list[str] = []
     seen: set[str] = set()
     for check in result.checks:
-        for path in check.unsupported:
+        for path in check.unsupported if verbose else ():
             line = f"{result.name} [{check.check}]: not supported by torch here: {path}"
             if line not in seen:
                 seen.add(line)
                 out.append(line)
         for c in check.comparisons:
-            if c.kinks and c.kink_values and c.check in ("backward", "grad"):
+            if verbose and c.kinks and c.kink_values and c.check in ("backward", "grad"):
                 left, right, got = c.kink_values
                 line = (f"{result.name} [{c.check}] {c.label}: kink at {list(c.kink_at or ())}: left {fmt(left)}, "
                         f"right {fmt(right)}, torch returned {fmt(got)} ({c.kink_side})")
                 if line not in seen:
                     seen.add(line)
                     out.append(line)
-            for reason in c.undefined.values():
+            for reason in [*c.undefined.values(), *c.notes.values()]:
                 line = f"{result.name}: {reason}"
                 if line not in seen:
                     seen.add(line)

@@ -18,13 +18,12 @@ import sympy as sp
 from .case import Case
 from .errors import LimitError
 from .expr import Bin, Call, Cmp, Const, Index, Name, Neg, Node, Num
+from .limits import LIMITS, flag
 from .mpeval import Evaluator
 from .ops import ELEMENTWISE, OPS
 from .symfuncs import NONSMOOTH, S
 
 DIGITS = 50  # working precision of every evaluation
-MAX_SYMBOLS = 4_096  # elements expanded into sympy symbols
-MAX_DERIVATIVES = 20_000  # derivative expressions built for one case
 _CMP = {"<": sp.Lt, "<=": sp.Le, ">": sp.Gt, ">=": sp.Ge, "==": sp.Eq, "!=": sp.Ne}
 
 
@@ -101,6 +100,7 @@ class Exact:
     hi: np.ndarray
     undefined: dict[int, str] = field(default_factory=dict)
     kinks: np.ndarray | None = None  # bool mask: lo/hi are the left/right derivatives
+    notes: dict[int, str] = field(default_factory=dict)  # e.g. the exact value overflows float64
 
     @property
     def value(self) -> np.ndarray:
@@ -110,11 +110,12 @@ class Exact:
 class Reference:
     """The symbolic side of one case: sympy expressions for the value and every derivative asked for."""
 
-    def __init__(self, case: Case, *, max_symbols: int = MAX_SYMBOLS) -> None:
+    def __init__(self, case: Case) -> None:
+        max_symbols = LIMITS.symbols
         total = sum(i.value.size for i in case.inputs)
         if total > max_symbols:
             raise LimitError(f"the inputs have {total} elements; element-wise expansion is limited to {max_symbols} "
-                             "(raise it with --max-symbols)")
+                             f"(raise it with {flag('symbols')})")
         self.case = case
         self.symbols: dict[str, np.ndarray] = {i.name: self._symbols(i.name, i.shape) for i in case.inputs}
         env = dict(self.symbols)
@@ -123,7 +124,8 @@ class Reference:
             env[d.name] = self.nodes[d.name] = evaluate(d.node, env)
         out = evaluate(case.function, env)
         if out.size > max_symbols:
-            raise LimitError(f"the output has {out.size} elements; the limit is {max_symbols}")
+            raise LimitError(f"the output has {out.size} elements; the limit is {max_symbols} "
+                             f"(raise it with {flag('symbols')})")
         self.output = out
         self.flat_out = [_basic(e) for e in out.reshape(-1)]
         self.args = [s for i in case.inputs for s in self.symbols[i.name].reshape(-1)]
@@ -152,9 +154,9 @@ class Reference:
     def jacobian(self) -> list[list[sp.Expr]]:
         """d out[m] / d wrt[n] for every output element m and differentiable input element n."""
         if self._jac is None:
-            if len(self.flat_out) * len(self.wrt) > MAX_DERIVATIVES * 10:
+            if len(self.flat_out) * len(self.wrt) > LIMITS.derivatives * 10:
                 raise LimitError(f"the Jacobian has {len(self.flat_out) * len(self.wrt)} entries; the limit is "
-                                 f"{MAX_DERIVATIVES * 10}")
+                                 f"{LIMITS.derivatives * 10} (raise it with {flag('derivatives')})")
             rows = []
             for e in self.flat_out:
                 free = e.free_symbols
@@ -170,9 +172,10 @@ class Reference:
             out = {(j,): e for j, e in enumerate(self.jacobian()[0])}
         else:
             n = len(self.wrt)
-            if math.comb(n + order - 1, order) > MAX_DERIVATIVES:
+            if math.comb(n + order - 1, order) > LIMITS.derivatives:
                 raise LimitError(f"order-{order} derivatives of {n} variables need {math.comb(n + order - 1, order)} "
-                                 f"expressions; the limit is {MAX_DERIVATIVES} (lower `order`)")
+                                 f"expressions; the limit is {LIMITS.derivatives} (lower `order`, or raise it with "
+                                 f"{flag('derivatives')})")
             prev = self.derivatives(order - 1)
             out = {}
             for idx in itertools.combinations_with_replacement(range(n), order):
@@ -249,14 +252,19 @@ class PointReference:
         args = self.args if args is None else args
         out: list[Any] = []
         bad: dict[int, str] = {}
+        nonfinite = {s for s, a in zip(self.ref.args, args) if not mpmath.isfinite(a)}
         with mpmath.workdps(DIGITS):
             evaluate_at = Evaluator(dict(zip(self.ref.args, args)))
             for k, e in enumerate(exprs):
+                if nonfinite and e.free_symbols & nonfinite:  # the point is not in R^n: nothing is defined there
+                    bad[k] = self.explain(e, None)
+                    out.append(None)
+                    continue
                 try:
                     v = evaluate_at(e)
                 except (ZeroDivisionError, ValueError, TypeError, OverflowError, ArithmeticError) as exc:
                     v = exc
-                if isinstance(v, Exception) or not _is_real(v):
+                if isinstance(v, Exception) or not _is_real(v) or mpmath.isinf(v):  # an infinite value is a pole
                     bad[k] = self.explain(e, v)
                     out.append(None)
                 else:
@@ -264,7 +272,11 @@ class PointReference:
         return out, bad
 
     def explain(self, expr: sp.Expr, value: Any) -> str:
-        """Why an expression has no real value here: the first sub-expression outside its domain."""
+        """Why an expression has no real value here: a non-finite input, or the first sub-expression outside its
+        domain."""
+        for symbol, a in zip(self.ref.args, self.args):
+            if symbol in expr.free_symbols and not mpmath.isfinite(a):
+                return f"the input {display(symbol)} = {float(a)} is not a finite number"
         subs = dict(zip(self.ref.args, (sp.Float(a, DIGITS) for a in self.args)))
         for sub in sp.preorder_traversal(expr):
             if not isinstance(sub, sp.Basic) or not sub.args:
@@ -275,6 +287,12 @@ class PointReference:
         if isinstance(value, Exception):
             return f"{type(value).__name__}: {value}"
         return "the value is not a real number here"
+
+    def nonfinite_wrt(self) -> dict[int, str]:
+        """Differentiable input elements that are NaN or infinite, by position in wrt, with the reason."""
+        values = dict(zip(self.ref.args, self.args))
+        return {j: f"the input {display(s)} = {float(values[s])} is not a finite number"
+                for j, s in enumerate(self.ref.wrt) if not mpmath.isfinite(values[s])}
 
     def value(self) -> Exact:
         vals, bad = self._eval("value", self.ref.flat_out)
@@ -293,6 +311,16 @@ class PointReference:
             for j in range(n):
                 vals[i * n + j] = None
                 bad[i * n + j] = why
+        for j, why in self.nonfinite_wrt().items():  # nor with respect to an input that is not a number
+            for i in range(m):
+                vals[i * n + j] = None
+                bad[i * n + j] = why
+        for j in range(n):  # nor, anywhere, with respect to an input element at which some partial does not exist
+            why = next((bad[i * n + j] for i in range(m) if i * n + j in bad), None)
+            if why is not None:
+                for i in range(m):
+                    vals[i * n + j] = None
+                    bad.setdefault(i * n + j, why)
         lo = np.array(vals, dtype=object).reshape(m, n)
         hi = lo.copy()
         kinks = np.zeros((m, n), dtype=bool)
@@ -392,11 +420,15 @@ class PointReference:
         n = len(self.ref.wrt)
         full = np.empty((n,) * order, dtype=object)
         full_bad: dict[int, str] = {}
-        for k, v in zip(keys, vals):
+        nonfinite = self.nonfinite_wrt()
+        for number, (k, v) in enumerate(zip(keys, vals)):
+            why = next((nonfinite[j] for j in k if j in nonfinite), None)
+            if why is not None:
+                v, bad[number] = None, why
             for perm in set(itertools.permutations(k)):
                 full[perm] = v
                 if v is None:
-                    full_bad[int(np.ravel_multi_index(perm, full.shape))] = bad[keys.index(k)]
+                    full_bad[int(np.ravel_multi_index(perm, full.shape))] = bad[number]
         return _exact(list(full.reshape(-1)), full_bad, full.shape)
 
     def expression(self, node: Node, shape: tuple[int, ...]) -> Exact:
@@ -428,7 +460,9 @@ def _exact(lo: list[Any], bad: dict[int, str], shape: tuple[int, ...], hi: list[
         return np.array([math.nan if v is None else _round(v) for v in vals], dtype=np.float64).reshape(shape)
 
     low = rounded(lo)
-    return Exact(low, rounded(hi) if hi is not None else low.copy(), dict(bad))
+    notes = {k: f"the exact value {mpmath.nstr(v, 6)} overflows float64" for k, v in enumerate(lo)
+             if v is not None and mpmath.isfinite(v) and not math.isfinite(low.reshape(-1)[k])}
+    return Exact(low, rounded(hi) if hi is not None else low.copy(), dict(bad), notes=notes)
 
 
 def _round(v: Any) -> float:
@@ -482,5 +516,6 @@ def _domain_problem(sub: sp.Basic, subs: dict[sp.Symbol, sp.Float]) -> str | Non
     if isinstance(sub, (sp.polygamma, sp.gamma)) or type(sub).__name__ == "LogAbsGamma":
         v = num(sub.args[-1])
         if v is not None and v <= 0 and float(v).is_integer():
-            return f"the function has a pole{at}: {type(sub).__name__} at the non-positive integer {v:g}"
+            name = "lgamma" if type(sub).__name__ == "LogAbsGamma" else type(sub).__name__
+            return f"the function has a pole{at}: {name} at the non-positive integer {v:g}"
     return None

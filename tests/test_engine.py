@@ -152,3 +152,21 @@ def test_the_whole_bundled_suite_passes():
     failing = [(c.name, c.status) for c in result.cases if c.status != "pass"]
     assert not failing
     assert len(result.cases) >= 90
+
+
+@pytest.mark.parametrize("expr, inputs", [
+    ("x", {"x": 2.0}),                      # the output is the leaf itself (found by fuzzing: graph crashed)
+    ("pi", {"x": 2.0}),                     # no dependency: backward raises by design (found by fuzzing)
+    ("pi + detach(x)", {"x": 2.0}),         # only a detached dependency
+    ("x * 2 + detach(w)", {"x": 2.0, "w": 1.0}),  # w has no path to the output: its .grad stays None
+])
+def test_degenerate_graphs_pass(expr, inputs):
+    result = verify_case(case_from_expression(expr, inputs))
+    assert result.status == "pass", [(c.check, c.failures(), c.error) for c in result.checks if c.status != "pass"]
+
+
+def test_constant_output_backward_raises_and_exact_gradient_is_zero():
+    result = verify_case(case_from_expression("pi + detach(x)", {"x": 2.0}, checks=["backward", "grad"]))
+    backward, grad = result.checks
+    assert backward.facts[0].label == "y.backward() raises: the output does not require grad" and backward.facts[0].passed
+    assert backward.comparisons[0].passed and grad.status == "skip"

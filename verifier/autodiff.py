@@ -90,6 +90,19 @@ class TorchSide:
 
     # --- checks ------------------------------------------------------------------------------------------------
 
+    def output_requires_grad(self) -> bool:
+        out, _, _ = self.forward()
+        return bool(out.requires_grad)
+
+    def backward_error(self) -> str | None:
+        """The error y.backward() raises (None if it does not)."""
+        out, _, _ = self.forward()
+        try:
+            out.backward(torch.ones_like(out))
+        except RuntimeError as exc:
+            return str(exc)
+        return None
+
     def value(self) -> np.ndarray:
         with torch.no_grad():
             out, _, _ = self.forward()
@@ -299,7 +312,7 @@ class TorchSide:
         detached = free.detach()
         return {
             "no_grad output requires_grad": out.requires_grad,
-            "no_grad intermediates requiring grad": [n for n, t in nodes.items() if t.requires_grad],
+            "no_grad intermediates requiring grad": sorted(n for n, t in nodes.items() if t.requires_grad),
             "detach() requires_grad": detached.requires_grad,
             "detach() shares storage": detached.data_ptr() == free.data_ptr(),
             "detach() value equal": bool(((detached == free) | (detached.isnan() & free.isnan())).all()),

@@ -15,7 +15,7 @@ from .autodiff import TorchSide
 from .case import Case, Tolerance
 from .compare import Comparison, Fact, compare
 from .errors import LimitError
-from .expr import Name, expected_grad_fn, needs_grad, unparse
+from .expr import Name, expected_grad_fn, grad_sources, needs_grad, unparse
 from .results import CheckResult
 from .symbolic import Exact, PointReference
 
@@ -204,13 +204,20 @@ def check_graph(ctx: Ctx, r: CheckResult) -> None:
     for i in case.inputs:
         expected[i.name] = {"is_leaf": True, "requires_grad": i.requires_grad, "grad_fn": None}
     nodes = [(d.name, d.node) for d in case.defines] + [("output", case.function)]
+    source = {n: n for n in expected}  # an alias (define a: x, or function: x) is the very same tensor as its source
     for name, node in nodes:
-        if isinstance(node, Name):  # an alias is the very same tensor
+        if isinstance(node, Name):
             expected[name] = dict(expected[node.id])
+            source[name] = source[node.id]
             continue
+        source[name] = name
         req = needs_grad(node, grad_names | {n for n, e in expected.items() if e["requires_grad"]})
         fn = expected_grad_fn(node, grad_names | {n for n, e in expected.items() if e["requires_grad"]})
         expected[name] = {"is_leaf": not req, "requires_grad": req, "grad_fn": fn if req else None}
+    reach: dict[str, set[str]] = {i.name: {i.name} for i in case.differentiable}
+    for name, node in nodes:
+        reach[name] = grad_sources(node, reach)
+    reached = reach["output"] if facts["output"]["requires_grad"] else set()
     for name, exp in expected.items():
         got = facts[name]
         for key in ("is_leaf", "requires_grad"):
@@ -220,24 +227,40 @@ def check_graph(ctx: Ctx, r: CheckResult) -> None:
             r.facts.append(Fact("graph", f"{name}.grad_fn", "a backward node", got["grad_fn"], got["grad_fn"] is not None))
         else:
             r.facts.append(Fact("graph", f"{name}.grad_fn", want, got["grad_fn"], want == got["grad_fn"]))
-        leaf_with_grad = exp["is_leaf"] and exp["requires_grad"]
-        retained = name in case.retain_grad and exp["requires_grad"]
+        leaf_with_grad = exp["is_leaf"] and exp["requires_grad"] and source[name] in reached
+        retained = source[name] in case.retain_grad and exp["requires_grad"] and bool(reached)
         if leaf_with_grad or retained:
-            exact = ctx.exact.vjp(w, name) if leaf_with_grad and name in grad_names else ctx.exact.node_gradient(name, w)
+            origin = source[name]
+            exact = ctx.exact.vjp(w, origin) if origin in grad_names else ctx.exact.node_gradient(origin, w)
             if got["grad"] is None:
                 r.facts.append(Fact("graph", f"{name}.grad", "a tensor", None, False))
             else:
                 r.comparisons.append(ctx.cmp(exact, got["grad"], "graph", f"{name}.grad" +
                                              (" (retain_grad)" if retained else ""), "y.backward()", None))
         else:
-            why = "not a leaf and retain_grad() not called" if not exp["is_leaf"] else "requires_grad is False"
+            why = ("not a leaf and retain_grad() not called" if not exp["is_leaf"] else
+                   "requires_grad is False" if not exp["requires_grad"] else
+                   "no path without detach() leads from it to the output")
             r.facts.append(Fact("graph", f"{name}.grad", None, None if got["grad"] is None else "a tensor",
                                 got["grad"] is None, note=why))
 
 
+def _aliases_of_leaves(case: Case) -> set[str]:
+    """Nodes that are (chains of) plain names of differentiable inputs: the very leaf tensors, even under no_grad."""
+    out = {i.name for i in case.differentiable}
+    for d in case.defines:
+        if isinstance(d.node, Name) and d.node.id in out:
+            out.add(d.name)
+    if isinstance(case.function, Name) and case.function.id in out:
+        out.add("output")
+    return out
+
+
 def check_nograd(ctx: Ctx, r: CheckResult) -> None:
     facts = ctx.torch.nograd()
-    want = {"no_grad output requires_grad": False, "no_grad intermediates requiring grad": [],
+    leaves = _aliases_of_leaves(ctx.case)
+    want = {"no_grad output requires_grad": "output" in leaves,
+            "no_grad intermediates requiring grad": sorted(d.name for d in ctx.case.defines if d.name in leaves),
             "detach() requires_grad": False, "detach() shares storage": True, "detach() value equal": True}
     for label, expected in want.items():
         r.facts.append(Fact("nograd", label, expected, facts[label], facts[label] == expected))
@@ -329,6 +352,20 @@ CHECKS: dict[str, Callable[[Ctx, CheckResult], None]] = {
     "nograd": check_nograd, "expect": check_expect,
 }
 NEEDS_GRAD = {"backward", "vjp", "grad", "higher", "jvp", "jacobian", "accumulate"}
+BACKWARD_BASED = {"backward", "vjp", "grad", "higher", "accumulate"}
+
+
+def _check_constant_output(ctx: Ctx, r: CheckResult) -> None:
+    """An output that requires no grad: backward must raise, and the exact derivative must be zero."""
+    err = ctx.torch.backward_error()
+    r.facts.append(Fact("backward", "y.backward() raises: the output does not require grad", True,
+                        err is not None and "does not require grad" in err, err is not None and
+                        "does not require grad" in err, note=err))
+    w = ctx.weights()
+    for i in ctx.case.differentiable:
+        zero = np.zeros(i.shape)
+        r.comparisons.append(ctx.cmp(ctx.exact.vjp(w, i.name), zero, "backward", f"grad wrt {i.name}",
+                                     "exact derivative vs 0 (nothing reaches the input)", i.name))
 
 
 def run_check(name: str, ctx: Ctx) -> CheckResult:
@@ -338,6 +375,13 @@ def run_check(name: str, ctx: Ctx) -> CheckResult:
         r.skipped = "no input requires grad"
         return r
     try:
+        if name in BACKWARD_BASED and not ctx.torch.output_requires_grad():
+            if name == "backward":
+                _check_constant_output(ctx, r)
+            else:
+                r.skipped = ("the output does not depend on a differentiable input (other than through detach): "
+                             "y.backward() raises by design; the backward check verifies that")
+            return r
         CHECKS[name](ctx, r)
     except LimitError:
         raise  # a limit is the case's verdict, not one check's

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import warnings
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Union
@@ -111,7 +112,9 @@ def parse(text: object, names: frozenset[str] | set[str], *, max_length: int | N
         if depth > LIMITS.brackets:
             raise LimitError(f"expression nests deeper than {LIMITS.brackets} brackets (a fixed limit)")
     try:
-        tree = ast.parse(text.strip(), mode="eval")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. SyntaxWarning "invalid decimal literal": we reject or accept anyway
+            tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as exc:
         where = f" at column {exc.offset}" if exc.offset else ""
         raise CaseError(f"not a valid expression{where}: {exc.msg}: {text!r:.120}") from None
@@ -388,6 +391,22 @@ def needs_grad(node: Node, grad_names: set[str] | frozenset[str]) -> bool:
     if isinstance(node, Call) and node.func == "where":
         return any(needs_grad(a, grad_names) for a in node.args[1:])
     return any(needs_grad(c, grad_names) for c in children(node))
+
+
+def grad_sources(node: Node, reach: dict[str, set[str]]) -> set[str]:
+    """The differentiable leaves whose gradient flows from this node (paths through detach or a condition carry none).
+
+    ``reach`` maps each name to its own sources (an input: itself, if it requires grad).
+    """
+    if isinstance(node, Name):
+        return set(reach.get(node.id, set()))
+    if isinstance(node, Cmp) or (isinstance(node, Call) and node.func == "detach"):
+        return set()
+    kids = node.args[1:] if isinstance(node, Call) and node.func == "where" else children(node)
+    out: set[str] = set()
+    for child in kids:
+        out |= grad_sources(child, reach)
+    return out
 
 
 def expected_grad_fn(node: Node, grad_names: set[str] | frozenset[str]) -> str | None:

@@ -305,6 +305,51 @@ class TorchSide:
                 facts[n]["grad"] = numpy(t.grad)
         return facts
 
+    def train(self, spec: Any, mode: str, step_fn: Callable[..., Any] | None = None) -> list[dict[str, Any]]:
+        """Run a training loop; per step, the parameters before it, the gradient it used and the loss.
+
+        mode: 'optim' (autograd + torch.optim, zero_grad() every step), 'manual' (p.data.sub_(lr * p.grad) then
+        p.grad.zero_()), or 'step' (the user's step(params, loss_fn, lr); the gradient it used is read from the
+        parameter change, for plain SGD).
+        """
+        env = {i.name: torch.tensor(self.point[i.name], dtype=self.dtype) for i in self.case.inputs}
+        params = {n: env[n].clone().requires_grad_(True) for n in spec.params}
+        for i in self.case.inputs:
+            env[i.name].requires_grad_(i.requires_grad and i.name not in params)
+
+        def loss_fn(current: Mapping[str, torch.Tensor]) -> torch.Tensor:
+            return self.program({**env, **current})[0]
+
+        opt = None
+        if mode == "optim":
+            group = list(params.values())
+            opt = (torch.optim.SGD(group, lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay)
+                   if spec.optimizer == "sgd" else
+                   torch.optim.Adam(group, lr=spec.lr, betas=spec.betas, eps=spec.eps, weight_decay=spec.weight_decay))
+        records: list[dict[str, Any]] = []
+        for _ in range(spec.steps):
+            before = {n: numpy(p) for n, p in params.items()}
+            if mode == "step":
+                loss = step_fn(params, loss_fn, spec.lr)  # type: ignore[misc]
+                grads = {n: (before[n] - numpy(p)) / spec.lr for n, p in params.items()}  # type: ignore[operator]
+            else:
+                if opt is not None:
+                    opt.zero_grad()
+                loss = loss_fn(params)
+                loss.backward()
+                grads = {n: numpy(p.grad) if p.grad is not None else np.zeros(p.shape) for n, p in params.items()}
+            value = float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
+            records.append({"params": before, "grads": grads, "loss": value})
+            if spec.stop_below is not None and value < spec.stop_below:
+                break
+            if mode == "optim":
+                opt.step()  # type: ignore[union-attr]
+            elif mode == "manual":
+                for p in params.values():
+                    p.data.sub_(spec.lr * p.grad)
+                    p.grad.zero_()
+        return records
+
     def nograd(self) -> dict[str, Any]:
         with torch.no_grad():
             out, nodes, _ = self.forward()

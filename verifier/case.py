@@ -11,7 +11,8 @@ import numpy as np
 from .expr import Node
 from .ops import Shape
 
-CHECKS = ("value", "backward", "vjp", "grad", "higher", "jvp", "jacobian", "accumulate", "graph", "nograd", "expect")
+CHECKS = ("value", "backward", "vjp", "grad", "higher", "jvp", "jacobian", "accumulate", "graph", "nograd", "expect",
+          "train")
 CHECK_DOCS = {
     "value": "the forward value against the exact value",
     "backward": "y.backward() fills every leaf's .grad; retain_graph semantics",
@@ -24,7 +25,11 @@ CHECK_DOCS = {
     "graph": "is_leaf, requires_grad, grad_fn and .grad (retain_grad) of every input and intermediate",
     "nograd": "torch.no_grad() and .detach() give results that do not require grad",
     "expect": "the hand-derived values in `expect` against the exact derivative and against autograd",
+    "train": "a training loop (torch.optim, manual updates, or a user's step) against the loop driven by exact gradients",
 }
+DIAGNOSES = ("accumulated", "missing_zero_grad", "factor", "relative", "sign", "zero", "none", "nonfinite", "transpose",
+             "shape", "partial",
+             "any")
 DTYPES = ("float64", "float32")
 
 
@@ -111,6 +116,12 @@ class Case:
     shapes: Mapping[str, Shape] = field(default_factory=dict, compare=False)
     output_shape: Shape = ()
     tags: tuple[str, ...] = ()
+    impl: str | None = None  # "package.module:attr": the code verified instead of the lowered definition
+    impl_args: tuple[Any, ...] = ()
+    impl_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    module_params: Mapping[str, str] = field(default_factory=dict)  # module parameter name -> input name
+    expect_failure: str | None = None  # a diagnosis kind (or "any") this deliberately broken case must produce
+    train: Any = None  # a TrainSpec, for the train check
 
     @property
     def differentiable(self) -> tuple[Input, ...]:

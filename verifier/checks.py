@@ -13,7 +13,7 @@ import numpy as np
 
 from .autodiff import TorchSide
 from .case import Case, Tolerance
-from .compare import Comparison, Fact, compare
+from .compare import Comparison, Diagnosis, Fact, compare
 from .errors import LimitError
 from .expr import Name, expected_grad_fn, grad_sources, needs_grad, unparse
 from .results import CheckResult
@@ -328,6 +328,71 @@ def check_expect(ctx: Ctx, r: CheckResult) -> None:
                     r.facts.append(Fact("expect", f"{node}.{key}", value, shown, value == shown))
 
 
+def check_train(ctx: Ctx, r: CheckResult) -> None:
+    """Per step, the gradient each torch loop used against the exact gradient at that loop's own parameters; and
+    the loss trajectory of torch.optim against the loop driven by exact gradients."""
+    from .lowering import resolve_impl
+    from .training import exact_loop
+
+    spec = ctx.case.train
+    if spec is None:
+        r.skipped = "the case has no train section"
+        return
+    base = {n: np.asarray(v) for n, v in ctx.exact.point.items()}
+    cache: dict[bytes, tuple[float, dict[str, np.ndarray]]] = {}
+
+    def loss_and_grad(params: dict[str, np.ndarray]) -> tuple[float, dict[str, np.ndarray]]:
+        key = b"".join(np.asarray(params[n], dtype=np.float64).tobytes() for n in spec.params)
+        if key not in cache:
+            at = ctx.exact.ref.at({**base, **params})
+            cache[key] = (float(at.value().lo), {n: at.jacobian(n).lo.reshape(ctx.case.shapes[n]) for n in spec.params})
+        return cache[key]
+
+    label = {"optim": f"autograd + torch.optim.{'SGD' if spec.optimizer == 'sgd' else 'Adam'}",
+             "manual": "autograd + manual p.data.sub_(lr * p.grad), p.grad.zero_()", "step": f"user step {spec.step}"}
+    modes = ["optim"] + (["manual"] if spec.plain_sgd else []) + (["step"] if spec.step else [])
+    step_fn = resolve_impl(spec.step, search=_search_dirs(ctx.case)) if spec.step else None
+    for mode in modes:
+        records = ctx.torch.train(spec, mode, step_fn)
+        for name in spec.params:
+            got = np.stack([rec["grads"][name] for rec in records])
+            exact = np.stack([loss_and_grad(rec["params"])[1][name] for rec in records])
+            c = ctx.cmp(Exact(exact, exact.copy()), got, "train", f"gradient used for {name} at each step",
+                        label[mode], name)
+            if not c.passed:
+                bad = np.abs(got - exact) > ctx.tolerance.atol + ctx.tolerance.rtol * np.abs(exact)
+                first = int(np.argwhere(bad.reshape(len(records), -1).any(axis=1))[0][0]) + 1
+                c.label += f" (first wrong at step {first} of {len(records)})"
+                cumulative = np.cumsum(exact, axis=0)
+                if len(records) > 1 and np.allclose(got, cumulative, rtol=1e-6, atol=1e-12 * np.abs(exact).max()):
+                    c.diagnosis = Diagnosis("missing_zero_grad", count=first)
+            r.comparisons.append(c)
+    trajectory, losses = exact_loop(spec, {n: base[n] for n in spec.params}, loss_and_grad)
+    records = ctx.torch.train(spec, "optim")
+    n = min(len(records), len(losses))
+    drift = Tolerance(ctx.tolerance.rtol * 1e3, ctx.tolerance.atol * 1e3)  # rounding differences compound over steps
+    got = np.array([rec["loss"] for rec in records[:n]])
+    r.comparisons.append(compare(Exact(np.array(losses[:n]), np.array(losses[:n])), got, check="train",
+                                 label=f"loss at each of {n} steps (exact-gradient loop vs torch)", path=label["optim"],
+                                 wrt=None, tolerance=drift, dtype=ctx.dtype))
+    for name in spec.params:
+        exact = np.stack([t[name] for t in trajectory[:n]])
+        got = np.stack([rec["params"][name] for rec in records[:n]])
+        r.comparisons.append(compare(Exact(exact, exact.copy()), got, check="train",
+                                     label=f"{name} at each of {n} steps (exact-gradient loop vs torch)",
+                                     path=label["optim"], wrt=name, tolerance=drift, dtype=ctx.dtype))
+
+
+def _search_dirs(case: Case) -> tuple[str, ...]:
+    import os
+    from pathlib import Path
+
+    dirs = [os.getcwd()]
+    if case.file and Path(case.file).exists():
+        dirs.insert(0, str(Path(case.file).resolve().parent))
+    return tuple(dirs)
+
+
 def _each_path(r: CheckResult, paths: dict[str, Callable[[], Any]]) -> list[tuple[str, Any]]:
     """Run each torch path; one that torch or the implementation does not support in that mode is 'unsupported',
     not a failure (e.g. forward AD through a custom Function without jvp)."""
@@ -349,9 +414,9 @@ def _each_path(r: CheckResult, paths: dict[str, Callable[[], Any]]) -> list[tupl
 CHECKS: dict[str, Callable[[Ctx, CheckResult], None]] = {
     "value": check_value, "backward": check_backward, "vjp": check_vjp, "grad": check_grad, "higher": check_higher,
     "jvp": check_jvp, "jacobian": check_jacobian, "accumulate": check_accumulate, "graph": check_graph,
-    "nograd": check_nograd, "expect": check_expect,
+    "nograd": check_nograd, "expect": check_expect, "train": check_train,
 }
-NEEDS_GRAD = {"backward", "vjp", "grad", "higher", "jvp", "jacobian", "accumulate"}
+NEEDS_GRAD = {"backward", "vjp", "grad", "higher", "jvp", "jacobian", "accumulate", "train"}
 BACKWARD_BASED = {"backward", "vjp", "grad", "higher", "accumulate"}
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from .case import CHECKS, DTYPES, Case, Define, Expect, Input, Tolerance
+from .case import CHECKS, DIAGNOSES, DTYPES, Case, Define, Expect, Input, Tolerance
 from .errors import CaseError, LimitError
 from .expr import infer_shape, parse
 from .limits import LIMITS, flag
@@ -26,7 +26,9 @@ VAR_RE = re.compile(r"^(?!.*__)[A-Za-z][A-Za-z0-9_]{0,63}$")  # no '__': reserve
 CASE_KEYS = (
     "name", "description", "inputs", "define", "function", "dtype", "checks", "expect", "tolerance", "points",
     "domain", "samples", "seed", "order", "grad_output", "retain_grad", "backward", "accumulate", "strict", "tags",
+    "impl", "impl_args", "impl_kwargs", "module_params", "expect_failure", "train",
 )
+IMPL_RE = re.compile(r"^(?!.*__)[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 INPUT_KEYS = ("value", "shape", "sample", "seed", "requires_grad", "fill")
 CONSTRUCTORS = ("eye", "ones", "zeros", "arange", "full")
 RESERVED = {"output"}
@@ -466,19 +468,68 @@ def build_case(doc: Mapping[str, Any], *, file: str | None = None) -> Case:
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
         raise ctx.error("tags", f"tags is a list of strings, got {_kind(tags)}")
     expect = _expect(ctx, doc.get("expect"), by_name, {d.name for d in defines}, output_shape, shapes)
+    impl = _impl(ctx, doc, by_name)
+    expect_failure = doc.get("expect_failure")
+    if expect_failure is not None and expect_failure not in DIAGNOSES:
+        raise ctx.error("expect_failure", f"expect_failure is a diagnosis, one of {', '.join(DIAGNOSES)}; "
+                        f"got {_kind(expect_failure)}")
+    from .training import parse_train
+
+    train = parse_train(ctx, doc.get("train"), by_name, output_shape) if "train" in doc else None
+    if train is None and "train" in checks:
+        raise ctx.error("checks", "the train check needs a `train` section")
+    if train is not None and doc.get("checks") is None:
+        checks = checks + ("train",)
     return Case(
         name=name, function=function, function_text=str(doc["function"]), inputs=tuple(inputs),
         defines=tuple(defines), description=description, dtype=dtype, checks=checks, expect=expect,
         tolerance=tolerance, points=points, order=order, grad_output=grad_output, retain_grad=tuple(retain),
         backward_calls=backward_calls, zero_grad=zero_grad, accumulate_calls=accumulate_calls, strict=strict,
         seed=seed, file=file, line=getattr(doc, "line", None), shapes=shapes, output_shape=output_shape,
-        tags=tuple(tags),
+        tags=tuple(tags), expect_failure=expect_failure, train=train, **impl,
     )
+
+
+def _plain(value: Any, depth: int = 0) -> bool:
+    """Constructor arguments are plain data: numbers, strings, booleans, null, lists and mappings of them."""
+    if depth > 6:
+        return False
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    if isinstance(value, list):
+        return all(_plain(v, depth + 1) for v in value)
+    if isinstance(value, Mapping):
+        return all(isinstance(k, str) and _plain(v, depth + 1) for k, v in value.items())
+    return False
+
+
+def _impl(ctx: _Ctx, doc: Mapping[str, Any], inputs: dict[str, Input]) -> dict[str, Any]:
+    """impl: "package.module:attr" (user code, imported only when this case runs), its constructor arguments and
+    the module parameters that are inputs."""
+    if "impl" not in doc:
+        for key in ("impl_args", "impl_kwargs", "module_params"):
+            if key in doc:
+                raise ctx.error(key, f"{key} needs an impl")
+        return {}
+    target = doc["impl"]
+    if not isinstance(target, str) or not IMPL_RE.match(target):
+        raise ctx.error("impl", f"impl is 'package.module:attr' (names only, no '__'), got {_kind(target)}")
+    args = doc.get("impl_args", [])
+    if not isinstance(args, list) or not _plain(args):
+        raise ctx.error("impl_args", f"impl_args is a list of plain values, got {_kind(args)}")
+    kwargs = doc.get("impl_kwargs", {})
+    if not isinstance(kwargs, Mapping) or not _plain(kwargs):
+        raise ctx.error("impl_kwargs", f"impl_kwargs is a mapping of plain values, got {_kind(kwargs)}")
+    params = doc.get("module_params", {})
+    if not isinstance(params, Mapping) or not all(isinstance(k, str) and v in inputs for k, v in params.items()):
+        raise ctx.error("module_params", "module_params maps a module parameter name to an input name "
+                        f"(inputs: {', '.join(inputs)}), got {params!r:.80}")
+    return {"impl": target, "impl_args": tuple(args), "impl_kwargs": dict(kwargs), "module_params": dict(params)}
 
 
 def _checks(ctx: _Ctx, raw: Any) -> tuple[str, ...]:
     if raw is None:
-        return CHECKS
+        return tuple(c for c in CHECKS if c != "train")
     if isinstance(raw, str):
         raw = [raw]
     if not isinstance(raw, list) or not raw:

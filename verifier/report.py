@@ -44,6 +44,9 @@ def diagnosis_text(d: Diagnosis | None, c: Comparison) -> str | None:
         if abs(f - 0.5) < 1e-9:
             return "0.5x expected: a factor of 1/2 is wrong (a missing 2, e.g. from d(x**2) = 2x)"
         return f"{f:.6g}x expected: a constant factor is wrong"
+    if d.kind == "missing_zero_grad":
+        return ("the gradient at step t equals the sum of the exact gradients of steps 1..t: zero_grad() / "
+                "grad.zero_() is missing")
     if d.kind == "relative":
         rel = (d.factor or 1.0) - 1.0
         return (f"(1 {'+' if rel > 0 else '-'} {abs(rel):.3g})x expected: every element off by the same relative error "
@@ -106,7 +109,11 @@ def comparison_text(result: CaseResult, check: CheckResult, c: Comparison) -> st
     lines.append(f"  abs err {fmt(c.abs_err) if c.abs_err is not None else '-'}{rel}{ulps}; allowed |err| <= "
                  f"{c.tolerance.atol:g} + {c.tolerance.rtol:g} * |exact|")
     seed = case.seed if case is not None else 0
-    lines.append(f"  at point {check.point + 1}: {_point_text(result, check, c.worst)} ({c.dtype}, cpu, seed {seed})")
+    if c.check == "train":
+        step = f"; worst at step {c.worst[0] + 1}" if c.worst else ""
+        lines.append(f"  starting from: {_point_text(result, check, None)} ({c.dtype}, cpu, seed {seed}){step}")
+    else:
+        lines.append(f"  at point {check.point + 1}: {_point_text(result, check, c.worst)} ({c.dtype}, cpu, seed {seed})")
     if c.formula:
         lines.append(f"  exact derivative there: {c.formula}")
     text = diagnosis_text(c.diagnosis, c)
@@ -139,6 +146,15 @@ def case_text(result: CaseResult, checks: set[str] | None = None) -> str:
                 "(raise the limit with --timeout)")
     if result.crashed:
         return f"ERROR {result.name} ({result.location}): the verifier raised\n{result.crashed}"
+    if result.user_error:
+        return f"ERROR {result.name} ({result.location}): the implementation {result.case.impl if result.case else ''} " \
+               f"could not be loaded\n{result.user_error}"
+    if result.status == "xfail":
+        return ""
+    if result.case is not None and result.case.expect_failure and result.status == "fail" and \
+            not any(c.status in ("fail", "error") for c in result.checks):
+        return (f"FAIL {result.name} ({result.location}): expected a failure diagnosed "
+                f"'{result.case.expect_failure}', but every check passed")
     blocks = []
     for check in result.checks:
         if checks is not None and check.check not in checks:
@@ -193,7 +209,7 @@ def header(run: RunResult | None = None, versions: dict[str, str] | None = None,
 
 def summary(run: RunResult) -> str:
     counts = run.counts()
-    order = ("pass", "fail", "error", "timeout", "invalid")
+    order = ("pass", "xfail", "fail", "error", "timeout", "invalid")
     parts = [f"{counts[k]} {'passed' if k == 'pass' else 'failed' if k == 'fail' else k}" for k in order if counts.get(k)]
     tail = " (interrupted: incomplete)" if run.incomplete else ""
     return f"{', '.join(parts) or 'no cases'} in {run.seconds:.2f}s{tail}"
@@ -206,7 +222,8 @@ def table(run: RunResult) -> Any:
     t = Table(show_lines=False, header_style="bold")
     for col in ("case", "where", "checks", "points", "verdict", "time"):
         t.add_column(col, justify="right" if col in ("checks", "points", "time") else "left")
-    style = {"pass": "green", "fail": "bold red", "error": "bold red", "timeout": "yellow", "invalid": "yellow"}
+    style = {"pass": "green", "xfail": "green", "fail": "bold red", "error": "bold red", "timeout": "yellow",
+             "invalid": "yellow"}
     for r in run.cases:
         applied = [c for c in r.checks if c.status != "skip"]
         passed = sum(c.status == "pass" for c in applied)

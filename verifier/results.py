@@ -9,7 +9,7 @@ from .case import Case
 from .compare import Comparison, Fact
 from .errors import CaseError
 
-PASS, FAIL, ERROR, SKIP, TIMEOUT, INVALID = "pass", "fail", "error", "skip", "timeout", "invalid"
+PASS, FAIL, ERROR, SKIP, TIMEOUT, INVALID, XFAIL = "pass", "fail", "error", "skip", "timeout", "invalid", "xfail"
 
 
 @dataclass
@@ -48,6 +48,7 @@ class CaseResult:
     error: CaseError | None = None  # the case is invalid or hit a limit
     timed_out: float | None = None
     crashed: str | None = None  # an unexpected exception in the engine, with traceback
+    user_error: str | None = None  # the case's impl failed to import or to build, with traceback
     seconds: float = 0.0
     evaluation: str = ""
     points: list[dict[str, Any]] = field(default_factory=list)
@@ -59,13 +60,25 @@ class CaseResult:
             return INVALID
         if self.timed_out is not None:
             return TIMEOUT
-        if self.crashed:
+        if self.crashed or self.user_error:
             return ERROR
         statuses = {c.status for c in self.checks}
+        wanted = self.case.expect_failure if self.case is not None else None
+        if wanted is not None:
+            return XFAIL if self.expected_failure_seen() else FAIL
         for s in (ERROR, FAIL):
             if s in statuses:
                 return s
         return PASS
+
+    def diagnoses(self) -> set[str]:
+        """The diagnosis kinds of every failing comparison."""
+        return {c.diagnosis.kind for ch in self.checks for c in ch.comparisons if not c.passed and c.diagnosis}
+
+    def expected_failure_seen(self) -> bool:
+        wanted = self.case.expect_failure if self.case is not None else None
+        failed = any(c.status in (FAIL, ERROR) for c in self.checks)
+        return bool(wanted) and failed and (wanted == "any" or wanted in self.diagnoses())
 
     @property
     def location(self) -> str:
@@ -92,7 +105,7 @@ class RunResult:
         """0: everything passed; 1: a discrepancy (or an engine error); 2: bad input (after running the rest)."""
         if self.errors or any(c.status in (INVALID, TIMEOUT) for c in self.cases):
             return 2
-        if any(c.status != PASS for c in self.cases) or self.incomplete:
+        if any(c.status not in (PASS, XFAIL) for c in self.cases) or self.incomplete:
             return 1
         return 0
 

@@ -111,6 +111,13 @@ def verify_case(
     result = CaseResult(name=case.name, case=case, evaluation=EVALUATION, dtype=dtype)
     _warm_up()
     start = time.perf_counter()
+    if program is None and case.impl:
+        try:
+            program = _implementation(case, dtype)
+        except Exception:  # noqa: BLE001 - the user's code failed to import or build: this case's verdict
+            result.user_error = traceback.format_exc(limit=6)
+            result.seconds = time.perf_counter() - start
+            return result
     try:
         with time_limit(timeout):
             _verify(case, result, dtype, seed, wanted, case.strict if strict is None else strict, program)
@@ -151,6 +158,20 @@ def verify_implementation(
         # double backward of a non-scalar output: check the scalar sum(w * out) with a seeded random w
         return _scalarized(impl, case, dtype, seed, timeout)
     return verify_case(case, seed=seed, timeout=timeout, program=lambda c: Implementation(c, impl, dtype))
+
+
+def _implementation(case: Case, dtype: str) -> Callable[[Case], object]:
+    """Import the case's impl (only now, for this case) and build the torch program that calls it."""
+    import torch
+
+    from .checks import _search_dirs
+    from .lowering import DTYPES, Implementation, resolve_impl
+
+    impl = resolve_impl(case.impl, case.impl_args, case.impl_kwargs, search=_search_dirs(case))  # type: ignore[arg-type]
+    if isinstance(impl, torch.nn.Module):
+        impl = impl.to(DTYPES[dtype])
+    Implementation(case, impl, dtype, case.module_params)  # validates module_params now, as this case's verdict
+    return lambda c: Implementation(c, impl, dtype, case.module_params)
 
 
 def _scalarized(impl: Callable[..., object], case: Case, dtype: str, seed: int, timeout: float | None) -> CaseResult:

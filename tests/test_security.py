@@ -84,7 +84,10 @@ HOSTILE_FILES = [
     "name: a\ninputs: {{x: 1}}\ndefine: {{y: \"open('{canary}', 'w')\"}}\nfunction: y\n",
     "name: a\ninputs: {{__class__: 1}}\nfunction: x\n",
     "name: a\ninputs: {{x: 1}}\nfunction: x\nexpect: {{grad: {{x: \"open('{canary}', 'w')\"}}}}\n",
-    "name: a\ninputs: {{x: 1}}\nfunction: x\nimpl: \"os:system\"\n",
+    "name: a\ninputs: {{x: 1}}\nfunction: x\nimpl: \"os.system('touch {canary}')\"\n",
+    "name: a\ninputs: {{x: 1}}\nfunction: x\nimpl: \"builtins:__import__\"\n",
+    "name: a\ninputs: {{x: 1}}\nfunction: x\nimpl: \"os:system\"\nimpl_args: [!!python/name:os.system ]\n",
+    "name: a\ninputs: {{x: 1}}\nfunction: x\nimpl: \"os:system\"\nimpl_kwargs: {{a: !!python/object/apply:os.system [x]}}\n",
 ]
 
 
@@ -105,6 +108,26 @@ def test_hostile_file_is_rejected_and_nothing_runs(template, tmp_path):
     found = collect([path])
     assert not found.cases and len(found.errors) == 1 and isinstance(found.errors[0], CaseError)
     assert not canary.exists()
+
+
+def test_impl_is_imported_only_when_its_case_runs(tmp_path):
+    """impl is user code by design: loading or listing never imports it; running that case does."""
+    canary = tmp_path / "imported"
+    (tmp_path / "canary_impl.py").write_text(
+        f"open({str(canary)!r}, 'w').close()\n\ndef f(x):\n    return x * 2\n")
+    case_file = tmp_path / "c.yaml"
+    case_file.write_text("name: a\ninputs: {x: 1.0}\nfunction: 2*x\nimpl: \"canary_impl:f\"\nchecks: [value]\n")
+    found = collect([case_file])
+    assert found.cases and not found.errors
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, "-m", "verifier", "list", str(case_file)], check=True, capture_output=True)
+    assert not canary.exists()
+    from verifier.runner import verify_case
+
+    assert verify_case(found.cases[0]).status == "pass"
+    assert canary.exists()
 
 
 def test_corpus_size():

@@ -12,7 +12,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Case", "CaseError", "CaseResult", "CheckResult", "Comparison", "GradientMismatch", "LimitError", "Op",
-    "RunResult", "Tolerance", "VerifierError", "__version__", "assert_gradients_match", "load_cases", "register_op",
+    "RunResult", "Tolerance", "VerifierError", "__version__", "assert_gradients_match", "assert_training_step_matches",
+    "load_cases", "register_op",
     "run", "verify", "verify_case",
 ]
 
@@ -22,7 +23,7 @@ from .ops import Op, register_op
 _LAZY = {
     "Case": "case", "Tolerance": "case", "load_cases": "loading", "CaseResult": "results", "CheckResult": "results",
     "RunResult": "results", "Comparison": "compare", "run": "runner", "verify": "runner", "verify_case": "runner",
-    "assert_gradients_match": "assertions",
+    "assert_gradients_match": "assertions", "assert_training_step_matches": "assertions",
 }
 
 

@@ -85,3 +85,52 @@ def _array(name: str, value: Any) -> np.ndarray:
     if isinstance(value, torch.Tensor):
         return value.detach().to("cpu", torch.float64).numpy().copy()
     return np.asarray(value, dtype=np.float64)
+
+
+def assert_training_step_matches(
+    step_fn: Callable[..., Any],
+    reference: str,
+    inputs: Mapping[str, Any],
+    *,
+    params: Iterable[str],
+    lr: float,
+    steps: int = 5,
+    rtol: float | None = None,
+    atol: float | None = None,
+) -> CaseResult:
+    """Assert that a training step uses the exact gradient at every step (plain SGD).
+
+    ``step_fn(params, loss_fn, lr)`` updates the parameter tensors in ``params`` (a dict of leaves) in place and
+    returns the loss; ``loss_fn(params)`` computes the loss ``reference`` at them. The gradient the step used is read
+    from the parameter change, step by step, and compared with the exact gradient there; a step that forgets
+    ``zero_grad()`` is named as such.
+
+    Raises:
+        GradientMismatch: with the report (the first step where the gradient used is wrong, and the diagnosis).
+    """
+    __tracebackhide__ = True
+    from dataclasses import replace
+
+    from .loading import case_from_expression
+    from .runner import verify_case
+    from .training import TrainSpec
+
+    dtype = _dtype(inputs)
+    names = tuple(params)
+    values = {n: _array(n, t).tolist() for n, t in inputs.items()}
+    case = case_from_expression(reference, {n: v if n in names else {"value": v, "requires_grad": False}
+                                            for n, v in values.items()},
+                                name="training_step", file="<assert_training_step_matches>", dtype=dtype,
+                                checks=["value"])
+    tolerance = None
+    if rtol is not None or atol is not None:
+        base = DEFAULT_TOLERANCES[dtype]
+        tolerance = Tolerance(base.rtol if rtol is None else float(rtol), base.atol if atol is None else float(atol))
+    spec = TrainSpec(params=names, lr=float(lr), steps=int(steps), step=step_fn)
+    case = replace(case, train=spec, checks=("train",), tolerance=tolerance)
+    result = verify_case(case)
+    if result.status != "pass":
+        from .report import case_text
+
+        raise GradientMismatch(case_text(result) or f"verdict: {result.status}", result)
+    return result

@@ -349,9 +349,11 @@ def check_train(ctx: Ctx, r: CheckResult) -> None:
         return cache[key]
 
     label = {"optim": f"autograd + torch.optim.{'SGD' if spec.optimizer == 'sgd' else 'Adam'}",
-             "manual": "autograd + manual p.data.sub_(lr * p.grad), p.grad.zero_()", "step": f"user step {spec.step}"}
+             "manual": "autograd + manual p.data.sub_(lr * p.grad), p.grad.zero_()",
+             "step": f"user step {getattr(spec.step, '__name__', spec.step)}"}
     modes = ["optim"] + (["manual"] if spec.plain_sgd else []) + (["step"] if spec.step else [])
-    step_fn = resolve_impl(spec.step, search=_search_dirs(ctx.case)) if spec.step else None
+    step_fn = spec.step if callable(spec.step) else (
+        resolve_impl(spec.step, search=_search_dirs(ctx.case)) if spec.step else None)
     for mode in modes:
         records = ctx.torch.train(spec, mode, step_fn)
         for name in spec.params:

@@ -28,7 +28,8 @@ CASE_KEYS = (
     "domain", "samples", "seed", "order", "grad_output", "retain_grad", "backward", "accumulate", "strict", "tags",
     "impl", "impl_args", "impl_kwargs", "module_params", "expect_failure", "train",
 )
-IMPL_RE = re.compile(r"^(?!.*__)[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+_DOTTED = r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*"
+IMPL_RE = re.compile(rf"^(?!.*__){_DOTTED}:{_DOTTED}$")  # package.module:attr, no dunder anywhere
 INPUT_KEYS = ("value", "shape", "sample", "seed", "requires_grad", "fill")
 CONSTRUCTORS = ("eye", "ones", "zeros", "arange", "full")
 RESERVED = {"output"}

@@ -27,7 +27,7 @@ class TrainSpec:
     eps: float = 1e-8
     steps: int = 10
     stop_below: float | None = None
-    step: str | None = None  # "package.module:attr": a user's step(params, loss_fn, lr) under test
+    step: Any = None  # "package.module:attr" or a callable: a user's step(params, loss_fn, lr) under test
 
     @property
     def plain_sgd(self) -> bool:

@@ -102,3 +102,19 @@ def test_list_and_help_do_not_import_torch_or_sympy():
 @pytest.mark.parametrize("argv", [["run", "no/such/dir"], ["check", "x +", "--at", "x=1"]])
 def test_bad_input_exits_2(argv):
     assert gv(*argv).returncode == 2
+
+
+def test_plot_writes_pngs(tmp_path):
+    for case in ("kink.abs_scalar", "seed.train_linear_regression"):
+        target = tmp_path / f"{case}.png"
+        out = gv("plot", case, "-o", str(target))
+        assert out.returncode == 0, out.stdout + out.stderr
+        data = target.read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
+    assert "max error in ULPs: y.backward() " in gv("plot", "kink.abs_scalar", "-o", str(tmp_path / "k.png")).stdout
+
+
+def test_plot_refuses_what_it_cannot_draw(tmp_path):
+    out = gv("plot", "elementary.sin", "-o", str(tmp_path / "s.png"))
+    assert out.returncode == 2 and "plot draws functions of one scalar input with a scalar output" in out.stdout
+    assert gv("plot", "no.such.case").returncode == 2

@@ -122,6 +122,8 @@ class Case:
     module_params: Mapping[str, str] = field(default_factory=dict)  # module parameter name -> input name
     expect_failure: str | None = None  # a diagnosis kind (or "any") this deliberately broken case must produce
     train: Any = None  # a TrainSpec, for the train check
+    domain: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    picture: Mapping[str, Any] = field(default_factory=dict)  # what `gradverify plot` draws for a train case
 
     @property
     def differentiable(self) -> tuple[Input, ...]:

@@ -54,6 +54,14 @@ def _parser() -> argparse.ArgumentParser:
                 limits.add_argument(flag(field.name), dest=f"limit_{field.name}", type=int, metavar="N",
                                     help=f"default {field.default}")
 
+    plot = sub.add_parser("plot", help="draw a case: f, f' and every torch path with their ULP errors; for train "
+                                       "cases the loss curves and the fitted line or decision boundary")
+    plot.add_argument("case", help="the case's name")
+    plot.add_argument("paths", nargs="*", default=["cases"], help="where to look for it (default: cases/)")
+    plot.add_argument("-o", "--output", default=None, help="PNG file (default: CASE.png)")
+    plot.add_argument("--points", type=int, default=200, help="grid points over the domain (default 200)")
+    plot.add_argument("--dtype", choices=("float64", "float32"))
+
     lst = sub.add_parser("list", help="list the cases under the paths (does not load torch or sympy)")
     lst.add_argument("paths", nargs="*", default=["cases"])
     lst.add_argument("-k", dest="pattern")
@@ -67,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INPUT
     configure(**{k[len("limit_"):]: v for k, v in vars(args).items() if k.startswith("limit_")})
     try:
-        return {"run": _run, "check": _check, "list": _list}[args.command](args)
+        return {"run": _run, "check": _check, "list": _list, "plot": _plot}[args.command](args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -192,6 +200,41 @@ def _check(args: argparse.Namespace) -> int:
     if args.json_path:
         report.write_json(args.json_path, report.case_json(result))
     return {"pass": EXIT_OK, "invalid": EXIT_INPUT, "timeout": EXIT_INPUT}.get(result.status, EXIT_FAIL)
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from . import report
+    from .errors import CaseError
+    from .loading import collect
+
+    found = collect(args.paths)
+    matches = [c for c in found.cases if c.name == args.case]
+    if not matches:
+        print(f"ERROR no case named {args.case!r} under {', '.join(args.paths)}")
+        return EXIT_INPUT
+    case = matches[0]
+    output = args.output or f"{case.name}.png"
+    if Path(output).suffix.lower() != ".png" or _refuse_overwrite(output, args.paths):
+        print(f"ERROR -o {output}: give a new .png file")
+        return EXIT_INPUT
+    import numpy as np
+
+    from . import plots
+    from .runner import sweep_1d, training_curves
+
+    try:
+        if case.train is not None:
+            plots.plot_training(training_curves(case, args.dtype), output)
+        else:
+            data = sweep_1d(case, args.points, args.dtype)
+            plots.plot_sweep(data, output)
+            worst = {k: float(np.nanmax(v)) if np.isfinite(v).any() else float("nan") for k, v in data["ulps"].items()}
+            print("max error in ULPs: " + ", ".join(f"{k} {report.fmt(v)}" for k, v in worst.items()))
+    except CaseError as exc:
+        print(report.error_text(exc))
+        return EXIT_INPUT
+    print(f"wrote {output}")
+    return EXIT_OK
 
 
 def _list(args: argparse.Namespace) -> int:

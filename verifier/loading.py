@@ -26,7 +26,7 @@ VAR_RE = re.compile(r"^(?!.*__)[A-Za-z][A-Za-z0-9_]{0,63}$")  # no '__': reserve
 CASE_KEYS = (
     "name", "description", "inputs", "define", "function", "dtype", "checks", "expect", "tolerance", "points",
     "domain", "samples", "seed", "order", "grad_output", "retain_grad", "backward", "accumulate", "strict", "tags",
-    "impl", "impl_args", "impl_kwargs", "module_params", "expect_failure", "train",
+    "impl", "impl_args", "impl_kwargs", "module_params", "expect_failure", "train", "picture",
 )
 _DOTTED = r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*"
 IMPL_RE = re.compile(rf"^(?!.*__){_DOTTED}:{_DOTTED}$")  # package.module:attr, no dunder anywhere
@@ -488,7 +488,32 @@ def build_case(doc: Mapping[str, Any], *, file: str | None = None) -> Case:
         backward_calls=backward_calls, zero_grad=zero_grad, accumulate_calls=accumulate_calls, strict=strict,
         seed=seed, file=file, line=getattr(doc, "line", None), shapes=shapes, output_shape=output_shape,
         tags=tuple(tags), expect_failure=expect_failure, train=train, **impl,
+        domain=_domain_bounds(doc), picture=_picture(ctx, doc.get("picture"), set(shapes)),
     )
+
+
+PICTURES = {"line_fit": ("x", "y", "w", "b"), "decision_boundary": ("class0", "class1", "w", "b")}
+
+
+def _picture(ctx: _Ctx, raw: Any, names: set[str]) -> dict[str, Any]:
+    """What `gradverify plot` draws for a train case: a fitted line over points, or a decision boundary."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping) or raw.get("kind") not in PICTURES:
+        raise ctx.error("picture", f"picture is {{kind: {' | '.join(PICTURES)}, ...}}, got {_kind(raw)}")
+    want = PICTURES[raw["kind"]]
+    _check_keys(ctx, raw, ("kind", *want), "picture")
+    for key in want:
+        if raw.get(key) not in names:
+            raise ctx.error(f"picture.{key}", f"picture.{key} names an input or intermediate, got {_kind(raw.get(key))}",
+                            raw, key)
+    return dict(raw)
+
+
+def _domain_bounds(doc: Mapping[str, Any]) -> dict[str, tuple[float, float]]:
+    """The validated domain (the points were already built from it) as bounds, for plots and sweeps."""
+    raw = doc.get("domain") or {}
+    return {n: (number(b[0]), number(b[1])) for n, b in raw.items()}
 
 
 def _plain(value: Any, depth: int = 0) -> bool:

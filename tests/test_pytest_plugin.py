@@ -99,3 +99,13 @@ def test_ini_option_names_other_case_dirs(pytester: pytest.Pytester):
 def test_xdist(cases_dir: pytest.Pytester):
     result = cases_dir.runpytest_subprocess("cases", "-n", "2", "-p", "xdist")
     result.assert_outcomes(passed=5)
+
+
+def test_deliberately_broken_case_is_an_xfail(pytester: pytest.Pytester):
+    pytester.mkdir("cases")
+    (pytester.path / "cases" / "broken.yaml").write_text(
+        "name: forgot_zero_grad\ninputs: {w: 1.0, x: 2.0}\nfunction: (x + w) * (w + 1)\n"
+        "backward: {calls: 3, zero_grad: false}\nchecks: [value, backward]\nexpect_failure: accumulated\n")
+    result = pytester.runpytest_subprocess("cases", "-rx")
+    result.assert_outcomes(passed=1, xfailed=1)
+    result.stdout.fnmatch_lines(["*deliberately broken: failed as expected (accumulated)*"])

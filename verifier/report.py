@@ -306,7 +306,8 @@ def case_json(r: CaseResult) -> dict[str, Any]:
     return {
         "case": r.name, "location": r.location, "verdict": r.status, "seconds": round(r.seconds, 4),
         "evaluation": r.evaluation, "dtype": r.dtype, "points": r.points,
-        "error": str(r.error) if r.error else (r.crashed or None),
+        "error": str(r.error) if r.error else (r.crashed or r.user_error or None),
+        "timed_out_after": r.timed_out, "expect_failure": r.case.expect_failure if r.case else None,
         "checks": [{
             "check": c.check, "point": c.point, "verdict": c.status, "skipped": c.skipped, "error": c.error,
             "unsupported": c.unsupported, "comparisons": [comparison_json(x) for x in c.comparisons],

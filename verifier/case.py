@@ -27,7 +27,7 @@ CHECK_DOCS = {
     "expect": "the hand-derived values in `expect` against the exact derivative and against autograd",
     "train": "a training loop (torch.optim, manual updates, or a user's step) against the loop driven by exact gradients",
 }
-DIAGNOSES = ("accumulated", "missing_zero_grad", "factor", "relative", "sign", "zero", "none", "nonfinite", "transpose",
+DIAGNOSES = ("accumulated", "missing_zero_grad", "kink", "factor", "relative", "sign", "zero", "none", "nonfinite", "transpose",
              "shape", "partial",
              "any")
 DTYPES = ("float64", "float32")

@@ -153,7 +153,11 @@ def compare(
             base.ulps = float(err[idx] / ulp(np.array(nearest), dtype)) if np.isfinite(nearest) else None
     base.got_nonfinite_where_undefined = bool(np.all(~np.isfinite(got[undefined]))) if undefined.any() else True
     if base.mismatched and base.diagnosis is None:
-        base.diagnosis = diagnose(lo, hi, got, bad, kinks | undefined, dtype)
+        inside = (got >= lo - allowed) & (got <= hi + allowed)
+        if strict and np.all(~bad | (kinks & inside)):
+            base.diagnosis = Diagnosis("kink", count=int(bad.sum()))
+        else:
+            base.diagnosis = diagnose(lo, hi, got, bad, kinks | undefined, dtype)
     return base
 
 

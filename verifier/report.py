@@ -44,6 +44,10 @@ def diagnosis_text(d: Diagnosis | None, c: Comparison) -> str | None:
         if abs(f - 0.5) < 1e-9:
             return "0.5x expected: a factor of 1/2 is wrong (a missing 2, e.g. from d(x**2) = 2x)"
         return f"{f:.6g}x expected: a constant factor is wrong"
+    if d.kind == "kink":
+        side = f"; torch returned the {c.kink_side} value" if c.kink_side in ("left", "right") else ""
+        return (f"the derivative does not exist at {d.count} element(s) (a kink: the one-sided derivatives differ)"
+                f"{side}; strict mode fails at kinks")
     if d.kind == "missing_zero_grad":
         return ("the gradient at step t equals the sum of the exact gradients of steps 1..t: zero_grad() / "
                 "grad.zero_() is missing")

@@ -315,12 +315,15 @@ class PointReference:
             for i in range(m):
                 vals[i * n + j] = None
                 bad[i * n + j] = why
-        for j in range(n):  # nor, anywhere, with respect to an input element at which some partial does not exist
-            why = next((bad[i * n + j] for i in range(m) if i * n + j in bad), None)
-            if why is not None:
-                for i in range(m):
-                    vals[i * n + j] = None
-                    bad.setdefault(i * n + j, why)
+        # Where one partial does not exist (a pole), the whole row and column are out: reverse mode multiplies the
+        # pole by the zero weights of the other outputs, forward mode by the zero tangents of the other inputs,
+        # and IEEE says 0 * inf is NaN. Neither is a gradient bug; both are outside the domain.
+        holes = list(bad.items())
+        for flat, why in holes:
+            i0, j0 = divmod(flat, n)
+            for k in [i0 * n + j for j in range(n)] + [i * n + j0 for i in range(m)]:
+                vals[k] = None
+                bad.setdefault(k, why)
         lo = np.array(vals, dtype=object).reshape(m, n)
         hi = lo.copy()
         kinks = np.zeros((m, n), dtype=bool)

@@ -26,7 +26,7 @@ from verifier.runner import verify_case  # noqa: E402
 
 def run(name: str, strategy, body, n: int, stats: dict) -> None:
     counts = {"inputs": 0, "accepted": 0, "rejected (CaseError)": 0, "crashed": 0}
-    crashes: list[str] = []
+    signatures: dict[str, str] = {}
 
     @settings(max_examples=n, deadline=None, database=None, suppress_health_check=list(HealthCheck))
     @given(strategy)
@@ -37,16 +37,20 @@ def run(name: str, strategy, body, n: int, stats: dict) -> None:
             counts["accepted"] += 1
         except CaseError:
             counts["rejected (CaseError)"] += 1
-        except Exception:  # noqa: BLE001 - a crash is what we count
+        except Exception as exc:  # noqa: BLE001 - a crash is what we count
             counts["crashed"] += 1
-            crashes.append(f"{value!r:.200}\n{traceback.format_exc(limit=4)}")
+            frame = traceback.extract_tb(exc.__traceback__)[-1]
+            signature = f"{type(exc).__name__} at {Path(frame.filename).name}:{frame.lineno}"
+            if signature not in signatures:
+                signatures[signature] = f"{value!r:.300}\n{traceback.format_exc(limit=6)}"
+            counts[signature] = counts.get(signature, 0) + 1
 
     start = time.perf_counter()
     target()
     counts["seconds"] = round(time.perf_counter() - start, 1)
     stats[name] = counts
-    for c in crashes[:5]:
-        print("CRASH", name, c, file=sys.stderr)
+    for signature, example in signatures.items():
+        print(f"CRASH {name}: {signature} x{counts[signature]}\n{example}", file=sys.stderr)
 
 
 def load_text(text: str) -> None:

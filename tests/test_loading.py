@@ -115,6 +115,8 @@ samples: 3
     ("name: a\ninputs: {sin: 1}\nfunction: sin\n",
      ":2, case 'a', key 'inputs': name 'sin' is taken by the language"),
     ("name: a\ninputs: {x: 1, x: 2}\nfunction: x\n", ":2, key 'x': key 'x' appears twice in one mapping"),
+    # found by the long fuzz run: an unhashable item in retain_grad crashed the loader
+    ("name: a\ninputs: {x: 1}\nfunction: x\nretain_grad: [[1, 2]]\n", ":4, case 'a', key 'retain_grad': retain_grad lists"),
 ])
 def test_case_errors_are_pinned(write_case, text, message):
     path = write_case(text)

@@ -111,9 +111,9 @@ def assert_training_step_matches(
     __tracebackhide__ = True
     from dataclasses import replace
 
-    from .loading import case_from_expression
     from .runner import verify_case
     from .training import TrainSpec
+    from .validation import case_from_expression
 
     dtype = _dtype(inputs)
     names = tuple(params)

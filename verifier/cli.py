@@ -175,8 +175,8 @@ def _parse_at(items: Sequence[str]) -> dict[str, Any]:
 def _check(args: argparse.Namespace) -> int:
     from . import report
     from .errors import CaseError
-    from .loading import case_from_expression
     from .runner import verify_case, versions
+    from .validation import case_from_expression
 
     out = _console()
     try:

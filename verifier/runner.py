@@ -147,8 +147,8 @@ def verify_implementation(
     timeout: float | None,
 ) -> CaseResult:
     """Verify a user's callable against the exact derivatives of a reference expression (the assertion helper)."""
-    from .loading import case_from_expression
     from .lowering import Implementation
+    from .validation import case_from_expression
 
     case = case_from_expression(reference, {n: v.tolist() for n, v in values.items()}, name="implementation",
                                 file="<assert_gradients_match>", dtype=dtype, order=max(order, 1),

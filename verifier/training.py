@@ -64,7 +64,9 @@ class Optimizer:
 
 def parse_train(ctx: Any, raw: Any, inputs: Mapping[str, Any], output_shape: tuple[int, ...]) -> TrainSpec:
     """Validate a case's `train` section (ctx is the loader's error context)."""
-    from .loading import _check_keys, _kind, number
+    from .fields import check_keys as _check_keys
+    from .fields import kind as _kind
+    from .fields import number
 
     if not isinstance(raw, Mapping):
         raise ctx.error("train", f"train is a mapping (params, optimizer, lr, steps, ...), got {_kind(raw)}")
@@ -109,7 +111,7 @@ def parse_train(ctx: Any, raw: Any, inputs: Mapping[str, Any], output_shape: tup
             raise ctx.error("train.stop_below", str(exc), raw, "stop_below") from None
     step = raw.get("step")
     if step is not None:
-        from .loading import IMPL_RE
+        from .validation import IMPL_RE
 
         if not isinstance(step, str) or not IMPL_RE.match(step):
             raise ctx.error("train.step", f"step is 'package.module:attr', got {_kind(step)}", raw, "step")

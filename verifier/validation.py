@@ -1,0 +1,419 @@
+"""A case mapping -> a validated Case: every key checked, every error naming the key and its line."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from .case import CHECKS, DIAGNOSES, DTYPES, Case, Define, Expect, Input, Tolerance
+from .errors import CaseError, LimitError
+from .expr import infer_shape, parse
+from .fields import Ctx, check_keys, kind, number, tensor, value_spec, variable_name
+from .limits import LIMITS, flag
+from .ops import Shape
+
+MAX_ORDER = 6
+NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+CASE_KEYS = (
+    "name", "description", "inputs", "define", "function", "dtype", "checks", "expect", "tolerance", "points",
+    "domain", "samples", "seed", "order", "grad_output", "retain_grad", "backward", "accumulate", "strict", "tags",
+    "impl", "impl_args", "impl_kwargs", "module_params", "expect_failure", "train", "picture",
+)
+_DOTTED = r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*"
+IMPL_RE = re.compile(rf"^(?!.*__){_DOTTED}:{_DOTTED}$")  # package.module:attr, no dunder anywhere
+
+
+def build_case(doc: Mapping[str, Any], *, file: str | None = None) -> Case:
+    """Validate one case mapping and build its Case; CaseError names the key at fault."""
+    ctx = Ctx(doc, file)
+    check_keys(ctx, doc, CASE_KEYS, "")
+    name = doc.get("name")
+    if name is None:
+        raise ctx.error("name", "missing required key 'name' (an id of letters, digits, '_', '.', '-')")
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise ctx.error("name", f"name must match [A-Za-z0-9_.-]{{1,100}}, got {kind(name)}")
+    if "function" not in doc:
+        raise ctx.error("function", "missing required key 'function' (the expression to verify)")
+    description = doc.get("description", "")
+    if not isinstance(description, str):
+        raise ctx.error("description", f"expected a string, got {kind(description)}")
+    seed = doc.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise ctx.error("seed", f"seed must be an integer in [0, 2**32), got {kind(seed)}")
+
+    raw_inputs = doc.get("inputs", {})
+    if not isinstance(raw_inputs, Mapping):
+        raise ctx.error("inputs", f"inputs is a mapping of name: value, got {kind(raw_inputs)}")
+    inputs = []
+    for i, (iname, spec) in enumerate(raw_inputs.items()):
+        iname = variable_name(ctx, iname, "inputs", raw_inputs)
+        array, requires_grad = value_spec(ctx, spec, f"inputs.{iname}", [seed, i])  # type: ignore[arg-type]
+        inputs.append(Input(iname, array, requires_grad, ctx.line(raw_inputs, iname)))
+    shapes: dict[str, Shape] = {i.name: i.shape for i in inputs}
+
+    raw_defines = doc.get("define", {})
+    if not isinstance(raw_defines, Mapping):
+        raise ctx.error("define", f"define is a mapping of name: expression, got {kind(raw_defines)}")
+    defines = []
+    for dname, text in raw_defines.items():
+        dname = variable_name(ctx, dname, "define", raw_defines)
+        if dname in shapes:
+            raise ctx.error(f"define.{dname}", f"{dname!r} is already an input", raw_defines, dname)
+        try:
+            node = parse(text, set(shapes))
+            shapes[dname] = infer_shape(node, shapes)
+        except CaseError as exc:
+            raise ctx.wrap(exc, f"define.{dname}", raw_defines, dname) from None
+        defines.append(Define(dname, node, str(text), ctx.line(raw_defines, dname)))
+    try:
+        function = parse(doc["function"], set(shapes))
+        output_shape = infer_shape(function, shapes)
+    except CaseError as exc:
+        raise ctx.wrap(exc, "function") from None
+
+    dtype = doc.get("dtype", "float64")
+    if dtype not in DTYPES:
+        raise ctx.error("dtype", f"dtype {dtype!r:.40} is not supported; allowed: {', '.join(DTYPES)}")
+    checks = _checks(ctx, doc.get("checks"))
+    order = doc.get("order", 2)
+    if isinstance(order, bool) or not isinstance(order, int) or not 1 <= order <= MAX_ORDER:
+        raise ctx.error("order", f"order is the highest derivative order, an integer 1..{MAX_ORDER}, got {kind(order)}")
+    tolerance = _tolerance(ctx, doc.get("tolerance"))
+    by_name = {i.name: i for i in inputs}
+    points = _points(ctx, doc, by_name, seed)
+    grad_output = None
+    if "grad_output" in doc:
+        grad_output, _ = value_spec(ctx, doc["grad_output"], "grad_output", seed, default_shape=output_shape)
+        if grad_output.shape != output_shape:
+            try:
+                grad_output = np.broadcast_to(grad_output, output_shape).copy() if grad_output.ndim == 0 else None
+            except ValueError:
+                grad_output = None
+            if grad_output is None:
+                raise ctx.error("grad_output", f"grad_output must have the output's shape {list(output_shape)}")
+    retain = doc.get("retain_grad", [])
+    names = {d.name for d in defines}
+    if not isinstance(retain, list) or any(not isinstance(r, str) or r not in names for r in retain):
+        raise ctx.error("retain_grad", f"retain_grad lists intermediates of define "
+                        f"({', '.join(d.name for d in defines) or 'none'}), got {retain!r:.80}")
+    backward_calls, zero_grad = _backward(ctx, doc.get("backward", {}))
+    accumulate_calls = _int_option(ctx, doc.get("accumulate", {}), "accumulate", "calls", 4, 2, 100)
+    strict = doc.get("strict", False)
+    if not isinstance(strict, bool):
+        raise ctx.error("strict", f"expected true or false, got {kind(strict)}")
+    tags = doc.get("tags", [])
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise ctx.error("tags", f"tags is a list of strings, got {kind(tags)}")
+    expect = _expect(ctx, doc.get("expect"), by_name, {d.name for d in defines}, output_shape, shapes)
+    impl = _impl(ctx, doc, by_name)
+    expect_failure = doc.get("expect_failure")
+    if expect_failure is not None and expect_failure not in DIAGNOSES:
+        raise ctx.error("expect_failure", f"expect_failure is a diagnosis, one of {', '.join(DIAGNOSES)}; "
+                        f"got {kind(expect_failure)}")
+    from .training import parse_train  # noqa: I001 - training imports fields, not this module
+
+    train = parse_train(ctx, doc.get("train"), by_name, output_shape) if "train" in doc else None
+    if train is None and "train" in checks:
+        raise ctx.error("checks", "the train check needs a `train` section")
+    if train is not None and doc.get("checks") is None:
+        checks = checks + ("train",)
+    return Case(
+        name=name, function=function, function_text=str(doc["function"]), inputs=tuple(inputs),
+        defines=tuple(defines), description=description, dtype=dtype, checks=checks, expect=expect,
+        tolerance=tolerance, points=points, order=order, grad_output=grad_output, retain_grad=tuple(retain),
+        backward_calls=backward_calls, zero_grad=zero_grad, accumulate_calls=accumulate_calls, strict=strict,
+        seed=seed, file=file, line=getattr(doc, "line", None), shapes=shapes, output_shape=output_shape,
+        tags=tuple(tags), expect_failure=expect_failure, train=train, **impl,
+        domain=_domain_bounds(doc), picture=_picture(ctx, doc.get("picture"), set(shapes)),
+    )
+
+
+PICTURES = {"line_fit": ("x", "y", "w", "b"), "decision_boundary": ("class0", "class1", "w", "b")}
+
+
+def _picture(ctx: Ctx, raw: Any, names: set[str]) -> dict[str, Any]:
+    """What `gradverify plot` draws for a train case: a fitted line over points, or a decision boundary."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping) or raw.get("kind") not in PICTURES:
+        raise ctx.error("picture", f"picture is {{kind: {' | '.join(PICTURES)}, ...}}, got {kind(raw)}")
+    want = PICTURES[raw["kind"]]
+    check_keys(ctx, raw, ("kind", *want), "picture")
+    for key in want:
+        if raw.get(key) not in names:
+            raise ctx.error(f"picture.{key}", f"picture.{key} names an input or intermediate, got {kind(raw.get(key))}",
+                            raw, key)
+    return dict(raw)
+
+
+def _domain_bounds(doc: Mapping[str, Any]) -> dict[str, tuple[float, float]]:
+    """The validated domain (the points were already built from it) as bounds, for plots and sweeps."""
+    raw = doc.get("domain") or {}
+    return {n: (number(b[0]), number(b[1])) for n, b in raw.items()}
+
+
+def _plain(value: Any, depth: int = 0) -> bool:
+    """Constructor arguments are plain data: numbers, strings, booleans, null, lists and mappings of them."""
+    if depth > 6:
+        return False
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    if isinstance(value, list):
+        return all(_plain(v, depth + 1) for v in value)
+    if isinstance(value, Mapping):
+        return all(isinstance(k, str) and _plain(v, depth + 1) for k, v in value.items())
+    return False
+
+
+def _impl(ctx: Ctx, doc: Mapping[str, Any], inputs: dict[str, Input]) -> dict[str, Any]:
+    """impl: "package.module:attr" (user code, imported only when this case runs), its constructor arguments and
+    the module parameters that are inputs."""
+    if "impl" not in doc:
+        for key in ("impl_args", "impl_kwargs", "module_params"):
+            if key in doc:
+                raise ctx.error(key, f"{key} needs an impl")
+        return {}
+    target = doc["impl"]
+    if not isinstance(target, str) or not IMPL_RE.match(target):
+        raise ctx.error("impl", f"impl is 'package.module:attr' (names only, no '__'), got {kind(target)}")
+    args = doc.get("impl_args", [])
+    if not isinstance(args, list) or not _plain(args):
+        raise ctx.error("impl_args", f"impl_args is a list of plain values, got {kind(args)}")
+    kwargs = doc.get("impl_kwargs", {})
+    if not isinstance(kwargs, Mapping) or not _plain(kwargs):
+        raise ctx.error("impl_kwargs", f"impl_kwargs is a mapping of plain values, got {kind(kwargs)}")
+    params = doc.get("module_params", {})
+    if not isinstance(params, Mapping) or not all(isinstance(k, str) and v in inputs for k, v in params.items()):
+        raise ctx.error("module_params", "module_params maps a module parameter name to an input name "
+                        f"(inputs: {', '.join(inputs)}), got {params!r:.80}")
+    return {"impl": target, "impl_args": tuple(args), "impl_kwargs": dict(kwargs), "module_params": dict(params)}
+
+
+def _checks(ctx: Ctx, raw: Any) -> tuple[str, ...]:
+    if raw is None:
+        return tuple(c for c in CHECKS if c != "train")
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list) or not raw:
+        raise ctx.error("checks", f"checks is a list of: {', '.join(CHECKS)}; got {kind(raw)}")
+    for c in raw:
+        if c not in CHECKS:
+            close = difflib.get_close_matches(str(c), CHECKS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ctx.error("checks", f"unknown check {c!r:.40}{hint}; allowed: {', '.join(CHECKS)}")
+    return tuple(dict.fromkeys(raw))
+
+
+def _tolerance(ctx: Ctx, raw: Any) -> Tolerance | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping):
+        raise ctx.error("tolerance", f"tolerance is {{rtol: R, atol: A}}, got {kind(raw)}")
+    check_keys(ctx, raw, ("rtol", "atol"), "tolerance")
+    if set(raw) != {"rtol", "atol"}:
+        raise ctx.error("tolerance", "give rtol and atol together, e.g. {rtol: 1e-12, atol: 0}")
+    try:
+        rtol, atol = number(raw["rtol"]), number(raw["atol"])
+    except ValueError as exc:
+        raise ctx.error("tolerance", str(exc)) from None
+    if rtol < 0 or atol < 0:
+        raise ctx.error("tolerance", f"rtol and atol must be >= 0, got rtol={rtol}, atol={atol}")
+    return Tolerance(rtol, atol)
+
+
+def _int_option(ctx: Ctx, raw: Any, key: str, sub: str, default: int, lo: int, hi: int) -> int:
+    if not isinstance(raw, Mapping):
+        raise ctx.error(key, f"{key} is a mapping like {{{sub}: {default}}}, got {kind(raw)}")
+    value = raw.get(sub, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ctx.error(f"{key}.{sub}", f"expected an integer in {lo}..{hi}, got {kind(value)}", raw, sub)
+    return value
+
+
+def _backward(ctx: Ctx, raw: Any) -> tuple[int, bool]:
+    if not isinstance(raw, Mapping):
+        raise ctx.error("backward", f"backward is a mapping like {{calls: 1, zero_grad: true}}, got {kind(raw)}")
+    check_keys(ctx, raw, ("calls", "zero_grad"), "backward")
+    calls = _int_option(ctx, raw, "backward", "calls", 1, 1, 100)
+    zero = raw.get("zero_grad", True)
+    if not isinstance(zero, bool):
+        raise ctx.error("backward.zero_grad", f"expected true or false, got {kind(zero)}", raw, "zero_grad")
+    return calls, zero
+
+
+def _points(ctx: Ctx, doc: Mapping[str, Any], inputs: dict[str, Input], seed: int) -> tuple[dict[str, np.ndarray], ...]:
+    base = {n: i.value for n, i in inputs.items()}
+    points: list[dict[str, np.ndarray]] = []
+    raw = doc.get("points")
+    if raw is not None:
+        if not isinstance(raw, list) or not raw:
+            raise ctx.error("points", f"points is a list of mappings {{input: value}}, got {kind(raw)}")
+        for k, entry in enumerate(raw):
+            if not isinstance(entry, Mapping):
+                raise ctx.error("points", f"point {k + 1} is {kind(entry)}, expected a mapping {{input: value}}")
+            point = dict(base)
+            for n, v in entry.items():
+                if n not in inputs:
+                    raise ctx.error("points", f"point {k + 1} names {n!r}, which is not an input; inputs: "
+                                    f"{', '.join(inputs)}", entry, n)
+                point[n] = _fit(ctx, v, inputs[n], f"points[{k + 1}].{n}", entry)
+            points.append(point)
+    domain = doc.get("domain")
+    if domain is not None:
+        if not isinstance(domain, Mapping) or not domain:
+            raise ctx.error("domain", f"domain is a mapping {{input: [low, high]}}, got {kind(domain)}")
+        samples = doc.get("samples", 5)
+        if isinstance(samples, bool) or not isinstance(samples, int) or not 1 <= samples:
+            raise ctx.error("samples", f"samples is a positive integer, got {kind(samples)}")
+        if samples > LIMITS.points:
+            raise LimitError(f"samples is {samples}; the limit is {LIMITS.points} (raise it with {flag('points')})",
+                             file=ctx.file, line=ctx.locate("samples"), case=ctx.name, key="samples")
+        rng = np.random.default_rng([seed, 7919])
+        bounds = {}
+        for n, b in domain.items():
+            if n not in inputs:
+                raise ctx.error("domain", f"{n!r} is not an input; inputs: {', '.join(inputs)}", domain, n)
+            try:
+                if not isinstance(b, list) or len(b) != 2:
+                    raise ValueError(f"expected [low, high], got {kind(b)}")
+                lo, hi = number(b[0]), number(b[1])
+                if not lo < hi:
+                    raise ValueError(f"expected low < high, got {b}")
+            except ValueError as exc:
+                raise ctx.error(f"domain.{n}", str(exc), domain, n) from None
+            bounds[n] = (lo, hi)
+        for _ in range(samples):
+            point = dict(base)
+            for n, (lo, hi) in bounds.items():
+                point[n] = rng.uniform(lo, hi, size=inputs[n].shape)
+            points.append(point)
+    elif "samples" in doc:
+        raise ctx.error("samples", "samples needs a domain: {input: [low, high]}")
+    if len(points) > LIMITS.points:
+        raise LimitError(f"{len(points)} points; the limit is {LIMITS.points} (raise it with {flag('points')})",
+                         file=ctx.file,
+                         line=ctx.line(doc, "points"), case=ctx.name, key="points")
+    return tuple(points) or (base,)
+
+
+def _fit(ctx: Ctx, raw: Any, target: Input | Shape, key: str, mapping: Any, subkey: Any = None) -> np.ndarray:
+    """A literal value checked against (or broadcast from a scalar to) the expected shape."""
+    shape = target.shape if isinstance(target, Input) else target
+    try:
+        array = tensor(raw)
+    except ValueError as exc:
+        raise ctx.error(key, str(exc), mapping, subkey if subkey is not None else key.rsplit(".", 1)[-1]) from None
+    if array.shape == shape:
+        return array
+    if array.ndim == 0:
+        return np.full(shape, float(array))
+    raise ctx.error(key, f"value has shape {list(array.shape)}, expected {list(shape)}", mapping,
+                    subkey if subkey is not None else key.rsplit(".", 1)[-1])
+
+
+def _hand(ctx: Ctx, raw: Any, shape: Shape, key: str, mapping: Any, subkey: Any, shapes: dict[str, Shape]) -> Any:
+    """A hand-derived value: a number, a nested list, or a formula in the case language (the manual derivative)."""
+    if isinstance(raw, str) and not _is_number(raw):
+        try:
+            node = parse(raw, set(shapes))
+            got = infer_shape(node, shapes)
+        except CaseError as exc:
+            raise ctx.wrap(exc, key, mapping, subkey) from None
+        if got != shape and got != ():
+            raise ctx.error(key, f"formula {raw!r:.60} has shape {list(got)}, expected {list(shape)}", mapping, subkey)
+        return node
+    return _fit(ctx, raw, shape, key, mapping, subkey)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        number(text, finite=False)
+    except ValueError:
+        return False
+    return True
+
+
+def _expect(ctx: Ctx, raw: Any, inputs: dict[str, Input], defines: set[str], output_shape: Shape,
+            shapes: dict[str, Shape] | None = None) -> Expect:
+    if raw is None:
+        return Expect()
+    if not isinstance(raw, Mapping):
+        raise ctx.error("expect", f"expect is a mapping of check: values, got {kind(raw)}")
+    check_keys(ctx, raw, ("value", "grad", "vjp", "accumulate", "higher", "graph"), "expect")
+    diff = {n: i for n, i in inputs.items() if i.requires_grad}
+
+    def per_input(key: str) -> dict[str, Any]:
+        section = raw.get(key, {})
+        if not isinstance(section, Mapping):
+            raise ctx.error(f"expect.{key}", f"expected a mapping {{input: value}}, got {kind(section)}", raw, key)
+        for n in section:
+            if n not in diff:
+                raise ctx.error(f"expect.{key}", f"{n!r} is not a differentiable input; those are: "
+                                f"{', '.join(diff) or '(none)'}", section, n)
+        return dict(section)
+
+    shapes = shapes or {}
+    value = _hand(ctx, raw["value"], output_shape, "expect.value", raw, "value", shapes) if "value" in raw else None
+    grad = {n: _hand(ctx, v, diff[n].shape, f"expect.grad.{n}", raw.get("grad"), n, shapes)
+            for n, v in per_input("grad").items()}
+    vjp = {n: _hand(ctx, v, diff[n].shape, f"expect.vjp.{n}", raw.get("vjp"), n, shapes)
+           for n, v in per_input("vjp").items()}
+    accumulate = {}
+    for n, seq in per_input("accumulate").items():
+        if not isinstance(seq, list) or not seq:
+            raise ctx.error(f"expect.accumulate.{n}", f"expected a list, one value per backward call, got {kind(seq)}",
+                            raw.get("accumulate"), n)
+        accumulate[n] = tuple(_fit(ctx, v, diff[n], f"expect.accumulate.{n}", raw.get("accumulate"), n) for v in seq)
+    higher = {}
+    section = raw.get("higher", {})
+    if not isinstance(section, Mapping):
+        raise ctx.error("expect.higher", f"expected a mapping {{order: value}}, got {kind(section)}", raw, "higher")
+    n_diff = sum(i.value.size for i in diff.values())
+    for order, v in section.items():
+        if isinstance(order, bool) or not isinstance(order, int) or not 2 <= order <= MAX_ORDER:
+            raise ctx.error("expect.higher", f"orders are integers 2..{MAX_ORDER}, got {order!r:.20}", section, order)
+        higher[order] = _hand(ctx, v, (n_diff,) * order, f"expect.higher.{order}", section, order, shapes)
+    graph = {}
+    section = raw.get("graph", {})
+    if not isinstance(section, Mapping):
+        raise ctx.error("expect.graph", f"expected a mapping {{node: facts}}, got {kind(section)}", raw, "graph")
+    for node, facts in section.items():
+        if node not in inputs and node not in defines and node != "output":
+            raise ctx.error("expect.graph", f"{node!r} is not a node; nodes: {', '.join([*inputs, *defines, 'output'])}",
+                            section, node)
+        if not isinstance(facts, Mapping):
+            raise ctx.error(f"expect.graph.{node}", f"expected a mapping of facts, got {kind(facts)}", section, node)
+        check_keys(ctx, facts, ("is_leaf", "requires_grad", "grad_fn", "grad"), f"expect.graph.{node}")
+        checked: dict[str, Any] = {}
+        for k, v in facts.items():
+            if k in ("is_leaf", "requires_grad") and not isinstance(v, bool):
+                raise ctx.error(f"expect.graph.{node}.{k}", f"expected true or false, got {kind(v)}", facts, k)
+            if k == "grad_fn" and v is not None and not isinstance(v, str):
+                raise ctx.error(f"expect.graph.{node}.grad_fn", f"expected a class name or null, got {kind(v)}",
+                                facts, k)
+            if k == "grad" and v is not None:
+                try:
+                    v = tensor(v)
+                except ValueError as exc:
+                    raise ctx.error(f"expect.graph.{node}.grad", str(exc), facts, k) from None
+            checked[k] = v
+        graph[node] = checked
+    return Expect(value=value, grad=grad, vjp=vjp, accumulate=accumulate, higher=higher, graph=graph)
+
+
+def case_from_expression(
+    expression: str,
+    inputs: Mapping[str, Any],
+    *,
+    name: str = "expression",
+    file: str | None = None,
+    **options: Any,
+) -> Case:
+    """Build a Case from an expression and input values (numbers or nested lists), through the same validation."""
+    doc: dict[str, Any] = {"name": name, "function": expression, "inputs": dict(inputs)}
+    doc.update({k: v for k, v in options.items() if v is not None})
+    return build_case(doc, file=file)

@@ -79,3 +79,9 @@ def test_float32_ulps_and_interval():
     outside = compare(Exact(np.array([-1.0]), np.array([1.0])), np.array([2.0]), check="c", label="l", path="p",
                       wrt=None, tolerance=TOL, dtype="float64")
     assert not outside.passed and outside.kink_side == "outside"
+
+
+def test_scattered_tiny_relative_errors_are_called_inaccurate():
+    c = run([2.0, 3.0, 5.0], [2.0 * (1 + 3e-10), 3.0, 5.0 * (1 - 1e-10)])
+    assert c.diagnosis.kind == "inaccurate"
+    assert diagnosis_text(c.diagnosis, c).startswith("2 of 3 element(s) differ by small relative errors (up to 3e-10)")

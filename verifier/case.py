@@ -28,7 +28,7 @@ CHECK_DOCS = {
     "train": "a training loop (torch.optim, manual updates, or a user's step) against the loop driven by exact gradients",
 }
 DIAGNOSES = ("accumulated", "missing_zero_grad", "kink", "factor", "relative", "sign", "zero", "none", "nonfinite", "transpose",
-             "shape", "partial",
+             "shape", "partial", "inaccurate",
              "any")
 DTYPES = ("float64", "float32")
 

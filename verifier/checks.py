@@ -51,8 +51,7 @@ class Ctx:
                 elif formula and wrt is not None:
                     shape = self.case.shapes[wrt]
                     k = int(np.ravel_multi_index(c.worst[-len(shape):], shape)) if shape else 0
-                    m = formula[1] if formula[1] >= 0 else 0
-                    c.formula = self.exact.ref.formula("jac", m * (int(np.prod(shape)) if shape else 1) + k, wrt)
+                    c.formula = self.exact.ref.column_formula(wrt, k)
             except (ValueError, IndexError):
                 c.formula = None
         return c

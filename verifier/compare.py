@@ -192,4 +192,9 @@ def diagnose(lo: np.ndarray, hi: np.ndarray, got: np.ndarray, bad: np.ndarray, s
         tol = close * max(1.0, float(np.max(np.abs(lo))))
         if np.allclose(got, lo.T, rtol=close, atol=tol):
             return Diagnosis("transpose")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.abs(got - lo) / np.abs(lo)
+    rel = rel[bad & (lo != 0) & np.isfinite(rel)]
+    if rel.size and float(rel.max()) < 1e-4:
+        return Diagnosis("inaccurate", factor=float(rel.max()), count=int(bad.sum()))
     return Diagnosis("partial", count=int(bad.sum()))

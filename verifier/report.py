@@ -66,6 +66,9 @@ def diagnosis_text(d: Diagnosis | None, c: Comparison) -> str | None:
         return "got the transpose of the exact matrix"
     if d.kind == "shape":
         return f"got shape {list(c.got_shape)}, the exact result has shape {list(c.expected_shape)}"
+    if d.kind == "inaccurate":
+        return (f"{d.count} of {c.n} element(s) differ by small relative errors (up to {d.factor:.2g}) with no common "
+                "factor: an inaccurate formula or a lower-precision computation, not a wrong derivative")
     if d.kind == "partial":
         return f"{d.count} of {c.n} element(s) differ with no common pattern (a missing or wrong term)"
     return d.kind

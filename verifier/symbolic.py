@@ -205,6 +205,20 @@ class Reference:
         back = dict(zip(cut.reshape(-1), self.nodes[node].reshape(-1)))
         return [_clean(sp.diff(total, c)).xreplace(back) for c in cut.reshape(-1)]
 
+    def column_formula(self, wrt: str, k: int, most: int = 3) -> str:
+        """The non-zero partials d out[m] / d wrt[k], as text (what a gradient or v^T J element is made of)."""
+        j = self.slices[wrt].start + k
+        shape = self.output.shape
+        terms = []
+        for m, row in enumerate(self.jacobian()):
+            if row[j] != 0:
+                where = f"[{','.join(map(str, np.unravel_index(m, shape)))}]" if shape else ""
+                terms.append(f"d out{where}/d {display(self.wrt[j])} = {display(row[j], 160)}")
+        if not terms:
+            return f"every d out/d {display(self.wrt[j])} is 0"
+        more = f" (and {len(terms) - most} more)" if len(terms) > most else ""
+        return "; ".join(terms[:most]) + more
+
     def formula(self, kind: str, index: int, wrt: str | None = None) -> str:
         """Readable text of one expression: the value, or d out / d input element (index into out x input)."""
         if kind == "value":

@@ -191,3 +191,10 @@ def test_bundled_files_match_the_schema_and_load(path):
 def test_schema_rejects_unknown_keys():
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"name": "a", "function": "x", "fucntion": "y"}, _schema())
+
+
+def test_case_errors_pickle_with_their_fields():
+    import pickle
+
+    error = pickle.loads(pickle.dumps(LimitError("too big", file="f.yaml", line=3, case="c", key="k")))
+    assert isinstance(error, LimitError) and (error.file, error.line, error.case, error.key) == ("f.yaml", 3, "c", "k")

@@ -36,6 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("-v", "--verbose", action="store_true", help="also list kinks, undefined points and "
                      "unsupported paths of passing cases")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("-j", "--jobs", type=int, default=1, help="verify cases in N processes (default 1)")
 
     check = sub.add_parser("check", help='verify one expression, e.g. check "x**2" --at x=3')
     check.add_argument("expression")
@@ -129,7 +130,7 @@ def _run(args: argparse.Namespace) -> int:
         progress_bar.start()
     try:
         result = run(args.paths, pattern=args.pattern, dtype=args.dtype, seed=args.seed, strict=args.strict,
-                     timeout=timeout, progress=callback)
+                     timeout=timeout, progress=callback, jobs=max(1, args.jobs))
     finally:
         if progress_bar is not None:
             progress_bar.stop()

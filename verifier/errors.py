@@ -26,6 +26,10 @@ class CaseError(VerifierError, ValueError):
         self.key = key
         super().__init__(self._render())
 
+    def __reduce__(self) -> tuple[object, ...]:
+        """Pickle with every field (results cross process boundaries in parallel runs)."""
+        return (_rebuild, (type(self), self.reason, self.file, self.line, self.case, self.key))
+
     def located(
         self,
         *,
@@ -49,6 +53,11 @@ class CaseError(VerifierError, ValueError):
             where = self.file + (f":{self.line}" if self.line else "")
         parts = [p for p in (where, f"case {self.case!r}" if self.case else "", f"key {self.key!r}" if self.key else "") if p]
         return (", ".join(parts) + ": " if parts else "") + self.reason
+
+
+def _rebuild(cls: type[CaseError], reason: str, file: str | None, line: int | None, case: str | None,
+             key: str | None) -> CaseError:
+    return cls(reason, file=file, line=line, case=case, key=key)
 
 
 class LimitError(CaseError):

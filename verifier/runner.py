@@ -227,8 +227,11 @@ def run(
     strict: bool | None = None,
     timeout: float | None = DEFAULT_TIMEOUT,
     progress: Callable[[CaseResult, int, int], None] | None = None,
+    jobs: int = 1,
 ) -> RunResult:
     """Load every case under the paths and verify each; broken cases are reported, the rest still run.
+
+    With jobs > 1 the cases run in that many processes; the results, in case order, are those of a serial run.
 
     A KeyboardInterrupt stops the run and returns what finished, marked incomplete.
     """
@@ -236,16 +239,52 @@ def run(
     found = collect(paths)
     out = RunResult(errors=list(found.errors), seed=seed if seed is not None else 0, versions=versions())
     chosen = select(found.cases, pattern)
+    options = {"dtype": dtype, "seed": seed, "strict": strict, "timeout": timeout}
     try:
-        for i, case in enumerate(chosen, start=1):
-            res = verify_case(case, dtype=dtype, seed=seed, strict=strict, timeout=timeout)
-            out.cases.append(res)
-            if progress:
-                progress(res, i, len(chosen))
+        if jobs > 1 and len(chosen) > 1:
+            _run_parallel(chosen, options, jobs, out, progress)
+        else:
+            for i, case in enumerate(chosen, start=1):
+                res = verify_case(case, **options)  # type: ignore[arg-type]
+                out.cases.append(res)
+                if progress:
+                    progress(res, i, len(chosen))
     except KeyboardInterrupt:
         out.incomplete = True
     out.seconds = time.perf_counter() - start
     return out
+
+
+def _worker_init(limits: dict[str, int]) -> None:
+    from .limits import configure
+
+    configure(**limits)
+
+
+def _run_parallel(cases: list[Case], options: dict[str, object], jobs: int, out: RunResult,
+                  progress: Callable[[CaseResult, int, int], None] | None) -> None:
+    """Verify cases in worker processes (spawned: torch must not be forked once initialised)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from dataclasses import asdict
+
+    from .limits import LIMITS
+
+    results: dict[int, CaseResult] = {}
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_worker_init,
+                             initargs=(asdict(LIMITS),)) as pool:
+        futures = {pool.submit(verify_case, case, **options): k for k, case in enumerate(cases)}  # type: ignore[arg-type]
+        try:
+            for done, future in enumerate(as_completed(futures), start=1):
+                results[futures[future]] = future.result()
+                if progress:
+                    progress(results[futures[future]], done, len(cases))
+        except KeyboardInterrupt:
+            pool.shutdown(wait=False, cancel_futures=True)
+            out.cases.extend(results[k] for k in sorted(results))
+            raise
+    out.cases.extend(results[k] for k in sorted(results))
 
 
 def verify(target: Case | str | Path, **options: object) -> CaseResult | RunResult:

@@ -8,7 +8,7 @@ import pytest
 from verifier.case import Tolerance
 from verifier.compare import compare
 from verifier.report import diagnosis_text
-from verifier.symbolic import Exact
+from verifier.values import Exact
 
 TOL = Tolerance(1e-11, 1e-13)
 

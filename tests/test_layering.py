@@ -23,6 +23,8 @@ def _modules_after(statement: str) -> set[str]:
     ("import verifier.lowering", {"sympy"}),
     ("import verifier.loading", {"torch", "sympy"}),
     ("import verifier.cli", {"torch", "sympy"}),
+    ("import verifier.compare", {"torch", "sympy"}),
+    ("import verifier.report", {"torch", "sympy"}),
 ])
 def test_imports(statement, forbidden):
     assert not (_modules_after(statement) & forbidden)

@@ -15,9 +15,10 @@ from .autodiff import TorchSide
 from .case import Case, Tolerance
 from .compare import Comparison, Diagnosis, Fact, compare
 from .errors import LimitError
+from .evaluation import PointReference
 from .expr import Name, expected_grad_fn, grad_sources, needs_grad, unparse
 from .results import CheckResult
-from .symbolic import Exact, PointReference
+from .values import Exact
 
 UNSUPPORTED = ("not implemented", "not supported", "must implement", "must override the setup_context",
                "functorch transforms", "forward mode ad", "forward-mode ad")

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from .case import Tolerance
-from .symbolic import Exact
+from .values import Exact
 
 _FLOAT = {"float64": np.float64, "float32": np.float32}
 

@@ -1,0 +1,27 @@
+"""Exact values as numbers: what the symbolic side hands to the comparator (numpy only, no sympy)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class Exact:
+    """Exact values rounded to float64: ``lo == hi`` where the derivative exists, the one-sided limits at kinks.
+
+    ``undefined`` maps a flat index to the reason the value does not exist there.
+    """
+
+    lo: np.ndarray
+    hi: np.ndarray
+    undefined: dict[int, str] = field(default_factory=dict)
+    kinks: np.ndarray | None = None  # bool mask: lo/hi are the left/right derivatives
+    notes: dict[int, str] = field(default_factory=dict)  # e.g. the exact value overflows float64
+
+    @property
+    def value(self) -> np.ndarray:
+        return self.lo
+
+

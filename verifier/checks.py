@@ -204,13 +204,11 @@ def check_graph(ctx: Ctx, r: CheckResult) -> None:
     for i in case.inputs:
         expected[i.name] = {"is_leaf": True, "requires_grad": i.requires_grad, "grad_fn": None}
     nodes = [(d.name, d.node) for d in case.defines] + [("output", case.function)]
-    source = {n: n for n in expected}  # an alias (define a: x, or function: x) is the very same tensor as its source
+    source = alias_sources(case)
     for name, node in nodes:
-        if isinstance(node, Name):
+        if isinstance(node, Name):  # an alias is the very same tensor as its source
             expected[name] = dict(expected[node.id])
-            source[name] = source[node.id]
             continue
-        source[name] = name
         req = needs_grad(node, grad_names | {n for n, e in expected.items() if e["requires_grad"]})
         fn = expected_grad_fn(node, grad_names | {n for n, e in expected.items() if e["requires_grad"]})
         expected[name] = {"is_leaf": not req, "requires_grad": req, "grad_fn": fn if req else None}
@@ -245,20 +243,19 @@ def check_graph(ctx: Ctx, r: CheckResult) -> None:
                                 got["grad"] is None, note=why))
 
 
-def _aliases_of_leaves(case: Case) -> set[str]:
-    """Nodes that are (chains of) plain names of differentiable inputs: the very leaf tensors, even under no_grad."""
-    out = {i.name for i in case.differentiable}
-    for d in case.defines:
-        if isinstance(d.node, Name) and d.node.id in out:
-            out.add(d.name)
-    if isinstance(case.function, Name) and case.function.id in out:
-        out.add("output")
-    return out
+def alias_sources(case: Case) -> dict[str, str]:
+    """Each input, intermediate and 'output' -> the node whose tensor it is (define a: x and function: a are the very
+    tensor x)."""
+    source = {i.name: i.name for i in case.inputs}
+    for name, node in [(d.name, d.node) for d in case.defines] + [("output", case.function)]:
+        source[name] = source[node.id] if isinstance(node, Name) else name
+    return source
 
 
 def check_nograd(ctx: Ctx, r: CheckResult) -> None:
     facts = ctx.torch.nograd()
-    leaves = _aliases_of_leaves(ctx.case)
+    grad_inputs = {i.name for i in ctx.case.differentiable}
+    leaves = {n for n, origin in alias_sources(ctx.case).items() if origin in grad_inputs}  # leaves even under no_grad
     want = {"no_grad output requires_grad": "output" in leaves,
             "no_grad intermediates requiring grad": sorted(d.name for d in ctx.case.defines if d.name in leaves),
             "detach() requires_grad": False, "detach() shares storage": True, "detach() value equal": True}

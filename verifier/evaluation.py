@@ -101,9 +101,8 @@ class PointReference:
         # Where one partial does not exist (a pole), the whole row and column are out: reverse mode multiplies the
         # pole by the zero weights of the other outputs, forward mode by the zero tangents of the other inputs,
         # and IEEE says 0 * inf is NaN. Neither is a gradient bug; both are outside the domain.
-        holes = list(bad.items())
-        for flat, why in holes:
-            i0, j0 = divmod(flat, n)
+        for hole, why in list(bad.items()):
+            i0, j0 = divmod(hole, n)
             for k in [i0 * n + j for j in range(n)] + [i * n + j0 for i in range(m)]:
                 vals[k] = None
                 bad.setdefault(k, why)

@@ -94,11 +94,11 @@ class TorchSide:
         out, _, _ = self.forward()
         return bool(out.requires_grad)
 
-    def backward_error(self) -> str | None:
-        """The error y.backward() raises (None if it does not)."""
+    def backward_error(self, implicit: bool) -> str | None:
+        """The error y.backward() (implicit) or y.backward(ones) raises; None if it does not raise."""
         out, _, _ = self.forward()
         try:
-            out.backward(torch.ones_like(out))
+            out.backward() if implicit else out.backward(torch.ones_like(out))
         except RuntimeError as exc:
             return str(exc)
         return None
@@ -131,15 +131,6 @@ class TorchSide:
         out.backward(torch.ones_like(out))
         return {n: None if leaves[n].grad is None else
                 (str(leaves[n].grad.dtype).replace("torch.", ""), tuple(leaves[n].grad.shape)) for n in self.diff}
-
-    def implicit_backward_error(self) -> str | None:
-        """The error y.backward() raises on a non-scalar output (None if it does not raise)."""
-        out, _, _ = self.forward()
-        try:
-            out.backward()
-        except RuntimeError as exc:
-            return str(exc)
-        return None
 
     def second_backward(self, weights: np.ndarray) -> dict[str, Any]:
         """retain_graph semantics: a second backward without it, and with it."""

@@ -16,7 +16,7 @@ from .case import Case, Tolerance
 from .compare import Comparison, Diagnosis, Fact, compare
 from .errors import LimitError
 from .evaluation import PointReference
-from .expr import Name, expected_grad_fn, grad_sources, needs_grad, unparse
+from .expr import Name, expected_grad_fn, grad_sources, unparse
 from .results import CheckResult
 from .values import Exact
 
@@ -40,16 +40,16 @@ class Ctx:
     rng: np.random.Generator
 
     def cmp(self, exact: Exact, got: np.ndarray | None, check: str, label: str, path: str, wrt: str | None = None,
-            formula: tuple[str, int] | None = None, source: str = "sympy") -> Comparison:
+            formula: str | None = None, source: str = "sympy") -> Comparison:
         c = compare(exact, got, check=check, label=label, path=path, wrt=wrt, tolerance=self.tolerance,
                     dtype=self.dtype, strict=self.strict)
         c.exact_source = source
         if not c.passed and c.worst is not None:
             try:
-                if formula and formula[0] == "value":
-                    c.formula = self.exact.ref.formula("value", int(np.ravel_multi_index(c.worst, c.expected_shape))
+                if formula == "value":
+                    c.formula = self.exact.ref.value_formula(int(np.ravel_multi_index(c.worst, c.expected_shape))
                                                        if c.expected_shape else 0)
-                elif formula and wrt is not None:
+                elif formula == "partials" and wrt is not None:
                     shape = self.case.shapes[wrt]
                     k = int(np.ravel_multi_index(c.worst[-len(shape):], shape)) if shape else 0
                     c.formula = self.exact.ref.column_formula(wrt, k)
@@ -82,13 +82,13 @@ def _weight_label(ctx: Ctx) -> str:
 
 
 def check_value(ctx: Ctx, r: CheckResult) -> None:
-    r.comparisons.append(ctx.cmp(ctx.exact.value(), ctx.torch.value(), "value", "value", "forward", formula=("value", 0)))
+    r.comparisons.append(ctx.cmp(ctx.exact.value(), ctx.torch.value(), "value", "value", "forward", formula="value"))
 
 
 def check_backward(ctx: Ctx, r: CheckResult) -> None:
     case = ctx.case
     if not ctx.scalar:
-        err = ctx.torch.implicit_backward_error()
+        err = ctx.torch.backward_error(implicit=True)
         r.facts.append(Fact("backward", "y.backward() on a non-scalar output raises", True, err is not None,
                             err is not None, note=err))
     else:
@@ -98,7 +98,7 @@ def check_backward(ctx: Ctx, r: CheckResult) -> None:
             path += f" x{case.backward_calls}" + ("" if case.zero_grad else " without zero_()")
         for name, got in grads.items():
             r.comparisons.append(ctx.cmp(ctx.exact.jacobian(name), got, "backward", f"grad wrt {name}", path, name,
-                                         formula=("jac", 0)))
+                                         formula="partials"))
         for name, got in others.items():
             r.facts.append(Fact("backward", f"{name}.grad (requires_grad=False)", None, None if got is None else "a tensor",
                                 got is None))
@@ -128,7 +128,7 @@ def check_vjp(ctx: Ctx, r: CheckResult) -> None:
         for path, grads in _each_path(r, ctx.torch.vjp(v)):
             for name, got in grads.items():
                 r.comparisons.append(ctx.cmp(ctx.exact.vjp(v, name), got, "vjp", f"v^T J wrt {name} ({label})", path,
-                                             name, formula=("jac", -1)))
+                                             name, formula="partials"))
 
 
 def check_grad(ctx: Ctx, r: CheckResult) -> None:
@@ -137,7 +137,7 @@ def check_grad(ctx: Ctx, r: CheckResult) -> None:
     path = "autograd.grad" if w is None else f"autograd.grad(grad_outputs={_weight_label(ctx)})"
     for name, got in grads.items():
         exact = ctx.exact.jacobian(name) if ctx.scalar else ctx.exact.vjp(w, name)  # type: ignore[arg-type]
-        r.comparisons.append(ctx.cmp(exact, got, "grad", f"grad wrt {name}", path, name, formula=("jac", 0)))
+        r.comparisons.append(ctx.cmp(exact, got, "grad", f"grad wrt {name}", path, name, formula="partials"))
     r.facts.append(Fact("grad", "autograd.grad leaves .grad untouched", False, touched, not touched))
 
 
@@ -205,16 +205,15 @@ def check_graph(ctx: Ctx, r: CheckResult) -> None:
         expected[i.name] = {"is_leaf": True, "requires_grad": i.requires_grad, "grad_fn": None}
     nodes = [(d.name, d.node) for d in case.defines] + [("output", case.function)]
     source = alias_sources(case)
+    reach: dict[str, set[str]] = {i.name: {i.name} for i in case.differentiable}  # node -> leaves its grad reaches
     for name, node in nodes:
+        reach[name] = grad_sources(node, reach)
         if isinstance(node, Name):  # an alias is the very same tensor as its source
             expected[name] = dict(expected[node.id])
             continue
-        req = needs_grad(node, grad_names | {n for n, e in expected.items() if e["requires_grad"]})
-        fn = expected_grad_fn(node, grad_names | {n for n, e in expected.items() if e["requires_grad"]})
+        req = bool(reach[name])
+        fn = expected_grad_fn(node, {n for n, leaves in reach.items() if leaves})
         expected[name] = {"is_leaf": not req, "requires_grad": req, "grad_fn": fn if req else None}
-    reach: dict[str, set[str]] = {i.name: {i.name} for i in case.differentiable}
-    for name, node in nodes:
-        reach[name] = grad_sources(node, reach)
     reached = reach["output"] if facts["output"]["requires_grad"] else set()
     for name, exp in expected.items():
         got = facts[name]
@@ -421,7 +420,7 @@ BACKWARD_BASED = {"backward", "vjp", "grad", "higher", "accumulate"}
 
 def _check_constant_output(ctx: Ctx, r: CheckResult) -> None:
     """An output that requires no grad: backward must raise, and the exact derivative must be zero."""
-    err = ctx.torch.backward_error()
+    err = ctx.torch.backward_error(implicit=False)
     r.facts.append(Fact("backward", "y.backward() raises: the output does not require grad", True,
                         err is not None and "does not require grad" in err, err is not None and
                         "does not require grad" in err, note=err))

@@ -384,13 +384,7 @@ _BIN_GRAD_FN = {"+": "AddBackward0", "-": "SubBackward0", "*": "MulBackward0", "
 
 def needs_grad(node: Node, grad_names: set[str] | frozenset[str]) -> bool:
     """Whether torch's value of the node requires grad: it depends on a differentiable name other than via detach."""
-    if isinstance(node, Name):
-        return node.id in grad_names
-    if isinstance(node, Cmp) or (isinstance(node, Call) and node.func == "detach"):
-        return False
-    if isinstance(node, Call) and node.func == "where":
-        return any(needs_grad(a, grad_names) for a in node.args[1:])
-    return any(needs_grad(c, grad_names) for c in children(node))
+    return bool(grad_sources(node, {n: {n} for n in grad_names}))
 
 
 def grad_sources(node: Node, reach: dict[str, set[str]]) -> set[str]:

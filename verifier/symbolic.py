@@ -199,17 +199,9 @@ class Reference:
         more = f" (and {len(terms) - most} more)" if len(terms) > most else ""
         return "; ".join(terms[:most]) + more
 
-    def formula(self, kind: str, index: int, wrt: str | None = None) -> str:
-        """Readable text of one expression: the value, or d out / d input element (index into out x input)."""
-        if kind == "value":
-            expr = self.flat_out[index]
-        else:
-            assert wrt is not None
-            n = self.case.shapes[wrt]
-            size = int(np.prod(n)) if n else 1
-            m, k = divmod(index, size)
-            expr = self.jacobian()[m][self.slices[wrt].start + k]
-        return display(expr)
+    def value_formula(self, index: int) -> str:
+        """Readable text of one output element's expression."""
+        return display(self.flat_out[index])
 
     # --- evaluation ----------------------------------------------------------------------------------------------
 

@@ -21,3 +21,12 @@ def write_case(tmp_path: Path):
 
 
 pytest_plugins = ["pytester"]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Tests never read or fill the user's derivation cache."""
+    import os
+
+    os.environ["GRADVERIFY_CACHE_DIR"] = str(tmp_path_factory.mktemp("derivation-cache"))
+    yield

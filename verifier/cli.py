@@ -49,6 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--json", dest="json_path", metavar="FILE")
 
     for command in (run, check):
+        command.add_argument("--no-cache", action="store_true", help="neither read nor write the derivation cache "
+                             "(see `gradverify cache`)")
         limits = command.add_argument_group("limits (against hostile or huge input)")
         for field in fields(Limits):
             if field.name != "brackets":
@@ -63,6 +65,9 @@ def _parser() -> argparse.ArgumentParser:
     plot.add_argument("--points", type=int, default=200, help="grid points over the domain (default 200)")
     plot.add_argument("--dtype", choices=("float64", "float32"))
 
+    cache = sub.add_parser("cache", help="the on-disk cache of symbolic derivations: where it is, how big; clear")
+    cache.add_argument("action", choices=("info", "clear"), nargs="?", default="info")
+
     lst = sub.add_parser("list", help="list the cases under the paths (does not load torch or sympy)")
     lst.add_argument("paths", nargs="*", default=["cases"])
     lst.add_argument("-k", dest="pattern")
@@ -75,11 +80,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         _parser().print_help()
         return EXIT_INPUT
     configure(**{k[len("limit_"):]: v for k, v in vars(args).items() if k.startswith("limit_")})
+    if getattr(args, "no_cache", False):
+        from .cache import set_enabled
+
+        set_enabled(False)
     try:
-        return {"run": _run, "check": _check, "list": _list, "plot": _plot}[args.command](args)
+        return {"run": _run, "check": _check, "list": _list, "plot": _plot, "cache": _cache}[args.command](args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def _cache(args: argparse.Namespace) -> int:
+    from . import cache
+
+    where = cache.cache_dir()
+    if args.action == "clear":
+        count, size = cache.clear()
+        print(f"removed {count} entries ({size / 1e6:.1f} MB) from {where}")
+        return EXIT_OK
+    found = cache.entries()
+    size = sum(p.stat().st_size for p in found)
+    print(f"{where}: {len(found)} entries, {size / 1e6:.1f} MB "
+          "(set GRADVERIFY_CACHE_DIR to move it; --no-cache or GRADVERIFY_NO_CACHE=1 to bypass it)")
+    return EXIT_OK
 
 
 def _console(stderr: bool = False) -> Any:

@@ -12,7 +12,7 @@ import difflib
 import warnings
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Union
+from typing import Iterator, Union
 
 from .errors import CaseError, LimitError
 from .limits import LIMITS, flag
@@ -340,6 +340,13 @@ def children(node: Node) -> tuple[Node, ...]:
     if isinstance(node, Index):
         return (node.base,)
     return ()
+
+
+def walk(node: Node) -> Iterator[Node]:
+    """The node and every node below it."""
+    yield node
+    for child in children(node):
+        yield from walk(child)
 
 
 def depth(node: Node) -> int:

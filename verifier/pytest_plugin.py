@@ -27,6 +27,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--verifier-strict", action="store_true", default=None, help="fail at kinks")
     group.addoption("--verifier-timeout", type=float, default=120.0, help="seconds per case (0: none)")
     group.addoption("--verifier-no-collect", action="store_true", help="do not collect YAML cases")
+    group.addoption("--verifier-no-cache", action="store_true", help="neither read nor write the derivation cache")
     parser.addini("verifier_case_dirs", type="args", default=["cases"],
                   help="directory names whose YAML files are gradverify cases")
 
@@ -36,6 +37,13 @@ def _version(name: str) -> str:
         return metadata.version(name)
     except metadata.PackageNotFoundError:
         return "?"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("verifier_no_cache", default=False):
+        from .cache import set_enabled
+
+        set_enabled(False)
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:

@@ -13,6 +13,7 @@ from typing import Any, Mapping
 import numpy as np
 import sympy as sp
 
+from .cache import case_key, memo
 from .case import Case
 from .errors import LimitError
 from .expr import Bin, Call, Cmp, Const, Index, Name, Neg, Node, Num
@@ -97,12 +98,9 @@ class Reference:
             raise LimitError(f"the inputs have {total} elements; element-wise expansion is limited to {max_symbols} "
                              f"(raise it with {flag('symbols')})")
         self.case = case
+        self.key = case_key(case)
         self.symbols: dict[str, np.ndarray] = {i.name: self._symbols(i.name, i.shape) for i in case.inputs}
-        env = dict(self.symbols)
-        self.nodes: dict[str, np.ndarray] = {}
-        for d in case.defines:
-            env[d.name] = self.nodes[d.name] = evaluate(d.node, env)
-        out = evaluate(case.function, env)
+        self.nodes, out = memo("expansion", self.key, self._expand)
         if out.size > max_symbols:
             raise LimitError(f"the output has {out.size} elements; the limit is {max_symbols} "
                              f"(raise it with {flag('symbols')})")
@@ -118,6 +116,14 @@ class Reference:
         self.smooth = not any(e.has(*NONSMOOTH) for e in self.flat_out)
         self._jac: list[list[sp.Expr]] | None = None
         self._derivs: dict[int, dict[tuple[int, ...], sp.Expr]] = {}
+
+    def _expand(self) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """The defines and the function as object arrays of sympy expressions of the element symbols."""
+        env = dict(self.symbols)
+        nodes: dict[str, np.ndarray] = {}
+        for d in self.case.defines:
+            env[d.name] = nodes[d.name] = evaluate(d.node, env)
+        return nodes, evaluate(self.case.function, env)
 
     @staticmethod
     def _symbols(name: str, shape: tuple[int, ...]) -> np.ndarray:
@@ -137,12 +143,15 @@ class Reference:
             if len(self.flat_out) * len(self.wrt) > LIMITS.derivatives * 10:
                 raise LimitError(f"the Jacobian has {len(self.flat_out) * len(self.wrt)} entries; the limit is "
                                  f"{LIMITS.derivatives * 10} (raise it with {flag('derivatives')})")
-            rows = []
-            for e in self.flat_out:
-                free = e.free_symbols
-                rows.append([_clean(sp.diff(e, s)) if s in free else sp.Integer(0) for s in self.wrt])
-            self._jac = rows
+            self._jac = memo("jacobian", self.key, self._differentiate)
         return self._jac
+
+    def _differentiate(self) -> list[list[sp.Expr]]:
+        rows = []
+        for e in self.flat_out:
+            free = e.free_symbols
+            rows.append([_clean(sp.diff(e, s)) if s in free else sp.Integer(0) for s in self.wrt])
+        return rows
 
     def derivatives(self, order: int) -> dict[tuple[int, ...], sp.Expr]:
         """The distinct order-k partial derivatives of a scalar output, keyed by sorted index tuples."""
@@ -157,12 +166,16 @@ class Reference:
                                  f"expressions; the limit is {LIMITS.derivatives} (lower `order`, or raise it with "
                                  f"{flag('derivatives')})")
             prev = self.derivatives(order - 1)
-            out = {}
-            for idx in itertools.combinations_with_replacement(range(n), order):
-                base = prev[idx[:-1]]
-                s = self.wrt[idx[-1]]
-                out[idx] = _clean(sp.diff(base, s)) if s in base.free_symbols else sp.Integer(0)
+            out = memo(f"derivatives{order}", self.key, lambda: self._next_order(prev, order))
         self._derivs[order] = out
+        return out
+
+    def _next_order(self, prev: dict[tuple[int, ...], sp.Expr], order: int) -> dict[tuple[int, ...], sp.Expr]:
+        out = {}
+        for idx in itertools.combinations_with_replacement(range(len(self.wrt)), order):
+            base = prev[idx[:-1]]
+            s = self.wrt[idx[-1]]
+            out[idx] = _clean(sp.diff(base, s)) if s in base.free_symbols else sp.Integer(0)
         return out
 
     def node_gradient(self, node: str, weights: np.ndarray) -> list[sp.Expr]:

@@ -172,3 +172,11 @@ def test_constant_output_backward_raises_and_exact_gradient_is_zero():
     backward, grad = result.checks
     assert backward.facts[0].label == "y.backward() raises: the output does not require grad" and backward.facts[0].passed
     assert backward.comparisons[0].passed and grad.status == "skip"
+
+
+def test_a_large_integer_literal_is_a_float_for_torch():
+    # regression: 1e20 parsed to the int 10**20, which torch cannot take as a scalar (OverflowError)
+    from verifier.runner import verify_case
+    from verifier.validation import case_from_expression
+
+    assert verify_case(case_from_expression("x * 1e20 + 2**60", {"x": 1.5}, name="big_literal")).status == "pass"

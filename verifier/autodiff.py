@@ -12,6 +12,7 @@ import torch.autograd.forward_ad as fwAD
 import torch.func
 
 from .case import Case
+from .expr import grad_sources
 from .lowering import DTYPES, Program
 
 Grads = dict[str, "np.ndarray | None"]
@@ -91,8 +92,16 @@ class TorchSide:
     # --- checks ------------------------------------------------------------------------------------------------
 
     def output_requires_grad(self) -> bool:
-        out, _, _ = self.forward()
-        return bool(out.requires_grad)
+        if not hasattr(self, "_requires_grad"):  # asked before every check: answered once
+            if type(self.program) is Program:  # the lowered definition: known without running it
+                reach = {n: {n} for n in self.diff}
+                for d in self.case.defines:
+                    reach[d.name] = grad_sources(d.node, reach)
+                self._requires_grad = bool(grad_sources(self.case.function, reach))
+            else:  # a user's implementation: ask torch
+                out, _, _ = self.forward()
+                self._requires_grad = bool(out.requires_grad)
+        return self._requires_grad
 
     def backward_error(self, implicit: bool) -> str | None:
         """The error y.backward() (implicit) or y.backward(ones) raises; None if it does not raise."""

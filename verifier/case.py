@@ -31,6 +31,7 @@ DIAGNOSES = ("accumulated", "missing_zero_grad", "kink", "factor", "relative", "
              "shape", "partial", "inaccurate",
              "any")
 DTYPES = ("float64", "float32")
+REFERENCES = ("auto", "expand", "vectorised", "matrix")
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,7 @@ class Case:
     zero_grad: bool = True
     accumulate_calls: int = 4
     strict: bool = False
+    reference: str = "auto"  # auto | expand | vectorised | matrix
     seed: int = 0
     file: str | None = None
     line: int | None = None

@@ -212,7 +212,7 @@ def _check(args: argparse.Namespace) -> int:
         return EXIT_INPUT
     result = verify_case(case, seed=args.seed, strict=args.strict)
     out.print(report.header(versions=versions(), seed=args.seed or 0))
-    out.print(f"{args.expression} at " + ", ".join(f"{k} = {v}" for k, v in result.points[0].items())
+    out.print(f"{args.expression} at " + ", ".join(f"{k} = {v.tolist()}" for k, v in result.points[0].items())
               if result.points else args.expression, markup=False)
     if result.checks:
         out.print(report.check_table(result))

@@ -57,19 +57,7 @@ class PointReference:
     def explain(self, expr: sp.Expr, value: Any) -> str:
         """Why an expression has no real value here: a non-finite input, or the first sub-expression outside its
         domain."""
-        for symbol, a in zip(self.ref.args, self.args):
-            if symbol in expr.free_symbols and not mpmath.isfinite(a):
-                return f"the input {display(symbol)} = {float(a)} is not a finite number"
-        subs = dict(zip(self.ref.args, (sp.Float(a, DIGITS) for a in self.args)))
-        for sub in sp.preorder_traversal(expr):
-            if not isinstance(sub, sp.Basic) or not sub.args:
-                continue
-            reason = _domain_problem(sub, subs)
-            if reason:
-                return reason
-        if isinstance(value, Exception):
-            return f"{type(value).__name__}: {value}"
-        return "the value is not a real number here"
+        return explain_at(expr, dict(zip(self.ref.args, self.args)), value)
 
     def nonfinite_wrt(self) -> dict[int, str]:
         """Differentiable input elements that are NaN or infinite, by position in wrt, with the reason."""
@@ -230,6 +218,23 @@ class PointReference:
         return _exact(vals, bad, self.ref.case.shapes[node])
 
 
+def explain_at(expr: sp.Expr, values: dict[sp.Symbol, Any], value: Any) -> str:
+    """Why an expression has no real value at these symbol values: a non-finite input, or the first sub-expression
+    outside its domain."""
+    for symbol, a in values.items():
+        if symbol in expr.free_symbols and not mpmath.isfinite(a):
+            return f"the input {display(symbol)} = {float(a)} is not a finite number"
+    for sub in sp.preorder_traversal(expr):
+        if not isinstance(sub, sp.Basic) or not sub.args:
+            continue
+        reason = _domain_problem(sub, values)
+        if reason:
+            return reason
+    if isinstance(value, Exception):
+        return f"{type(value).__name__}: {value}"
+    return "the value is not a real number here"
+
+
 def _is_real(v: Any) -> bool:
     if isinstance(v, mpmath.mpc):
         return v.imag == 0 and mpmath.isfinite(v.real) or (v.imag == 0 and mpmath.isinf(v.real))
@@ -259,17 +264,19 @@ def _round(v: Any) -> float:
         return math.inf if v > 0 else -math.inf
 
 
-def _domain_problem(sub: sp.Basic, subs: dict[sp.Symbol, sp.Float]) -> str | None:
+def _domain_problem(sub: sp.Basic, values: dict[sp.Symbol, Any]) -> str | None:
     """A reason when this function application is evaluated outside its domain (None if fine)."""
 
     def num(e: sp.Expr) -> float | None:
-        try:
-            v = complex(e.evalf(DIGITS, subs=subs))
-        except (TypeError, ValueError, ZeroDivisionError, OverflowError):
+        try:  # our evaluator, not evalf with subs: evalf leaves noise like 1e-160 where the value is exactly 0
+            with mpmath.workdps(DIGITS):
+                v = Evaluator(dict(values))(e)
+            v = complex(v)
+        except (TypeError, ValueError, ZeroDivisionError, OverflowError, ArithmeticError):
             return None
         return v.real if v.imag == 0 else None
 
-    where = ", ".join(f"{display(s)} = {float(v):.17g}" for s, v in subs.items() if s in sub.free_symbols)
+    where = ", ".join(f"{display(s)} = {float(v):.17g}" for s, v in values.items() if s in sub.free_symbols)
     at = f" at {where}" if where else ""
     if isinstance(sub, sp.log):
         v = num(sub.args[0])

@@ -102,7 +102,19 @@ def number(value: Any, *, finite: bool = True) -> float:
 
 
 def tensor(value: Any, *, finite: bool = False) -> np.ndarray:
-    """A number or a nested list of numbers as a float64 array; ValueError when ragged or not numeric."""
+    """A number or a nested list of numbers as a float64 array; ValueError when ragged or not numeric.
+
+    A numeric numpy array (from the Python API, never from YAML) is taken as it is, copied."""
+    if isinstance(value, np.ndarray) and value.dtype.kind in "fiu":
+        if value.size > LIMITS.elements:
+            raise ValueError(f"array has {value.size} elements; the limit is {LIMITS.elements} "
+                             f"(raise it with {flag('elements')})")
+        if value.ndim > 8 or value.size == 0:
+            raise ValueError("arrays must be non-empty with at most 8 dimensions")
+        out = np.array(value, dtype=np.float64)
+        if finite and not np.isfinite(out).all():
+            raise ValueError("expected finite numbers, got NaN or infinity")
+        return out
     if isinstance(value, list):
         flat: list[float] = []
         shape = _nested_shape(value, flat, 0)

@@ -54,7 +54,8 @@ class Program:
         """The torch value of a node; constants stay Python numbers where torch takes them as scalars."""
         if isinstance(node, Num):
             frac = Fraction(node.text)
-            return int(frac) if frac.denominator == 1 else float(frac)
+            # an integer torch can take as a scalar; beyond 2**53 (e.g. 1e20) a float, as torch would read it
+            return int(frac) if frac.denominator == 1 and abs(frac) <= 2**53 else float(frac)
         if isinstance(node, Const):
             return math.pi if node.name == "pi" else math.e
         if isinstance(node, Name):

@@ -5,11 +5,14 @@ No code is generated or executed (unlike sympy's lambdify), and the cost is line
 
 from __future__ import annotations
 
+import functools
+import operator
 from typing import Any, Callable
 
 import mpmath
 import sympy as sp
 
+from .dag import DagEvaluator
 from .symfuncs import LogAbsGamma, StopGrad
 
 
@@ -39,30 +42,17 @@ _RELATIONS: dict[type, Callable[[Any, Any], bool]] = {
 }
 
 
-class Evaluator:
+class Evaluator(DagEvaluator):
     """Values of sympy expressions at one point; the memo is shared by every expression evaluated with it."""
 
     def __init__(self, values: dict[sp.Symbol, Any]) -> None:
         self.memo: dict[sp.Basic, Any] = dict(values)
 
-    def __call__(self, expr: sp.Basic) -> Any:
-        memo = self.memo
-        if expr in memo:
-            return memo[expr]
-        stack: list[tuple[sp.Basic, bool]] = [(expr, False)]
-        while stack:
-            node, ready = stack.pop()
-            if node in memo:
-                continue
-            if isinstance(node, sp.Piecewise):
-                memo[node] = self._piecewise(node)
-                continue
-            if not ready and node.args:
-                stack.append((node, True))
-                stack.extend((a, False) for a in node.args if a not in memo)
-                continue
-            memo[node] = self._apply(node)
-        return memo[expr]
+    def _whole(self, node: sp.Basic) -> bool:
+        if isinstance(node, sp.Piecewise):  # only the branch taken: the others may be undefined here
+            self.memo[node] = self._piecewise(node)
+            return True
+        return False
 
     def _piecewise(self, node: sp.Piecewise) -> Any:
         for branch, cond in node.args:
@@ -94,10 +84,7 @@ class Evaluator:
         if isinstance(node, sp.Add):
             return mpmath.fsum(args)
         if isinstance(node, sp.Mul):
-            out = args[0]
-            for a in args[1:]:
-                out = out * a
-            return out
+            return functools.reduce(operator.mul, args)
         if isinstance(node, sp.Pow):
             base, exp = args
             if node.args[1].is_Integer:

@@ -309,10 +309,24 @@ def comparison_json(c: Comparison) -> dict[str, Any]:
     }
 
 
+JSON_ELEMENTS = 1_000  # inputs larger than this are summarised in the JSON report
+
+
+def _point_json(value: Any) -> Any:
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.size <= JSON_ELEMENTS:
+        return arr.tolist()
+    finite = arr[np.isfinite(arr)]
+    return {"shape": list(arr.shape), "elements": int(arr.size),
+            "min": float(finite.min()) if finite.size else None, "max": float(finite.max()) if finite.size else None,
+            "note": f"more than {JSON_ELEMENTS} elements: summarised"}
+
+
 def case_json(r: CaseResult) -> dict[str, Any]:
     return {
         "case": r.name, "location": r.location, "verdict": r.status, "seconds": round(r.seconds, 4),
-        "evaluation": r.evaluation, "dtype": r.dtype, "points": r.points,
+        "evaluation": r.evaluation, "dtype": r.dtype,
+        "points": [{n: _point_json(v) for n, v in p.items()} for p in r.points],
         "error": str(r.error) if r.error else (r.crashed or r.user_error or None),
         "timed_out_after": r.timed_out, "expect_failure": r.case.expect_failure if r.case else None,
         "checks": [{

@@ -150,7 +150,7 @@ def verify_implementation(
     from .lowering import Implementation
     from .validation import case_from_expression
 
-    case = case_from_expression(reference, {n: v.tolist() for n, v in values.items()}, name="implementation",
+    case = case_from_expression(reference, dict(values), name="implementation",
                                 file="<assert_gradients_match>", dtype=dtype, order=max(order, 1),
                                 checks=list(checks), seed=seed)
     case = replace(case, tolerance=tolerance, strict=strict)
@@ -196,17 +196,47 @@ def _verify(case: Case, result: CaseResult, dtype: str, seed: int | None, wanted
             program: Callable[[Case], object] | None = None) -> None:
     from .autodiff import TorchSide
 
-    reference = Reference(case)
+    reference = make_reference(case)
     tolerance = case.tolerance_for(dtype)
     for k, raw in enumerate(case.points):
-        point = {n: v.astype(dtype).astype(np.float64) for n, v in raw.items()}
-        result.points.append({n: v.tolist() for n, v in point.items()})
+        point = {n: v if dtype == "float64" and v.dtype == np.float64 else v.astype(dtype).astype(np.float64)
+                 for n, v in raw.items()}
+        result.points.append(point)
         rng = np.random.default_rng([case.seed if seed is None else seed, k])
         torch_side = TorchSide(case, point, dtype, program(case) if program else None)  # type: ignore[arg-type]
         ctx = Ctx(case, k, reference.at(point), torch_side, dtype, tolerance, strict, rng)
         for name in CHECKS:
             if name in wanted:
                 result.checks.append(run_check(name, ctx))
+    result.evaluation = describe(reference)
+
+
+EXPAND_UP_TO = 256  # input (and output) elements up to which the element-wise expansion is the reference
+
+
+def make_reference(case: Case) -> object:
+    """The exact reference for a case: element expansion for small tensors (exact everywhere, kinks per element),
+    the vectorised formulas for large element-wise / reduction cases, the matrix calculus for large linear algebra.
+    A case's ``reference:`` key forces one."""
+    from .vectorised import NotVectorisable, VectorReference
+
+    choice = getattr(case, "reference", "auto")
+    if choice == "expand":
+        return Reference(case)
+    total = sum(i.value.size for i in case.inputs)
+    small = total <= EXPAND_UP_TO and int(np.prod(case.output_shape)) <= EXPAND_UP_TO
+    if choice == "auto" and small:
+        return Reference(case)
+    try:
+        return VectorReference(case)
+    except NotVectorisable as exc:
+        if choice == "vectorised":
+            raise CaseError(f"reference: vectorised does not apply: {exc}") from None
+        return Reference(case)
+
+
+def describe(reference: object) -> str:
+    return reference.describe() if hasattr(reference, "describe") else EVALUATION
 
 
 def select(cases: list[Case], pattern: str | None) -> list[Case]:
@@ -311,7 +341,7 @@ def sweep_1d(case: Case, n: int = 200, dtype: str | None = None) -> dict[str, ob
     x0 = float(diff[0].value.reshape(-1)[0])
     lo, hi = case.domain.get(name, (x0 - 3.0, x0 + 3.0))
     xs = np.linspace(lo, hi, n).astype(dtype).astype(np.float64)
-    reference = Reference(case)
+    reference = make_reference(case)
     base = {i.name: i.value.astype(dtype).astype(np.float64) for i in case.inputs}
     shape = diff[0].shape
     out: dict[str, object] = {"x": xs, "name": name, "function": case.function_text, "dtype": dtype}
@@ -355,7 +385,7 @@ def training_curves(case: Case, dtype: str | None = None) -> dict[str, object]:
         raise CaseError("this case has no train section", file=case.file, line=case.line, case=case.name)
     dtype = dtype or case.dtype
     point = {n: v.astype(dtype).astype(np.float64) for n, v in case.points[0].items()}
-    reference = Reference(case)
+    reference = make_reference(case)
 
     def loss_and_grad(params: dict[str, np.ndarray]) -> tuple[float, dict[str, np.ndarray]]:
         at = reference.at({**point, **params})

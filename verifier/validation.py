@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from .case import CHECKS, DIAGNOSES, DTYPES, Case, Define, Expect, Input, Tolerance
+from .case import CHECKS, DIAGNOSES, DTYPES, REFERENCES, Case, Define, Expect, Input, Tolerance
 from .errors import CaseError, LimitError
 from .expr import infer_shape, parse
 from .fields import Ctx, check_keys, kind, number, tensor, value_spec, variable_name
@@ -20,7 +20,7 @@ MAX_ORDER = 6
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 CASE_KEYS = (
     "name", "description", "inputs", "define", "function", "dtype", "checks", "expect", "tolerance", "points",
-    "domain", "samples", "seed", "order", "grad_output", "retain_grad", "backward", "accumulate", "strict", "tags",
+    "domain", "samples", "seed", "order", "grad_output", "retain_grad", "backward", "accumulate", "strict", "reference", "tags",
     "impl", "impl_args", "impl_kwargs", "module_params", "expect_failure", "train", "picture",
 )
 _DOTTED = r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*"
@@ -105,6 +105,9 @@ def build_case(doc: Mapping[str, Any], *, file: str | None = None) -> Case:
     strict = doc.get("strict", False)
     if not isinstance(strict, bool):
         raise ctx.error("strict", f"expected true or false, got {kind(strict)}")
+    reference = doc.get("reference", "auto")
+    if reference not in REFERENCES:
+        raise ctx.error("reference", f"reference is one of {', '.join(REFERENCES)}; got {kind(reference)}")
     tags = doc.get("tags", [])
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
         raise ctx.error("tags", f"tags is a list of strings, got {kind(tags)}")
@@ -126,7 +129,7 @@ def build_case(doc: Mapping[str, Any], *, file: str | None = None) -> Case:
         defines=tuple(defines), description=description, dtype=dtype, checks=checks, expect=expect,
         tolerance=tolerance, points=points, order=order, grad_output=grad_output, retain_grad=tuple(retain),
         backward_calls=backward_calls, zero_grad=zero_grad, accumulate_calls=accumulate_calls, strict=strict,
-        seed=seed, file=file, line=getattr(doc, "line", None), shapes=shapes, output_shape=output_shape,
+        reference=reference, seed=seed, file=file, line=getattr(doc, "line", None), shapes=shapes, output_shape=output_shape,
         tags=tuple(tags), expect_failure=expect_failure, train=train, **impl,
         domain=_domain_bounds(doc), picture=_picture(ctx, doc.get("picture"), set(shapes)),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -19,6 +20,10 @@ class Exact:
     undefined: dict[int, str] = field(default_factory=dict)
     kinks: np.ndarray | None = None  # bool mask: lo/hi are the left/right derivatives
     notes: dict[int, str] = field(default_factory=dict)  # e.g. the exact value overflows float64
+    # Set by the vectorised reference, whose lo/hi are float64 evaluations: recompute these flat indices exactly
+    # (in place) before a comparison trusts them.
+    refine: Callable[..., None] | None = field(default=None, repr=False, compare=False)
+    exact_at: set[int] = field(default_factory=set, repr=False, compare=False)  # flat indices already recomputed
 
     @property
     def value(self) -> np.ndarray:

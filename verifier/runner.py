@@ -23,6 +23,7 @@ from . import __version__
 from .case import CHECKS, Case, Input, Tolerance
 from .checks import Ctx, run_check
 from .errors import CaseError, LimitError
+from .limits import LIMITS, flag
 from .loading import collect
 from .results import CaseResult, RunResult
 from .symbolic import DIGITS, Reference
@@ -211,13 +212,14 @@ def _verify(case: Case, result: CaseResult, dtype: str, seed: int | None, wanted
     result.evaluation = describe(reference)
 
 
-EXPAND_UP_TO = 256  # input (and output) elements up to which the element-wise expansion is the reference
+EXPAND_UP_TO = 32  # input (and output) elements up to which element expansion (exact everywhere) is the reference
 
 
 def make_reference(case: Case) -> object:
     """The exact reference for a case: element expansion for small tensors (exact everywhere, kinks per element),
     the vectorised formulas for large element-wise / reduction cases, the matrix calculus for large linear algebra.
     A case's ``reference:`` key forces one."""
+    from .matrix import MatrixReference
     from .vectorised import NotVectorisable, VectorReference
 
     choice = getattr(case, "reference", "auto")
@@ -227,12 +229,32 @@ def make_reference(case: Case) -> object:
     small = total <= EXPAND_UP_TO and int(np.prod(case.output_shape)) <= EXPAND_UP_TO
     if choice == "auto" and small:
         return Reference(case)
-    try:
-        return VectorReference(case)
-    except NotVectorisable as exc:
-        if choice == "vectorised":
-            raise CaseError(f"reference: vectorised does not apply: {exc}") from None
-        return Reference(case)
+    reasons = []
+    order = [("vectorised", VectorReference), ("matrix", MatrixReference)]
+    if _uses_linear_algebra(case):  # closed forms from sympy's matrix calculus first, where they apply
+        order.reverse()
+    for kind, build in order:
+        if choice not in ("auto", kind):
+            continue
+        try:
+            return build(case)
+        except NotVectorisable as exc:
+            if choice == kind:
+                raise CaseError(f"reference: {kind} does not apply: {exc}") from None
+            reasons.append(f"{kind}: {exc}")
+    if total > LIMITS.symbols:
+        raise LimitError(f"the inputs have {total} elements; element-wise expansion is limited to {LIMITS.symbols} "
+                         f"(raise it with {flag('symbols')}), and neither large-tensor reference applies ("
+                         + "; ".join(reasons) + ")")
+    return Reference(case)
+
+
+def _uses_linear_algebra(case: Case) -> bool:
+    from .expr import Bin, Call, walk
+
+    nodes = [n for node in [d.node for d in case.defines] + [case.function] for n in walk(node)]
+    return any((isinstance(n, Bin) and n.op == "@") or (isinstance(n, Call) and n.func in
+               ("matmul", "transpose", "dot", "trace", "det", "inv")) for n in nodes)
 
 
 def describe(reference: object) -> str:

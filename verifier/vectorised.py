@@ -92,20 +92,31 @@ class Reduction:
 
 
 @dataclass
+class Linear:
+    """A matrix product, a transpose or an inner product of formulas (at most 2-D): a leaf whose derivative rule is
+    the product rule of linear algebra (for a @ b: ct @ b^T and a^T @ ct)."""
+
+    symbol: sp.Symbol
+    op: str  # matmul | transpose | dot
+    args: tuple[Formula, ...]
+    shape: Shape
+
+
+@dataclass
 class Plan:
     """The symbolic part (cached): formulas, reductions in evaluation order, and first partials of every formula."""
 
     symbols: dict[str, sp.Symbol]
     shapes: dict[str, Shape]
     differentiable: tuple[str, ...]
-    reductions: list[Reduction]
+    reductions: list[Any]  # Reduction | Linear, in evaluation order
     defines: dict[str, Formula]
     out: Formula
     partials: dict[sp.Expr, dict[sp.Symbol, sp.Expr]] = field(default_factory=dict)
     active: set[sp.Symbol] = field(default_factory=set)
 
     def formulas(self) -> list[Formula]:
-        return [self.out] + [r.arg for r in self.reductions]
+        return [self.out] + [a for r in self.reductions for a in _args(r)]
 
     def formula_text(self) -> str:
         return display(self.out.expr)
@@ -132,7 +143,7 @@ class _Builder:
             return Formula(-a.expr, a.shape)
         if isinstance(node, (Bin, Cmp)):
             if isinstance(node, Bin) and node.op == "@":
-                raise NotVectorisable("matrix products (@) need the matrix or the element-wise reference")
+                return self.linear("matmul", [self.build(node.left, env), self.build(node.right, env)], unparse(node))
             a, b = self.build(node.left, env), self.build(node.right, env)
             shape = broadcast_shapes(a.shape, b.shape)
             if isinstance(node, Cmp):
@@ -151,6 +162,8 @@ class _Builder:
             else:
                 expr = op.sympy(S, *(a.expr for a in args))
             return Formula(expr, broadcast_shapes(*(a.shape for a in args)))
+        if node.func in ("matmul", "transpose", "dot"):
+            return self.linear(node.func, args, unparse(node))
         if node.func in REDUCTIONS and op.kind == "reduction":
             return self.reduce(node.func, args[0], node.axis, False, unparse(node))
         if node.func in ("softmax", "log_softmax"):
@@ -163,6 +176,20 @@ class _Builder:
             return Formula(expr, a.shape)
         raise NotVectorisable(f"{node.func}() is not an element-wise operation or a supported reduction "
                               f"({', '.join(REDUCTIONS)}, softmax, log_softmax)")
+
+    def linear(self, op: str, args: list[Formula], text: str) -> Formula:
+        if any(len(a.shape) > 2 for a in args):
+            raise NotVectorisable(f"{op} of tensors with more than 2 dimensions")
+        shape = OPS[op].shape(*(a.shape for a in args))
+        if op == "transpose" and len(args[0].shape) < 2:
+            return args[0]
+        name = "{" + text + "}"
+        if name not in self.by_name:
+            node = Linear(sp.Symbol(name, real=True), op, tuple(args), shape)
+            self.reductions.append(node)
+            self.by_name[name] = node
+        node = self.by_name[name]
+        return Formula(node.symbol, node.shape)
 
     def reduce(self, op: str, arg: Formula, axis: Any, keepdims: bool, text: str) -> Formula:
         axes = normalize_axis(axis, len(arg.shape))
@@ -200,7 +227,7 @@ def build_plan(case: Case, cut: str | None = None) -> Plan:
         plan = Plan(symbols, shapes, differentiable, builder.reductions, defines, out)
         active = {symbols[n] for n in differentiable}
         for r in plan.reductions:
-            if r.arg.expr.free_symbols & active:
+            if any(a.expr.free_symbols & active for a in _args(r)):
                 active.add(r.symbol)
         plan.active = active
         for f in plan.formulas():
@@ -274,6 +301,45 @@ def _forward_reduce(r: Reduction, a: np.ndarray) -> np.ndarray:
         if r.op == "logsumexp":
             return np.asarray(sc.logsumexp(a, axis=axis, keepdims=r.keepdims))
         return np.sqrt(np.sum(a * a, axis=axis, keepdims=r.keepdims))
+
+
+def _args(r: Any) -> tuple[Formula, ...]:
+    return r.args if isinstance(r, Linear) else (r.arg,)
+
+
+def _as2d(a: np.ndarray, first: bool) -> np.ndarray:
+    """A 1-D operand of matmul as torch reads it: a row on the left, a column on the right."""
+    if a.ndim == 1:
+        return a[None, :] if first else a[:, None]
+    return a
+
+
+def _linear_forward(r: Linear, vals: list[np.ndarray]) -> np.ndarray:
+    if r.op == "transpose":
+        return np.swapaxes(vals[0], -1, -2)
+    if r.op == "dot":
+        return np.asarray(np.dot(vals[0], vals[1]))
+    return np.asarray(np.matmul(vals[0], vals[1]))
+
+
+def _linear_vjp(r: Linear, ct: np.ndarray, vals: list[np.ndarray]) -> list[np.ndarray]:
+    """Cotangents of the arguments (shapes of the arguments)."""
+    if r.op == "transpose":
+        return [np.swapaxes(ct, -1, -2)]
+    a, b = vals
+    if r.op == "dot":
+        return [ct * b, ct * a]
+    a2, b2 = _as2d(a, True), _as2d(b, False)
+    c2 = np.reshape(ct, (a2.shape[0], b2.shape[1]))
+    return [(c2 @ b2.T).reshape(a.shape), (a2.T @ c2).reshape(b.shape)]
+
+
+def _linear_jvp(r: Linear, vals: list[np.ndarray], tans: list[np.ndarray]) -> np.ndarray:
+    if r.op == "transpose":
+        return np.swapaxes(tans[0], -1, -2)
+    (a, b), (ta, tb) = vals, tans
+    fn = np.dot if r.op == "dot" else np.matmul
+    return np.asarray(fn(ta, b) + fn(a, tb))
 
 
 def _count(r: Reduction) -> int:
@@ -568,7 +634,7 @@ class VectorReference:
 
 def _reduction_of(plan: Plan, f: Formula) -> str:
     for r in plan.reductions:
-        if r.arg is f:
+        if any(a is f for a in _args(r)):
             return r.symbol.name
     return "out"
 
@@ -586,12 +652,15 @@ class VectorPoint:
         lib = numeric_backend()
         self.ev = Evaluator(values, lib)
         self.at = Parallel(self.ev, THREADS)
-        self.args: dict[sp.Symbol, np.ndarray] = {}
+        self.args: dict[sp.Symbol, list[np.ndarray]] = {}
         for r in self.plan.reductions:
-            a = self.at(r.arg.expr, r.arg.shape)
-            self.args[r.symbol] = a
-            self._set(r.symbol, _forward_reduce(r, a))
+            self._forward(r)
         self.names = {s: n for n, s in self.plan.symbols.items()}
+
+    def _forward(self, r: Any) -> None:
+        vals = [np.asarray(self.at(a.expr, a.shape)) for a in _args(r)]
+        self.args[r.symbol] = vals
+        self._set(r.symbol, _linear_forward(r, vals) if isinstance(r, Linear) else _forward_reduce(r, vals[0]))
 
     def _set(self, symbol: sp.Symbol, value: np.ndarray) -> None:
         self.leaves[symbol] = value
@@ -638,10 +707,15 @@ class VectorPoint:
 
         visit(plan.out, np.asarray(weights, dtype=np.float64).reshape(plan.out.shape))
         for r in reversed(plan.reductions):
-            if r.symbol in ct:
-                with np.errstate(all="ignore"):
-                    cot = _expand(ct[r.symbol], r) * _local(r, self.args[r.symbol], self.leaves[r.symbol])
-                visit(r.arg, cot)
+            if r.symbol not in ct:
+                continue
+            with np.errstate(all="ignore"):
+                if isinstance(r, Linear):
+                    cots = _linear_vjp(r, np.broadcast_to(ct[r.symbol], r.shape), self.args[r.symbol])
+                else:
+                    cots = [_expand(ct[r.symbol], r) * _local(r, self.args[r.symbol][0], self.leaves[r.symbol])]
+            for arg, cot in zip(_args(r), cots):
+                visit(arg, cot)
         return terms
 
     def vjp(self, weights: np.ndarray, name: str) -> Exact:
@@ -711,10 +785,14 @@ class VectorPoint:
             for r in plan.reductions:
                 if r.symbol not in plan.active:
                     continue
-                t_arg = sum((np.broadcast_to(self.at(d, r.arg.shape) * tan[s], r.arg.shape)
-                             for s, d in plan.partials[r.arg.expr].items() if s in tan), np.zeros(r.arg.shape))
-                local = _local(r, self.args[r.symbol], self.leaves[r.symbol])
-                tan[r.symbol] = np.sum(local * t_arg, axis=r.axes, keepdims=r.keepdims)
+                t_args = [sum((np.broadcast_to(self.at(d, a.shape) * tan[s], a.shape)
+                               for s, d in plan.partials[a.expr].items() if s in tan), np.zeros(a.shape))
+                          for a in _args(r)]
+                if isinstance(r, Linear):
+                    tan[r.symbol] = _linear_jvp(r, self.args[r.symbol], t_args)
+                    continue
+                local = _local(r, self.args[r.symbol][0], self.leaves[r.symbol])
+                tan[r.symbol] = np.sum(local * t_args[0], axis=r.axes, keepdims=r.keepdims)
         out = plan.out
         terms = [Term(d, out.shape, tan[s], out.shape, leaf=s if s in self.names else None)
                  for s, d in plan.partials[out.expr].items() if s in tan]
@@ -734,20 +812,21 @@ class VectorPoint:
                     width = t.size
                     if refine and j.refine is not None:
                         j.refine(np.arange(i * width, (i + 1) * width))
-                    rlo, rhi = j.lo.reshape(m, width)[i], j.hi.reshape(m, width)[i]
-                    for k in np.flatnonzero(t):
-                        if i * width + k in j.undefined:
-                            why = j.undefined[i * width + k]
-                            break
-                        p, q = t[k] * rlo[k], t[k] * rhi[k]
-                        lo_terms.append(min(p, q))
-                        hi_terms.append(max(p, q))
-                        kink = kink or bool(j.kinks is not None and j.kinks.reshape(m, width)[i, k])
+                    nz = np.flatnonzero(t)
+                    bad = [k for k in nz.tolist() if i * width + k in j.undefined] if j.undefined else []
+                    if bad:
+                        why = j.undefined[i * width + bad[0]]
+                        break
+                    p, q = t[nz] * j.lo.reshape(m, width)[i, nz], t[nz] * j.hi.reshape(m, width)[i, nz]
+                    lo_terms.append(np.minimum(p, q))
+                    hi_terms.append(np.maximum(p, q))
+                    kink = kink or bool(j.kinks is not None and j.kinks.reshape(m, width)[i, nz].any())
                 if why is not None:
                     ex.lo.reshape(-1)[i] = ex.hi.reshape(-1)[i] = math.nan
                     ex.undefined[i] = why
-                else:
-                    ex.lo.reshape(-1)[i], ex.hi.reshape(-1)[i] = math.fsum(lo_terms), math.fsum(hi_terms)
+                else:  # correctly rounded sums of the products
+                    ex.lo.reshape(-1)[i] = math.fsum(np.concatenate(lo_terms)) if lo_terms else 0.0
+                    ex.hi.reshape(-1)[i] = math.fsum(np.concatenate(hi_terms)) if hi_terms else 0.0
                 ex.kinks.reshape(-1)[i] = kink
 
         fill(False)
@@ -779,7 +858,7 @@ class VectorPoint:
         scale = 1.0
         if out.expr in {r.symbol for r in plan.reductions}:
             r = next(r for r in plan.reductions if r.symbol == out.expr)
-            if r.op not in ("sum", "mean") or r.arg.expr.free_symbols - set(self.names):
+            if isinstance(r, Linear) or r.op not in ("sum", "mean") or r.arg.expr.free_symbols - set(self.names):
                 return self._expanded(order)
             inner, scale = r.arg, (1.0 / _count(r) if r.op == "mean" else 1.0)
         elif out.expr.free_symbols - set(self.names) or out.shape:
@@ -821,7 +900,7 @@ class VectorPoint:
         reductions = list(plan.reductions)
         f = _Builder(plan.shapes, reductions).build(node, env)
         for r in reductions[len(plan.reductions):]:
-            self._set(r.symbol, _forward_reduce(r, self.at(r.arg.expr, r.arg.shape)))
+            self._forward(r)
         return Quantity(self, [Term(f.expr, shape, np.ones(()), shape)], shape).exact()
 
     def node_gradient(self, node: str, weights: np.ndarray) -> Exact:

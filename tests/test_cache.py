@@ -20,6 +20,7 @@ def fresh_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(cache.STATE, "enabled", True)
     monkeypatch.setattr(cache.STATE, "hits", 0)
     monkeypatch.setattr(cache.STATE, "misses", 0)
+    monkeypatch.setattr(cache, "_RECENT", {})
     return tmp_path / "c"
 
 
@@ -67,6 +68,7 @@ def test_a_corrupt_entry_is_a_miss_and_is_rewritten(fresh_cache):
     expected = Reference(_case()).jacobian()
     for path in cache.entries():
         path.write_bytes(b"not a pickle")
+    cache._RECENT.clear()  # a new process: only the files
     assert Reference(_case()).jacobian() == expected
     assert cache.STATE.hits == 0
     assert all(p.read_bytes() != b"not a pickle" for p in cache.entries())

@@ -91,11 +91,15 @@ def memo(kind: str, parts: Any, compute: Callable[[], T]) -> T:
     if not STATE.enabled:
         return compute()
     digest = key(kind, parts)
+    if digest in _RECENT:  # already loaded in this process: no unpickling (sympy rebuilds every node on load)
+        STATE.hits += 1
+        return _RECENT[digest]  # type: ignore[no-any-return]
     path = cache_dir() / digest[:2] / f"{digest}.pkl"
     try:
         with open(path, "rb") as fh:
             value = pickle.load(fh)
         STATE.hits += 1
+        _remember(digest, value)
         return value  # type: ignore[no-any-return]
     except FileNotFoundError:
         pass
@@ -104,7 +108,18 @@ def memo(kind: str, parts: Any, compute: Callable[[], T]) -> T:
     STATE.misses += 1
     value = compute()
     _store(path, value)
+    _remember(digest, value)
     return value
+
+
+_RECENT: dict[str, Any] = {}
+RECENT_ENTRIES = 256  # derivations kept in memory per process (read-only once built)
+
+
+def _remember(digest: str, value: Any) -> None:
+    if len(_RECENT) >= RECENT_ENTRIES:
+        _RECENT.pop(next(iter(_RECENT)))
+    _RECENT[digest] = value
 
 
 def _store(path: Path, value: Any) -> None:
@@ -131,6 +146,7 @@ def entries() -> list[Path]:
 
 def clear() -> tuple[int, int]:
     """Delete every entry (only gradverify's own files); returns (files, bytes) removed."""
+    _RECENT.clear()
     count = size = 0
     for p in entries() + sorted(cache_dir().glob("[0-9a-f][0-9a-f]/.tmp-*.pkl")):
         try:

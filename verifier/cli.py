@@ -51,6 +51,9 @@ def _parser() -> argparse.ArgumentParser:
     for command in (run, check):
         command.add_argument("--no-cache", action="store_true", help="neither read nor write the derivation cache "
                              "(see `gradverify cache`)")
+        command.add_argument("--numeric", choices=("torch", "numpy"), help="array library of the float64 screen of "
+                             "large tensors (default torch: its math kernels, no autograd; numpy: independent of "
+                             "torch). Verdicts at disagreements always come from mpmath")
         limits = command.add_argument_group("limits (against hostile or huge input)")
         for field in fields(Limits):
             if field.name != "brackets":
@@ -80,6 +83,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         _parser().print_help()
         return EXIT_INPUT
     configure(**{k[len("limit_"):]: v for k, v in vars(args).items() if k.startswith("limit_")})
+    if getattr(args, "numeric", None):
+        import os
+
+        os.environ["GRADVERIFY_NUMERIC"] = args.numeric  # read by the vectorised reference (and -j workers)
     if getattr(args, "no_cache", False):
         from .cache import set_enabled
 

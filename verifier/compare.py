@@ -169,17 +169,21 @@ def _all_close(base: Comparison, lo: np.ndarray, hi: np.ndarray, got: np.ndarray
     tolerance. Fills the worst element and returns True; False sends the comparison down the full path."""
     if lo.size < 4096 or not (lo is hi or np.array_equal(lo, hi)):  # array_equal is False on NaN: full path
         return False
+    if tolerance.atol <= 0:
+        return False
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        err = np.abs(got - lo)
+        score = np.subtract(got, lo)
+        np.abs(score, out=score)
         allowed = np.abs(lo)
         allowed *= tolerance.rtol
         allowed += tolerance.atol
-        if not (err <= allowed).all():  # NaN, infinities and mismatches take the full path
-            return False
-        score = err / allowed if tolerance.atol > 0 or (allowed > 0).all() else np.where(err > 0, np.inf, 0.0)
-    flat = int(np.argmax(score))
+        score /= allowed  # err / allowed: <= 1 passes
+    flat = int(np.argmax(score))  # the first NaN if there is one
+    if not score.flat[flat] <= 1.0:  # NaN, infinities and mismatches take the full path
+        return False
     idx = tuple(int(i) for i in np.unravel_index(flat, lo.shape))
-    exact, e = float(lo[idx]), float(err[idx])
+    exact = float(lo[idx])
+    e = abs(float(got[idx]) - exact)
     base.worst, base.expected, base.expected_hi, base.got = idx, exact, exact, float(got[idx])
     base.abs_err = e
     base.rel_err = e / abs(exact) if exact != 0 else None

@@ -211,7 +211,8 @@ def header(run: RunResult | None = None, versions: dict[str, str] | None = None,
     v = versions or (run.versions if run else {})
     s = run.seed if run else seed
     return (f"gradverify {v.get('gradverify', '?')} | torch {v.get('torch', '?')} | sympy {v.get('sympy', '?')} | "
-            f"python {v.get('python', '?')} | seed {s} | reference: exact sympy derivatives, mpmath 50 digits")
+            f"python {v.get('python', '?')} | seed {s} | reference: exact sympy derivatives, mpmath 50 digits (large "
+            "tensors: screened in float64, recomputed exactly where torch disagrees)")
 
 
 def summary(run: RunResult) -> str:

@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import verifier.cache as cache  # noqa: E402
+from tests.mutations import sin_exp  # noqa: E402
 from verifier import GradientMismatch, assert_gradients_match  # noqa: E402
 from verifier.runner import _warm_up, verify_case  # noqa: E402
 from verifier.validation import case_from_expression  # noqa: E402
@@ -95,21 +96,6 @@ def elementwise_rows(sizes: list[int], repeats: int) -> list[tuple[str, str, str
 # --- against gradcheck -------------------------------------------------------------------------------------------------
 
 
-def make_function(eps: float) -> type[torch.autograd.Function]:
-    class SinExp(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, x):
-            ctx.save_for_backward(x)
-            return torch.sin(x) * torch.exp(x)
-
-        @staticmethod
-        def backward(ctx, g):
-            (x,) = ctx.saved_tensors
-            return g * (torch.cos(x) + torch.sin(x)) * torch.exp(x) * (1 + eps)
-
-    return SinExp
-
-
 def gradcheck_flags(fn, x: torch.Tensor, fast: bool) -> bool:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -131,7 +117,7 @@ def sensitivity(flags) -> str:
     """The smallest injected relative error flagged (scanning 1e-1 .. 1e-14)."""
     smallest = None
     for eps in EPSILONS:
-        if flags(make_function(eps).apply):
+        if flags(sin_exp(eps).apply):
             smallest = eps
         else:
             break
@@ -140,7 +126,7 @@ def sensitivity(flags) -> str:
 
 def gradcheck_rows(sizes: list[int], sens_at: int, repeats: int) -> list[tuple[str, str, str, str]]:
     rows = []
-    correct = make_function(0.0).apply
+    correct = sin_exp(0.0).apply
     for n in sizes:
         x = torch.tensor(np.random.default_rng(1).uniform(-2, 2, n), requires_grad=True)
         ours_flags(correct, x)  # warm the derivation cache

@@ -49,6 +49,29 @@ def exp_function(grad: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torc
     return Exp.apply
 
 
+def sin_exp(eps: float = 0.0, index: int | None = None) -> type[torch.autograd.Function]:
+    """sin(x) * exp(x) as a custom Function whose backward carries a relative error eps (everywhere, or at one
+    element): the sensitivity probe of tests/test_vectorised.py and benchmarks/speed.py."""
+
+    class SinExp(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return torch.sin(x) * torch.exp(x)
+
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            d = (torch.cos(x) + torch.sin(x)) * torch.exp(x)
+            if index is None:
+                d = d * (1 + eps)
+            else:
+                d[index] *= 1 + eps
+            return g * d
+
+    return SinExp
+
+
 class ModernSigmoid(torch.autograd.Function):
     """A correct custom Function in the torch.func style: setup_context, jvp and vmap all supported."""
 

@@ -6,6 +6,7 @@ The CLI, the pytest plugin and the assertion helper are thin faces over :func:`v
 from __future__ import annotations
 
 import fnmatch
+import os
 import platform
 import signal
 import threading
@@ -307,10 +308,13 @@ def run(
     return out
 
 
-def _worker_init(limits: dict[str, int]) -> None:
+def _worker_init(limits: dict[str, int], threads: int) -> None:
+    import torch
+
     from .limits import configure
 
     configure(**limits)
+    torch.set_num_threads(threads)  # the cores are shared between the workers: no oversubscription
 
 
 def _run_parallel(cases: list[Case], options: dict[str, object], jobs: int, out: RunResult,
@@ -325,7 +329,7 @@ def _run_parallel(cases: list[Case], options: dict[str, object], jobs: int, out:
     results: dict[int, CaseResult] = {}
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_worker_init,
-                             initargs=(asdict(LIMITS),)) as pool:
+                             initargs=(asdict(LIMITS), max(1, (os.cpu_count() or 1) // jobs))) as pool:
         futures = {pool.submit(verify_case, case, **options): k for k, case in enumerate(cases)}  # type: ignore[arg-type]
         try:
             for done, future in enumerate(as_completed(futures), start=1):

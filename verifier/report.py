@@ -178,6 +178,8 @@ def case_text(result: CaseResult, checks: set[str] | None = None) -> str:
                 more.append(f"  ... and {len(comps) - MAX_ALSO - 1} more comparison(s) of this check")
             blocks.append("\n".join([text, *more]))
         blocks.extend(fact_text(result, f) for f in facts)
+    if blocks and result.evaluation and reference_kind(result.evaluation) != "expand":
+        blocks[-1] += f"\n  reference: {result.evaluation}"
     return "\n\n".join(blocks)
 
 
@@ -223,22 +225,31 @@ def summary(run: RunResult) -> str:
     return f"{', '.join(parts) or 'no cases'} in {run.seconds:.2f}s{tail}"
 
 
+def reference_kind(evaluation: str | None) -> str:
+    """expand, vectorised or matrix: the first word of a case's evaluation line."""
+    if not evaluation:
+        return "-"
+    head = evaluation.split(":")[0]
+    return {"exact": "expand", "matrix calculus": "matrix"}.get(head, head)
+
+
 def table(run: RunResult) -> Any:
     """A rich Table: one row per case."""
     from rich.table import Table
 
     t = Table(show_lines=False, header_style="bold")
-    for col in ("case", "where", "checks", "points", "verdict", "time"):
+    for col in ("case", "where", "reference", "checks", "points", "verdict", "time"):
         t.add_column(col, justify="right" if col in ("checks", "points", "time") else "left")
     style = {"pass": "green", "xfail": "green", "fail": "bold red", "error": "bold red", "timeout": "yellow",
              "invalid": "yellow"}
     for r in run.cases:
         applied = [c for c in r.checks if c.status != "skip"]
         passed = sum(c.status == "pass" for c in applied)
-        t.add_row(r.name, r.location, f"{passed}/{len(applied)}", str(len(r.points)),
+        t.add_row(r.name, r.location, reference_kind(r.evaluation), f"{passed}/{len(applied)}", str(len(r.points)),
                   f"[{style.get(r.status, '')}]{r.status}[/]", f"{r.seconds:.2f}s")
     for e in run.errors:
-        t.add_row(e.case or "-", f"{e.file}:{e.line}" if e.line else (e.file or ""), "-", "-", "[yellow]invalid[/]", "-")
+        t.add_row(e.case or "-", f"{e.file}:{e.line}" if e.line else (e.file or ""), "-", "-", "-", "[yellow]invalid[/]",
+                  "-")
     return t
 
 

@@ -88,3 +88,13 @@ def test_cli_no_cache_and_clear(tmp_path, write_case):
     cleared = subprocess.run(run + ["cache", "clear"], env=env, capture_output=True, text=True, check=True).stdout
     assert cleared.startswith("removed 2 entries")
     assert (tmp_path / "c" / "keep.txt").exists() and not list((tmp_path / "c").glob("*/*.pkl"))
+
+
+def test_keys_follow_the_deriving_code(fresh_cache, monkeypatch):
+    # regression: a fix to a derivation (same version number) kept serving the old, wrong closed form from the cache
+    Reference(_case()).jacobian()
+    base = cache.STATE.misses
+    monkeypatch.setattr(cache, "_CODE", ["another-version-of-the-code"])
+    cache._RECENT.clear()
+    Reference(_case()).jacobian()
+    assert cache.STATE.misses == base + 2

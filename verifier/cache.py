@@ -1,8 +1,9 @@
 """The derivation cache: sympy's work (expanded expressions, derivatives, closed forms) kept on disk between runs.
 
 An entry is keyed by everything the derivation depends on: the case's structure (input names, shapes and
-requires_grad, the defines, the function), the quantity asked for, the sympy meaning of every op the case uses, and
-the versions of sympy and of gradverify. A change to any of them is a different key, never a stale entry.
+requires_grad, the defines, the function), the quantity asked for, the sympy meaning of every op the case uses, the
+versions of sympy and of gradverify, and a hash of gradverify's deriving modules. A change to any of them is a
+different key, never a stale entry.
 
 Entries are pickles written by gradverify only (atomically: a temporary file, then ``os.replace``), into the user's
 own cache directory, which is trusted like any other per-user cache. A corrupt or unreadable entry is a miss.
@@ -79,10 +80,30 @@ def _code(code: Any) -> str:
     return "|".join([code.co_code.hex(), repr(code.co_names), *consts])
 
 
+_DERIVING = ("cache.py", "expr.py", "ops.py", "symfuncs.py", "symbolic.py", "vectorised.py", "matrix.py")
+_CODE: list[str] = []
+
+
+def code_fingerprint() -> str:
+    """A hash of the modules that derive: a changed derivation never reuses entries of the old code, even within
+    one version number."""
+    if not _CODE:
+        here = Path(__file__).resolve().parent
+        digest = hashlib.sha256()
+        for name in _DERIVING:
+            try:
+                digest.update((here / name).read_bytes())
+            except OSError:
+                digest.update(name.encode())
+        _CODE.append(digest.hexdigest()[:16])
+    return _CODE[0]
+
+
 def key(kind: str, parts: Any) -> str:
     import sympy
 
-    text = json.dumps([FORMAT, __version__, sympy.__version__, kind, parts], sort_keys=True, default=str)
+    text = json.dumps([FORMAT, __version__, code_fingerprint(), sympy.__version__, kind, parts], sort_keys=True,
+                      default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
 

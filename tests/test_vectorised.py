@@ -129,3 +129,14 @@ def test_both_numeric_backends_agree(monkeypatch, backend):
     result = verify_case(case)
     assert result.status == "pass", result.checks
     assert ("torch math kernels" in result.evaluation) == (backend == "torch")
+
+
+def test_mismatches_beyond_the_refinement_budget_are_named(monkeypatch):
+    import verifier.vectorised as vectorised
+
+    monkeypatch.setattr(vectorised, "REFINE_ELEMENTS", 10)
+    monkeypatch.setattr(vectorised, "REFINE_SECONDS", 0.0)
+    x = torch.tensor(np.random.default_rng(6).uniform(-2, 2, 5_000))
+    with pytest.raises(GradientMismatch) as info:
+        assert_gradients_match(sin_exp(1e-6).apply, "sin(x) * exp(x)", {"x": x}, checks=["grad"])
+    assert "mismatched element(s) were judged against the float64 screen" in str(info.value)

@@ -123,6 +123,8 @@ def comparison_text(result: CaseResult, check: CheckResult, c: Comparison) -> st
         lines.append(f"  at point {check.point + 1}: {_point_text(result, check, c.worst)} ({c.dtype}, cpu, seed {seed})")
     if c.formula:
         lines.append(f"  exact derivative there: {c.formula}")
+    if -1 in c.notes:  # mismatches the exact refinement did not reach
+        lines.append(f"  note: {c.notes[-1]}")
     text = diagnosis_text(c.diagnosis, c)
     if text:
         lines.append(f"  diagnosis: {text}")

@@ -224,12 +224,12 @@ def make_reference(case: Case) -> object:
     from .vectorised import NotVectorisable, VectorReference
 
     choice = getattr(case, "reference", "auto")
-    if choice == "expand":
-        return Reference(case)
     total = sum(i.value.size for i in case.inputs)
+    if choice == "expand":
+        return _expanded(case, "forced by the case's reference key")
     small = total <= EXPAND_UP_TO and int(np.prod(case.output_shape)) <= EXPAND_UP_TO
     if choice == "auto" and small:
-        return Reference(case)
+        return _expanded(case, f"{total} input element(s): small enough to expand")
     reasons = []
     order = [("vectorised", VectorReference), ("matrix", MatrixReference)]
     if _uses_linear_algebra(case):  # closed forms from sympy's matrix calculus first, where they apply
@@ -247,7 +247,13 @@ def make_reference(case: Case) -> object:
         raise LimitError(f"the inputs have {total} elements; element-wise expansion is limited to {LIMITS.symbols} "
                          f"(raise it with {flag('symbols')}), and neither large-tensor reference applies ("
                          + "; ".join(reasons) + ")")
-    return Reference(case)
+    return _expanded(case, "; ".join(reasons))
+
+
+def _expanded(case: Case, why: str) -> Reference:
+    ref = Reference(case)
+    ref.why = why  # type: ignore[attr-defined]
+    return ref
 
 
 def _uses_linear_algebra(case: Case) -> bool:
@@ -259,7 +265,10 @@ def _uses_linear_algebra(case: Case) -> bool:
 
 
 def describe(reference: object) -> str:
-    return reference.describe() if hasattr(reference, "describe") else EVALUATION
+    if hasattr(reference, "describe"):
+        return reference.describe()  # type: ignore[no-any-return]
+    why = getattr(reference, "why", None)
+    return f"{EVALUATION} (element expansion: {why})" if why else EVALUATION
 
 
 def select(cases: list[Case], pattern: str | None) -> list[Case]:

@@ -140,3 +140,21 @@ def test_mismatches_beyond_the_refinement_budget_are_named(monkeypatch):
     with pytest.raises(GradientMismatch) as info:
         assert_gradients_match(sin_exp(1e-6).apply, "sin(x) * exp(x)", {"x": x}, checks=["grad"])
     assert "mismatched element(s) were judged against the float64 screen" in str(info.value)
+
+
+def test_higher_orders_with_an_input_the_formula_does_not_use():
+    # regression (fuzz): the scatter of order-k partials mapped every input onto the formula's shape, and an unused
+    # input of another shape crashed it
+    case = case_from_expression("sum(sin(x))", {"x": np.linspace(0, 1, 40), "M": np.ones((5, 3))}, name="h",
+                                reference="vectorised", checks=["higher"], order=2)
+    assert verify_case(case).status == "pass"
+
+
+def test_a_pole_takes_out_its_jacobian_row_for_every_input():
+    # regression (fuzz): forward mode multiplies the pole at M = 0 by the other inputs' zero tangents (NaN); the
+    # exact Jacobian wrt an unused input is 0 there, which is not a gradient bug
+    inputs = {"M": [[1.0, 2.0, -0.5], [0.0, 0.2, 0.1]], "x": [0.5, -0.25]}
+    case = case_from_expression("mean(log(M) * tanh(M), axis=0)", inputs, name="p", reference="vectorised")
+    result = verify_case(case)
+    assert result.status == "pass", result.checks
+    assert verify_case(replace(case, reference="expand")).status == "pass"

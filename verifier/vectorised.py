@@ -517,6 +517,8 @@ class Quantity:
                     if bad:
                         return None, None, bad, False
                     c = mpmath.mpf(_at(t.coef, t.shape, r))
+                    if mpmath.isnan(c):
+                        return None, None, point.undefined_upstream(), False
                     if c == 0:
                         continue
                     mid, why = _mp(t.expr, values)
@@ -677,8 +679,10 @@ class VectorPoint:
     # --- quantities -------------------------------------------------------------------------------------------
 
     def value(self) -> Exact:
-        out = self.plan.out
-        return Quantity(self, [Term(out.expr, out.shape, np.ones(()), out.shape)], out.shape).exact()
+        if "_value" not in self.__dict__:
+            out = self.plan.out
+            self._value = Quantity(self, [Term(out.expr, out.shape, np.ones(()), out.shape)], out.shape).exact()
+        return self._value
 
     def _reverse(self, weights: np.ndarray) -> dict[sp.Symbol, list[Term]]:
         """Cotangents from the output back to the inputs; the terms each input's gradient is made of."""
@@ -697,7 +701,11 @@ class VectorPoint:
                         contrib = unbroadcast(np.broadcast_to(cot * self.at(d, f.shape), f.shape), shapes[s])
                     ct[s] = ct[s] + contrib if s in ct else contrib
 
-        visit(plan.out, np.asarray(weights, dtype=np.float64).reshape(plan.out.shape))
+        seed = np.array(weights, dtype=np.float64).reshape(plan.out.shape)
+        missing = [i for i in self.value().undefined if seed.reshape(-1)[i] != 0]
+        if missing:  # no derivative where the function itself does not exist: NaN flows to what those outputs feed
+            seed.reshape(-1)[missing] = math.nan
+        visit(plan.out, seed)
         for r in reversed(plan.reductions):
             if r.symbol not in ct:
                 continue
@@ -725,11 +733,7 @@ class VectorPoint:
         if not out_shape:
             ex = self.vjp(np.ones(()), name)
             return ex
-        rows = []
-        for i in range(math.prod(out_shape)):
-            unit = np.zeros(out_shape)
-            unit.reshape(-1)[i] = 1.0
-            rows.append(self.vjp(unit, name))
+        rows = self._rows(name)
         lo = np.stack([r.lo.reshape(-1) for r in rows]).reshape(shape)
         hi = np.stack([r.hi.reshape(-1) for r in rows]).reshape(shape)
         width = max(1, math.prod(self.plan.shapes[name]))
@@ -741,6 +745,10 @@ class VectorPoint:
             i0, k0 = divmod(flat, width)
             for k in [i0 * width + k for k in range(width)] + [i * width + k0 for i in range(len(rows))]:
                 undefined.setdefault(k, why)
+        # ... and a row is out for every input when the value, or a partial wrt any other input, does not exist there
+        for i, why in self._bad_rows().items():
+            for k in range(width):
+                undefined.setdefault(i * width + k, why)
         for flat in undefined:
             lo.reshape(-1)[flat] = hi.reshape(-1)[flat] = math.nan
         kinks = np.stack([r.kinks.reshape(-1) for r in rows]).reshape(shape)
@@ -762,6 +770,33 @@ class VectorPoint:
 
         ex.refine = refine
         return ex
+
+    def undefined_upstream(self) -> str:
+        """Why an element whose cotangent is NaN has no derivative: an output it feeds does not exist."""
+        reasons = self.value().undefined
+        first = next(iter(reasons.values()), "a value on the way does not exist")
+        return f"no derivative where the function does not exist: an output this element feeds is undefined ({first})"
+
+    def _rows(self, name: str) -> list[Exact]:
+        """v^T J for each unit v: the rows of the Jacobian wrt one input (cached by vjp)."""
+        out_shape = self.plan.out.shape
+        rows = []
+        for i in range(math.prod(out_shape)):
+            unit = np.zeros(out_shape)
+            unit.reshape(-1)[i] = 1.0
+            rows.append(self.vjp(unit, name))
+        return rows
+
+    def _bad_rows(self) -> dict[int, str]:
+        """Output elements whose value, or some partial wrt some differentiable input, does not exist."""
+        if "_bad" not in self.__dict__:
+            bad = dict(self.value().undefined)
+            for n in self.plan.differentiable:
+                for i, row in enumerate(self._rows(n)):
+                    if row.undefined and i not in bad:
+                        bad[i] = next(iter(row.undefined.values()))
+            self._bad = bad
+        return self._bad
 
     def jvp(self, tangents: Mapping[str, np.ndarray]) -> Exact:
         """J u. Small outputs: from the rows of J, so that kinks anywhere (also inside a reduction) give the bracket
@@ -863,9 +898,9 @@ class VectorPoint:
             raise LimitError(f"the order-{order} derivative has {n**order} entries")
         B = inner.shape
         size = max(1, math.prod(B))
-        own = {s: Term(sp.Integer(0), B, np.ones(()), plan.shapes[self.names[s]]).outputs(np.arange(size))
-               for s in diff_syms}
         present = [s for s in diff_syms if s in inner.expr.free_symbols]
+        own = {s: Term(sp.Integer(0), B, np.ones(()), plan.shapes[self.names[s]]).outputs(np.arange(size))
+               for s in present}
         terms = []
         for combo in itertools.combinations_with_replacement(present, order):
             expr = memo(f"vectorised-d{order}", [case_key(self.ref.case), str(inner.expr), [c.name for c in combo]],

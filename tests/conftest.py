@@ -24,9 +24,10 @@ pytest_plugins = ["pytester"]
 
 
 @pytest.fixture(autouse=True, scope="session")
-def _private_cache(tmp_path_factory: pytest.TempPathFactory):
-    """Tests never read or fill the user's derivation cache."""
+def _private_cache(request: pytest.FixtureRequest):
+    """Tests never read or fill the user's derivation cache: they share one under pytest's own cache directory
+    (every xdist worker and every run; keys carry a hash of the deriving code, so an entry is never stale)."""
     import os
 
-    os.environ["GRADVERIFY_CACHE_DIR"] = str(tmp_path_factory.mktemp("derivation-cache"))
+    os.environ["GRADVERIFY_CACHE_DIR"] = str(request.config.cache.mkdir("gradverify-derivations"))
     yield

@@ -42,10 +42,6 @@ class _Val:
         return bool(self.shape)
 
 
-def _scalar(v: _Val) -> Any:
-    return sp.Trace(v.expr) if v.matrix else v.expr
-
-
 class _Translator:
     def __init__(self, case: Case) -> None:
         self.symbols: dict[str, Any] = {}
@@ -342,8 +338,6 @@ def _validate(case: Case, d: Derivation) -> None:
 class MatrixReference:
     """The matrix counterpart of :class:`verifier.symbolic.Reference` (value, gradients, v^T J, J u of a scalar)."""
 
-    kind = "matrix"
-
     def __init__(self, case: Case) -> None:
         self.case = case
         self.derivation = derive(case)
@@ -372,8 +366,7 @@ class MatrixPoint:
         self.env = _env(self.d, point)
 
     def value(self) -> Exact:
-        v = _torch_shaped(evaluate(self.d.value if self.d.out_shape else _scalar(_Val(self.d.value, ())), self.env),
-                          self.d.out_shape)
+        v = _torch_shaped(evaluate(self.d.value, self.env), self.d.out_shape)
         return Exact(v, v)
 
     def vjp(self, weights: np.ndarray, name: str) -> Exact:

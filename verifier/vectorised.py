@@ -112,9 +112,6 @@ class Plan:
     def formulas(self) -> list[Formula]:
         return [self.out] + [a for r in self.reductions for a in _args(r)]
 
-    def formula_text(self) -> str:
-        return display(self.out.expr)
-
 
 class _Builder:
     """Case-language AST -> formulas; reductions become leaf symbols named by their text."""
@@ -570,12 +567,10 @@ def _round(v: Any) -> float:
 class VectorReference:
     """The vectorised counterpart of :class:`verifier.symbolic.Reference` (same interface for the checks)."""
 
-    kind = "vectorised"
-
     def __init__(self, case: Case) -> None:
         self.case = case
         self.plan = build_plan(case)
-        self.stats = {"refined": 0, "unrefined": 0, "max_ulps": 0.0, "sampled": 0}
+        self.stats = {"refined": 0, "unrefined": 0, "max_ulps": 0.0}
         lib = numeric_backend()
         self.numeric = "torch math kernels, no autograd" if lib.name == "torch" else "numpy, scipy.special"
         self._fallback: Any = None

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from fractions import Fraction
 from typing import Any, Mapping
 
 import numpy as np
@@ -22,6 +21,7 @@ from .cache import case_key, memo
 from .case import Case
 from .expr import Bin, Call, Const, Name, Neg, Node, Num, unparse
 from .ops import OPS
+from .symbolic import _const
 from .symfuncs import S
 from .values import Exact
 from .vectorised import NotVectorisable
@@ -56,11 +56,8 @@ class _Translator:
         self.out = self.value(case.function)
 
     def value(self, node: Node) -> _Val:
-        if isinstance(node, Num):
-            frac = Fraction(node.text)
-            return _Val(sp.Rational(frac.numerator, frac.denominator), ())
-        if isinstance(node, Const):
-            return _Val(sp.pi if node.name == "pi" else sp.E, ())
+        if isinstance(node, (Num, Const)):
+            return _Val(_const(node), ())
         if isinstance(node, Name):
             return self.env[node.id]
         if isinstance(node, Neg):

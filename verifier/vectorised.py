@@ -15,7 +15,6 @@ import itertools
 import math
 import os
 from dataclasses import dataclass, field
-from fractions import Fraction
 from typing import Any, Mapping
 
 import mpmath
@@ -26,12 +25,13 @@ import sympy as sp
 from .cache import case_key, memo
 from .case import Case
 from .errors import LimitError
+from .evaluation import _is_real, _round, explain_at
 from .expr import Bin, Call, Cmp, Const, Index, Name, Neg, Node, Num, unparse
 from .limits import LIMITS
 from .mpeval import Evaluator as MpEvaluator
 from .npeval import Evaluator, Parallel
 from .ops import ELEMENTWISE, OPS, broadcast_shapes, normalize_axis, reduced_shape
-from .symbolic import DIGITS, _clean, display
+from .symbolic import _CMP, DIGITS, _clean, _const, display
 from .symfuncs import NONSMOOTH, S
 from .values import Exact
 
@@ -44,7 +44,6 @@ SAMPLE_FAN = 256  # the same for the seeded sample (a self-check of the screen, 
 THREADS = max(1, min(8, os.cpu_count() or 1))  # slabs of one large evaluation computed in parallel
 ROWS_UP_TO = 256  # outputs up to which J u is summed from the rows of J
 SAMPLE = 3  # seeded elements of every compared quantity recomputed exactly
-_CMP = {"<": sp.Lt, "<=": sp.Le, ">": sp.Gt, ">=": sp.Ge, "==": sp.Eq, "!=": sp.Ne}
 
 
 NUMERIC = ("torch", "numpy")
@@ -122,11 +121,8 @@ class _Builder:
         self.by_name = {r.symbol.name: r for r in reductions}
 
     def build(self, node: Node, env: Mapping[str, Formula]) -> Formula:
-        if isinstance(node, Num):
-            frac = Fraction(node.text)
-            return Formula(sp.Rational(frac.numerator, frac.denominator), ())
-        if isinstance(node, Const):
-            return Formula(sp.pi if node.name == "pi" else sp.E, ())
+        if isinstance(node, (Num, Const)):
+            return Formula(_const(node), ())
         if isinstance(node, Name):
             return env[node.id]
         if isinstance(node, Neg):
@@ -546,7 +542,6 @@ class Quantity:
 
 
 def _mp(expr: sp.Expr, values: dict[sp.Symbol, Any]) -> tuple[Any, str | None]:
-    from .evaluation import _is_real, explain_at
 
     try:
         v = MpEvaluator(dict(values))(expr)
@@ -555,13 +550,6 @@ def _mp(expr: sp.Expr, values: dict[sp.Symbol, Any]) -> tuple[Any, str | None]:
     if not _is_real(v) or mpmath.isinf(v):
         return None, explain_at(expr, values, v)
     return (v.real if isinstance(v, mpmath.mpc) else mpmath.mpf(v)), None
-
-
-def _round(v: Any) -> float:
-    try:
-        return float(v)
-    except OverflowError:
-        return math.inf if v > 0 else -math.inf
 
 
 class VectorReference:

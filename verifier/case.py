@@ -126,6 +126,8 @@ class Case:
     train: Any = None  # a TrainSpec, for the train check
     domain: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     picture: Mapping[str, Any] = field(default_factory=dict)  # what `gradverify plot` draws for a train case
+    op: str | None = None  # the torch op a conformance case verifies: mismatches are findings or classified edges
+    sweep: Mapping[str, tuple[float, float]] = field(default_factory=dict)  # `gradverify sweep`'s domain per input
 
     @property
     def differentiable(self) -> tuple[Input, ...]:

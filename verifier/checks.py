@@ -16,7 +16,7 @@ from .case import Case, Tolerance
 from .compare import Comparison, Diagnosis, Fact, compare
 from .errors import LimitError
 from .evaluation import PointReference
-from .expr import Name, expected_grad_fn, grad_sources, unparse
+from .expr import Call, Index, Name, Node, expected_grad_fn, grad_sources, unparse
 from .results import CheckResult
 from .values import Exact
 from .vectorised import NotVectorisable
@@ -227,15 +227,19 @@ def check_higher(ctx: Ctx, r: CheckResult) -> None:
             r.skipped = f"the order-{k} derivative has {n**k} entries; the limit is {MAX_HIGHER}"
             return
         exact = ctx.exact.derivative(k)
-        r.comparisons.append(ctx.cmp(exact, ctx.torch.derivatives(k), "higher", f"d{k}y (order {k})",
-                                     "autograd.grad(create_graph=True)"))
+        for path, got in _each_path(r, {"autograd.grad(create_graph=True)": lambda: ctx.torch.derivatives(k)}):
+            r.comparisons.append(ctx.cmp(exact, got, "higher", f"d{k}y (order {k})", path))
+        if r.unsupported and not r.comparisons:
+            return
         if k == 2:
             for path, got in _each_path(r, ctx.torch.hessians()):
                 r.comparisons.append(ctx.cmp(exact, got, "higher", "Hessian", path))
             u = ctx.random((n,))
-            hu = Exact(exact.lo @ u, exact.hi @ u, dict(exact.undefined))
-            r.comparisons.append(ctx.cmp(hu, ctx.torch.hvp(u), "higher", "H u (u = seeded random)",
-                                         "double backward: grad(grad(y, create_graph=True) . u)"))
+            rows = {flat // n: why for flat, why in exact.undefined.items()}  # a row with a hole has no H u
+            hu = Exact(exact.lo @ u, exact.hi @ u, rows)
+            path = "double backward: grad(grad(y, create_graph=True) . u)"
+            for path, got in _each_path(r, {path: lambda: ctx.torch.hvp(u)}):
+                r.comparisons.append(ctx.cmp(hu, got, "higher", "H u (u = seeded random)", path))
 
 
 def check_jvp(ctx: Ctx, r: CheckResult) -> None:
@@ -328,10 +332,26 @@ def alias_sources(case: Case) -> dict[str, str]:
     return source
 
 
+def _viewed(node: Node, source: dict[str, str]) -> str | None:
+    """The input a node is a view of (indexing and transposes of it), else None."""
+    if isinstance(node, Name):
+        return source.get(node.id)
+    if isinstance(node, Index):
+        return _viewed(node.base, source)
+    if isinstance(node, Call) and node.func == "transpose" and node.args:
+        return _viewed(node.args[0], source)
+    return None
+
+
 def check_nograd(ctx: Ctx, r: CheckResult) -> None:
     facts = ctx.torch.nograd()
     grad_inputs = {i.name for i in ctx.case.differentiable}
-    leaves = {n for n, origin in alias_sources(ctx.case).items() if origin in grad_inputs}  # leaves even under no_grad
+    source = alias_sources(ctx.case)
+    for name, node in [(d.name, d.node) for d in ctx.case.defines] + [("output", ctx.case.function)]:
+        base = _viewed(node, source)  # a view made under no_grad keeps its base's requires_grad (torch's view rule)
+        if base is not None:
+            source[name] = base
+    leaves = {n for n, origin in source.items() if origin in grad_inputs}  # require grad even under no_grad
     want = {"no_grad output requires_grad": "output" in leaves,
             "no_grad intermediates requiring grad": sorted(d.name for d in ctx.case.defines if d.name in leaves),
             "detach() requires_grad": False, "detach() shares storage": True, "detach() value equal": True}

@@ -30,7 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, help="seed of the random grad_outputs and tangents (default: each case's)")
     run.add_argument("--json", dest="json_path", metavar="FILE", help="also write a machine-readable report")
     run.add_argument("--strict", action="store_true", default=None, help="fail at kinks instead of accepting "
-                     "a value between the one-sided derivatives")
+                     "a value between the one-sided derivatives; conformance cases (op:) fail on findings and edges")
     run.add_argument("--timeout", type=float, default=None, help="seconds per case before a 'timeout' verdict "
                      "(default 120; 0 for none)")
     run.add_argument("-v", "--verbose", action="store_true", help="also list kinks, undefined points and "
@@ -173,7 +173,7 @@ def _run(args: argparse.Namespace) -> int:
     for e in result.errors:
         out.print(report.error_text(e), markup=False, soft_wrap=True)
     for r in result.cases:
-        text = report.case_text(r)
+        text = report.case_text(r, verbose=args.verbose)
         if text:
             out.print(text, markup=False, soft_wrap=True)
             out.print()

@@ -27,6 +27,45 @@ class Diagnosis:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
+# The kinds of edge point (a point where the derivative does not exist, or where torch follows a convention).
+KINK, REMOVABLE, POLE, ZERO_INF, OUTSIDE, NONFINITE_INPUT = (
+    "kink", "removable singularity", "pole", "0·inf", "outside the domain", "non-finite input")
+MAX_EDGES = 32  # edge records kept per comparison (all are counted)
+
+
+@dataclass(frozen=True)
+class Edge:
+    """One element at an edge point: its kind, the exact facts (left and right derivatives, or why there is no
+    value) and torch's value."""
+
+    index: tuple[int, ...]
+    kind: str
+    left: float  # NaN where the exact derivative does not exist
+    right: float
+    got: float
+    reason: str = ""
+
+    @property
+    def accepted(self) -> bool:
+        """Whether torch's value is one the exact facts allow (between the one-sided derivatives at a kink; any value
+        where no derivative exists). False at a removable singularity, where torch's value is not finite."""
+        if self.kind == KINK:
+            lo, hi = min(self.left, self.right), max(self.left, self.right)
+            return lo <= self.got <= hi
+        return self.kind != REMOVABLE
+
+
+def edge_kind(reason: str) -> str:
+    """Classify why an exact value does not exist, from the reference's reason."""
+    if reason.startswith("0·inf") or "indeterminate" in reason:
+        return ZERO_INF
+    if "has a pole" in reason or "overflows" in reason:
+        return POLE
+    if "is not a finite number" in reason:
+        return NONFINITE_INPUT
+    return OUTSIDE
+
+
 @dataclass
 class Comparison:
     """One labelled numeric comparison, e.g. 'grad wrt x' via 'y.backward()'."""
@@ -58,6 +97,9 @@ class Comparison:
     got_shape: tuple[int, ...] = ()
     formula: str | None = None
     exact_source: str = "sympy"
+    edges: list[Edge] = field(default_factory=list)  # up to MAX_EDGES, kinks first
+    edge_count: int = 0
+    unclassified: int = 0  # mismatched elements that are not at an edge point: findings of a conformance case
 
     @property
     def passed(self) -> bool:
@@ -110,7 +152,7 @@ def compare(
             base.diagnosis = Diagnosis("transpose")
         else:
             base.diagnosis = Diagnosis("shape")
-        base.mismatched = base.n
+        base.mismatched = base.unclassified = base.n
         return base
     if _all_close(base, lo, hi, got, tolerance, dtype):
         return base
@@ -131,6 +173,12 @@ def compare(
         bad |= kinks
     base.mismatched = int(bad.sum())
     base.kinks = int(kinks.sum())
+    removable = ~undefined & np.isfinite(lo) & np.isfinite(hi) & ~np.isfinite(got)
+    at_edge = kinks | undefined | removable
+    base.unclassified = int((bad & ~at_edge).sum())
+    base.edge_count = int(at_edge.sum())
+    if base.edge_count:
+        base.edges = _edges(left, right, got, kinks, undefined, removable, exact.undefined)
     if base.kinks:
         k = tuple(int(i) for i in np.argwhere(kinks)[0])
         a, b, g = float(lo[k]), float(hi[k]), float(got[k])
@@ -161,6 +209,20 @@ def compare(
         else:
             base.diagnosis = diagnose(lo, hi, got, bad, kinks | undefined, dtype)
     return base
+
+
+def _edges(left: np.ndarray, right: np.ndarray, got: np.ndarray, kinks: np.ndarray, undefined: np.ndarray,
+           removable: np.ndarray, reasons: dict[int, str]) -> list[Edge]:
+    out: list[Edge] = []
+    for mask in (kinks, undefined, removable):
+        for flat in np.flatnonzero(mask.reshape(-1)):
+            if len(out) >= MAX_EDGES:
+                return out
+            idx = tuple(int(i) for i in np.unravel_index(int(flat), left.shape))
+            reason = reasons.get(int(flat), "")
+            kind = KINK if kinks.flat[flat] else edge_kind(reason) if undefined.flat[flat] else REMOVABLE
+            out.append(Edge(idx, kind, float(left.flat[flat]), float(right.flat[flat]), float(got.flat[flat]), reason))
+    return out
 
 
 def _all_close(base: Comparison, lo: np.ndarray, hi: np.ndarray, got: np.ndarray, tolerance: Tolerance,

@@ -17,6 +17,11 @@ from .symbolic import DIGITS, Reference, _basic, display, evaluate
 from .values import Exact
 
 
+# The prefix of the reason of an entry that exists mathematically but meets a pole elsewhere in torch's products
+# (0 * inf = NaN): reverse mode's zero weights, forward mode's zero tangents, double backward's zero directions.
+ZERO_INF_RULE = "0·inf (a zero weight times a pole elsewhere): "
+
+
 def _to_mp(values: np.ndarray) -> list[Any]:
     return [mpmath.mpf(float(v)) for v in values.reshape(-1)]
 
@@ -86,14 +91,6 @@ class PointReference:
             for i in range(m):
                 vals[i * n + j] = None
                 bad[i * n + j] = why
-        # Where one partial does not exist (a pole), the whole row and column are out: reverse mode multiplies the
-        # pole by the zero weights of the other outputs, forward mode by the zero tangents of the other inputs,
-        # and IEEE says 0 * inf is NaN. Neither is a gradient bug; both are outside the domain.
-        for hole, why in list(bad.items()):
-            i0, j0 = divmod(hole, n)
-            for k in [i0 * n + j for j in range(n)] + [i * n + j0 for i in range(m)]:
-                vals[k] = None
-                bad.setdefault(k, why)
         lo = np.array(vals, dtype=object).reshape(m, n)
         hi = lo.copy()
         kinks = np.zeros((m, n), dtype=bool)
@@ -106,7 +103,8 @@ class PointReference:
                 sides = []
                 for sign in (-1, 1):
                     args = list(self.args)
-                    args[k] = x + sign * delta
+                    with mpmath.workdps(DIGITS):  # at the default 15 digits, x + 1e-25 would round back to x
+                        args[k] = x + sign * delta
                     col, _ = self._eval("jac", flat, args)
                     sides.append(np.array(col, dtype=object).reshape(m, n)[:, j])
                 for i in range(m):
@@ -125,6 +123,17 @@ class PointReference:
     def jacobian(self, name: str) -> Exact:
         """d out / d input, shaped out_shape + input_shape."""
         lo, hi, bad, kinks = self._jacobian_mp()
+        # Where one partial does not exist (a pole), the whole row and column are out: jacrev multiplies the pole by
+        # the zero weights of the other outputs, jacfwd by the zero tangents of the other inputs, and IEEE says
+        # 0 * inf is NaN. Neither is a gradient bug.
+        m, n = lo.shape
+        lo, hi, bad = lo.copy(), hi.copy(), dict(bad)
+        for hole, why in list(bad.items()):
+            i0, j0 = divmod(hole, n)
+            for k in [i0 * n + j for j in range(n)] + [i * n + j0 for i in range(m)]:
+                if k not in bad:
+                    lo.flat[k] = hi.flat[k] = None
+                    bad[k] = f"{ZERO_INF_RULE}{why}"
         sl = self.ref.slices[name]
         n = lo.shape[1]
         shape = self.ref.output.shape + self.ref.case.shapes[name]
@@ -148,11 +157,12 @@ class PointReference:
         for j in range(sl.start, sl.stop):
             a = b = mpmath.mpf(0)
             for i, wi in enumerate(w):
+                if lo[i, j] is None:
+                    why = bad.get(i * lo.shape[1] + j, "undefined")
+                    out_bad[j - sl.start] = why if wi != 0 else f"{ZERO_INF_RULE}{why}"
+                    break
                 if wi == 0:
                     continue
-                if lo[i, j] is None:
-                    out_bad[j - sl.start] = bad.get(i * lo.shape[1] + j, "undefined")
-                    break
                 a, b = a + wi * lo[i, j], b + wi * hi[i, j]  # the one-sided derivative of sum(w f) is sum(w f')
             out_lo.append(None if j - sl.start in out_bad else a)
             out_hi.append(None if j - sl.start in out_bad else b)
@@ -169,11 +179,12 @@ class PointReference:
         for i in range(lo.shape[0]):
             a = b = mpmath.mpf(0)
             for j, uj in enumerate(u):
+                if lo[i, j] is None:
+                    why = bad.get(i * lo.shape[1] + j, "undefined")
+                    out_bad[i] = why if uj != 0 else f"{ZERO_INF_RULE}{why}"
+                    break
                 if uj == 0:
                     continue
-                if lo[i, j] is None:
-                    out_bad[i] = bad.get(i * lo.shape[1] + j, "undefined")
-                    break
                 p, q = uj * lo[i, j], uj * hi[i, j]
                 a, b = a + min(p, q), b + max(p, q)
             out_lo.append(None if i in out_bad else a)
@@ -194,15 +205,54 @@ class PointReference:
         full = np.empty((n,) * order, dtype=object)
         full_bad: dict[int, str] = {}
         nonfinite = self.nonfinite_wrt()
+        # As for the Jacobian: where a first derivative does not exist (a pole), every higher derivative through that
+        # input is out too; torch's double backward multiplies the pole by zero weights there and IEEE gives NaN.
+        _, _, first_bad, _ = self._jacobian_mp()
+        holes = {**{j % n: why for j, why in first_bad.items()}, **nonfinite}
+        sides = self._one_sided(keys, [table[k] for k in keys]) if not self.ref.smooth else {}
+        full_hi = np.empty_like(full)
+        kinks = np.zeros(full.shape, dtype=bool)
         for number, (k, v) in enumerate(zip(keys, vals)):
-            why = next((nonfinite[j] for j in k if j in nonfinite), None)
+            why = next((holes[j] for j in k if j in holes), None)
             if why is not None:
-                v, bad[number] = None, why
+                if v is not None:  # it exists, but torch meets the pole of input j on the way
+                    bad[number] = f"{ZERO_INF_RULE}{why}"
+                left = right = None
+            elif number in sides:  # a kink: both one-sided values
+                (left, right), _ = sides[number], bad.pop(number, None)
+            else:
+                left = right = v
             for perm in set(itertools.permutations(k)):
-                full[perm] = v
-                if v is None:
+                full[perm], full_hi[perm] = left, right
+                kinks[perm] = number in sides
+                if left is None:
                     full_bad[int(np.ravel_multi_index(perm, full.shape))] = bad[number]
-        return _exact(list(full.reshape(-1)), full_bad, full.shape)
+        ex = _exact(list(full.reshape(-1)), full_bad, full.shape, list(full_hi.reshape(-1)))
+        ex.kinks = kinks
+        return ex
+
+    def _one_sided(self, keys: list[tuple[int, ...]], exprs: list[sp.Expr]) -> dict[int, tuple[Any, Any]]:
+        """Higher derivatives at a kink: each entry evaluated just below and just above the point along each input it
+        differentiates by; the entries whose nearby values differ, with the smallest and the largest."""
+        positions = {id(s): k for k, s in enumerate(self.ref.args)}
+        out: dict[int, tuple[Any, Any]] = {}
+        for moved in sorted({tuple(sorted(set(k))) for k in keys}):
+            numbers = [i for i, k in enumerate(keys) if tuple(sorted(set(k))) == moved]
+            values = []
+            for j in moved:
+                a = positions[id(self.ref.wrt[j])]
+                for sign in (-1, 1):
+                    args = list(self.args)
+                    with mpmath.workdps(DIGITS):
+                        args[a] = args[a] + sign * mpmath.mpf(10) ** (-DIGITS // 2) * max(1, abs(args[a]))
+                    values.append(self._eval("sides", [exprs[i] for i in numbers], args)[0])
+            for i, near in zip(numbers, zip(*values)):
+                if any(v is None for v in near):
+                    continue
+                lo, hi = min(near), max(near)
+                if hi - lo > mpmath.mpf(10) ** (-DIGITS // 3) * max(abs(lo), abs(hi), 1):
+                    out[i] = (lo, hi)
+        return out
 
     def expression(self, node: Node, shape: tuple[int, ...]) -> Exact:
         """The exact value of another case-language expression (a hand-derived formula) at this point."""
@@ -278,6 +328,12 @@ def _domain_problem(sub: sp.Basic, values: dict[sp.Symbol, Any]) -> str | None:
 
     where = ", ".join(f"{display(s)} = {float(v):.17g}" for s, v in values.items() if s in sub.free_symbols)
     at = f" at {where}" if where else ""
+    if isinstance(sub, sp.Mul):
+        factors = [num(f) for f in sub.args]
+        if any(f == 0 for f in factors) and any(f is None for f in factors):
+            pole = next(display(f) for f, v in zip(sub.args, factors) if v is None)
+            zero = next(display(f) for f, v in zip(sub.args, factors) if v == 0)
+            return f"the formula is indeterminate{at}: 0·inf ({zero} = 0 times {pole}, which has no finite value)"
     if isinstance(sub, sp.log):
         v = num(sub.args[0])
         if v is not None and v == 0:
@@ -301,10 +357,13 @@ def _domain_problem(sub: sp.Basic, values: dict[sp.Symbol, Any]) -> str | None:
         v = num(sub.args[0])
         if v is not None and v < 1:
             return f"the function is undefined{at}: acosh of {v:.6g}, below 1"
-    if isinstance(sub, sp.atanh):
+    if isinstance(sub, (sp.atanh, sp.erfinv)):
         v = num(sub.args[0])
-        if v is not None and abs(v) >= 1:
-            return f"the function is undefined{at}: atanh of {v:.6g}, outside (-1, 1)"
+        name = type(sub).__name__
+        if v is not None and abs(v) == 1:
+            return f"the function has a pole{at}: {name} of {v:g}"
+        if v is not None and abs(v) > 1:
+            return f"the function is undefined{at}: {name} of {v:.6g}, outside [-1, 1]"
     if isinstance(sub, (sp.polygamma, sp.gamma)) or type(sub).__name__ == "LogAbsGamma":
         v = num(sub.args[-1])
         if v is not None and v <= 0 and float(v).is_integer():

@@ -13,7 +13,7 @@ from .case import Case
 from .errors import CaseError, LimitError
 from .fields import kind as _kind
 from .limits import LIMITS, flag
-from .validation import build_case, case_from_expression
+from .validation import build_case, build_cases, case_from_expression
 
 __all__ = ["CASE_SUFFIXES", "Collection", "build_case", "case_from_expression", "collect", "load_cases", "load_file"]
 
@@ -161,7 +161,7 @@ def load_file(path: str | Path) -> tuple[list[Case], list[CaseError]]:
         try:
             if not isinstance(entry, Mapping):
                 raise CaseError(f"a case is a mapping of keys, got {_kind(entry)}")
-            cases.append(build_case(entry, file=file))
+            cases.extend(build_cases(entry, file=file))
         except CaseError as exc:
             name = entry.get("name") if isinstance(entry, Mapping) and isinstance(entry.get("name"), str) else None
             errors.append(exc.located(file=file, line=getattr(entry, "line", None), case=name))

@@ -15,7 +15,7 @@ import sympy as sp
 from sympy.functions.elementary.piecewise import ExprCondPair
 
 from .dag import DagEvaluator
-from .symfuncs import LogAbsGamma, StopGrad
+from .symfuncs import LogAbsGamma, Sinc, StopGrad, XLogY
 
 
 def _polygamma(n: Any, x: Any) -> Any:
@@ -37,6 +37,7 @@ FUNCTIONS: dict[type, Callable[..., Any]] = {
     sp.sec: lambda x: 1 / np.cos(x), sp.csc: lambda x: 1 / np.sin(x), sp.cot: lambda x: 1 / np.tan(x),
     sp.sech: lambda x: 1 / np.cosh(x), sp.csch: lambda x: 1 / np.sinh(x), sp.coth: lambda x: 1 / np.tanh(x),
     StopGrad: lambda x: x, LogAbsGamma: sc.gammaln,
+    sp.besseli: sc.iv, Sinc: np.sinc, XLogY: sc.xlogy,
 }
 _RELATIONS: dict[type, Callable[[Any, Any], Any]] = {
     sp.StrictLessThan: np.less, sp.LessThan: np.less_equal, sp.StrictGreaterThan: np.greater,
@@ -117,6 +118,7 @@ class TorchBackend(Backend):
             sp.loggamma: T.lgamma, sp.sec: lambda x: 1 / T.cos(x), sp.csc: lambda x: 1 / T.sin(x),
             sp.cot: lambda x: 1 / T.tan(x), sp.sech: lambda x: 1 / T.cosh(x), sp.csch: lambda x: 1 / T.sinh(x),
             sp.coth: lambda x: 1 / T.tanh(x), StopGrad: lambda x: x, LogAbsGamma: T.lgamma,
+            sp.besseli: scipy_fn(sc.iv), Sinc: T.sinc, XLogY: sp_.xlogy,
         }
         self.relations = {sp.StrictLessThan: T.lt, sp.LessThan: T.le, sp.StrictGreaterThan: T.gt,
                           sp.GreaterThan: T.ge, sp.Equality: T.eq, sp.Unequality: T.ne}

@@ -333,6 +333,269 @@ register_op(Op("log_softmax", TENSOR, (1, 1), _sym_softmax(True), lambda T, a, a
                shape=_same_shape, grad_fn="LogSoftmax" + _T, doc="log of softmax along axis (default -1)",
                keywords=("axis",)))
 
+# --- more of torch's differentiable ops (the conformance suite in cases/ops verifies each one's own derivative) ----
+
+_F = "torch.nn.functional"
+
+
+def _F_(name: str, **kw: Any) -> Callable[..., Any]:
+    return lambda T, *a: getattr(T.nn.functional, name)(*a, **kw)
+
+
+def _special(name: str) -> Callable[..., Any]:
+    return lambda T, *a: getattr(T.special, name)(*a)
+
+
+_SELU_ALPHA = "1.6732632423543772848170429916717"
+_SELU_SCALE = "1.0507009873554804934193349852946"
+
+_unary("sinc", lambda S, x: S.Sinc(x), lambda T, x: T.sinc(x), "Sinc" + _T, doc="sin(pi x) / (pi x), 1 at 0")
+_unary("elu", lambda S, x: S.Piecewise((x, x > 0), (S.exp(x) - 1, True)), _F_("elu"), "Elu" + _T)
+_unary("celu", lambda S, x: S.Piecewise((x, x > 0), (S.exp(x) - 1, True)), _F_("celu"), "Celu" + _T)
+_unary("selu", lambda S, x: S.Float(_SELU_SCALE, 40) * S.Piecewise((x, x > 0), (S.Float(_SELU_ALPHA, 40) * (S.exp(x) - 1), True)),
+       _F_("selu"), "Elu" + _T)
+_unary("leaky_relu", lambda S, x: S.Piecewise((x, x > 0), (x * S.Rational(1, 100), True)), _F_("leaky_relu"),
+       "LeakyRelu" + _T, doc="negative slope 0.01")
+_unary("relu6", lambda S, x: S.Min(S.Max(x, 0), 6), _F_("relu6"), None)
+_unary("hardtanh", lambda S, x: S.Min(S.Max(x, -1), 1), _F_("hardtanh"), "Hardtanh" + _T)
+_unary("hardsigmoid", lambda S, x: S.Min(S.Max(x / 6 + S.Rational(1, 2), 0), 1), _F_("hardsigmoid"), "Hardsigmoid" + _T)
+_unary("hardswish", lambda S, x: x * S.Min(S.Max(x + 3, 0), 6) / 6, _F_("hardswish"), "Hardswish" + _T)
+_unary("softsign", lambda S, x: x / (1 + S.Abs(x)), _F_("softsign"), None)
+_unary("logsigmoid", lambda S, x: -S.log(1 + S.exp(-x)), _F_("logsigmoid"), "LogSigmoid" + _T)
+_unary("tanhshrink", lambda S, x: x - S.tanh(x), _F_("tanhshrink"), None)
+_unary("softshrink", lambda S, x: S.Piecewise((x - S.Rational(1, 2), x > S.Rational(1, 2)),
+                                              (x + S.Rational(1, 2), x < -S.Rational(1, 2)), (0, True)),
+       _F_("softshrink"), "Softshrink" + _T, doc="lambda 0.5")
+_unary("square", lambda S, x: x**2, lambda T, x: T.square(x), "Pow" + _T)
+_unary("reciprocal", lambda S, x: 1 / x, lambda T, x: T.reciprocal(x), "Reciprocal" + _T)
+_unary("neg", lambda S, x: -x, lambda T, x: T.neg(x), "Neg" + _T)
+_unary("deg2rad", lambda S, x: x * S.pi / 180, lambda T, x: T.deg2rad(x), "Deg2Rad" + _T)
+_unary("rad2deg", lambda S, x: x * 180 / S.pi, lambda T, x: T.rad2deg(x), "Rad2Deg" + _T)
+_unary("i0", lambda S, x: S.besseli(0, x), lambda T, x: T.i0(x), "I0" + _T, doc="modified Bessel function I0")
+_unary("i0e", lambda S, x: S.exp(-S.Abs(x)) * S.besseli(0, x), _special("i0e"), "SpecialI0E" + _T)
+_unary("i1", lambda S, x: S.besseli(1, x), _special("i1"), "SpecialI1" + _T)
+_unary("i1e", lambda S, x: S.exp(-S.Abs(x)) * S.besseli(1, x), _special("i1e"), "SpecialI1E" + _T)
+_unary("ndtr", lambda S, x: S.erfc(-x / S.sqrt(2)) / 2, _special("ndtr"), None, doc="standard normal CDF")
+_unary("ndtri", lambda S, x: S.sqrt(2) * S.erfinv(2 * x - 1), _special("ndtri"), "SpecialNdtri" + _T)
+_unary("log_ndtr", lambda S, x: S.log(S.erfc(-x / S.sqrt(2)) / 2), _special("log_ndtr"), "SpecialLogNdtr" + _T)
+_unary("erfcx", lambda S, x: S.exp(x**2) * S.erfc(x), _special("erfcx"), "SpecialErfcx" + _T)
+_unary("entr", lambda S, x: -S.XLogY(x, x), _special("entr"), "SpecialEntr" + _T, doc="-x log x")
+_unary("trigamma", lambda S, x: S.polygamma(1, x), lambda T, x: T.polygamma(1, x), "Polygamma" + _T,
+       doc="polygamma(1, x)")
+
+
+def _elementwise(name: str, arity: int, sym: Callable[..., Any], tch: Callable[..., Any], grad_fn: str | None = None,
+                 **kw: Any) -> None:
+    register_op(Op(name, ELEMENTWISE, (arity, arity), sym, tch, grad_fn=grad_fn, **kw))
+
+
+_elementwise("hypot", 2, lambda S, a, b: S.sqrt(a**2 + b**2), lambda T, a, b: T.hypot(a, b), "Hypot" + _T)
+_elementwise("xlogy", 2, lambda S, a, b: S.XLogY(a, b), lambda T, a, b: T.xlogy(a, b), "Xlogy" + _T,
+             doc="x log y, 0 where x = 0")
+_elementwise("xlog1py", 2, lambda S, a, b: S.XLogY(a, 1 + b), _special("xlog1py"), "SpecialXlog1Py" + _T,
+             doc="x log(1 + y), 0 where x = 0")
+_elementwise("copysign", 2, lambda S, a, b: S.Piecewise((S.Abs(a), b >= 0), (-S.Abs(a), True)),
+             lambda T, a, b: T.copysign(a, b), "Copysign" + _T, smooth=False, doc="|a| with the sign of b")
+_elementwise("logaddexp", 2, lambda S, a, b: S.log(S.exp(a) + S.exp(b)), lambda T, a, b: T.logaddexp(a, b),
+             "Logaddexp" + _T)
+_elementwise("logaddexp2", 2, lambda S, a, b: S.log(2**a + 2**b) / S.log(2), lambda T, a, b: T.logaddexp2(a, b),
+             "Logaddexp2" + _T)
+_elementwise("lerp", 3, lambda S, a, b, w: a + w * (b - a), lambda T, a, b, w: T.lerp(a, b, w), "LerpBackward1",
+             doc="lerp(a, b, w) = a + w (b - a)")
+_elementwise("clamp", 3, lambda S, x, lo, hi: S.Min(S.Max(x, lo), hi), lambda T, x, lo, hi: T.clamp(x, lo, hi),
+             "ClampBackward0", smooth=False, doc="clamp(x, low, high) = min(max(x, low), high)")
+_elementwise("addcmul", 3, lambda S, a, b, c: a + b * c, lambda T, a, b, c: T.addcmul(a, b, c), "Addcmul" + _T)
+_elementwise("addcdiv", 3, lambda S, a, b, c: a + b / c, lambda T, a, b, c: T.addcdiv(a, b, c), "Addcdiv" + _T)
+
+
+def _variance(S: Any, xs: list[Any]) -> Any:
+    mean = S.Add(*xs) / len(xs)
+    return S.Add(*((x - mean) ** 2 for x in xs)) / (len(xs) - 1)
+
+
+_reduction("var", _variance, "var", "Var" + _T, "variance (Bessel's correction, like torch.var)")
+_reduction("std", lambda S, xs: S.sqrt(_variance(S, xs)), "std", "Std" + _T,
+           "standard deviation (Bessel's correction, like torch.std)")
+
+
+def _sym_cumulative(kind: str) -> Callable[..., Any]:
+    def cumulative(S: Any, a: Any, axis: int = -1) -> Any:
+        np = _np()
+        if a.ndim == 0:
+            return a
+        (ax,) = normalize_axis(axis, a.ndim) or (0,)
+        moved = np.moveaxis(a, ax, -1)
+        out = np.empty(moved.shape, dtype=object)
+        for idx in np.ndindex(*moved.shape[:-1]):
+            acc = None
+            for k, x in enumerate(moved[idx]):
+                term = S.exp(x) if kind == "logcumsumexp" else x
+                acc = term if acc is None else (acc * term if kind == "cumprod" else acc + term)
+                out[idx + (k,)] = S.log(acc) if kind == "logcumsumexp" else acc
+        return np.moveaxis(out, -1, ax)
+
+    return cumulative
+
+
+for _name in ("cumsum", "cumprod", "logcumsumexp"):
+    register_op(Op(_name, TENSOR, (1, 1), _sym_cumulative(_name),
+                   (lambda n: lambda T, a, axis=-1: a if a.dim() == 0 else getattr(T, n)(a, dim=axis))(_name),
+                   shape=_same_shape, doc=f"{_name} along axis (default -1)", keywords=("axis",)))
+
+
+def _pair_shape(name: str) -> Callable[..., Shape]:
+    def rule(*shapes: Shape) -> Shape:
+        if len(set(shapes)) != 1:
+            raise ValueError(f"{name} takes tensors of one shape, got " + " and ".join(str(list(s)) for s in shapes))
+        return ()
+
+    return rule
+
+
+def _loss(name: str, per_element: Callable[..., Any], tch: Callable[..., Any], arity: int = 2, doc: str = "") -> None:
+    """A loss with torch's default reduction='mean' over tensors of one shape."""
+
+    def sym(S: Any, *args: Any) -> Any:
+        np = _np()
+        terms = np.frompyfunc(lambda *xs: per_element(S, *xs), len(args), 1)(*args)
+        return np.array(S.Add(*terms.reshape(-1)) / max(terms.size, 1), dtype=object)
+
+    register_op(Op(name, TENSOR, (arity, arity), sym, tch, shape=_pair_shape(name), doc=doc or f"{_F}.{name}"))
+
+
+def _huber(S: Any, a: Any, b: Any) -> Any:
+    d = a - b
+    return S.Piecewise((d**2 / 2, S.Abs(d) < 1), (S.Abs(d) - S.Rational(1, 2), True))
+
+
+_loss("mse_loss", lambda S, a, b: (a - b) ** 2, _F_("mse_loss"))
+_loss("l1_loss", lambda S, a, b: S.Abs(a - b), _F_("l1_loss"))
+_loss("huber_loss", _huber, _F_("huber_loss"), doc="huber_loss with delta 1")
+_loss("smooth_l1_loss", _huber, _F_("smooth_l1_loss"), doc="smooth_l1_loss with beta 1")
+_loss("soft_margin_loss", lambda S, x, y: S.log(1 + S.exp(-y * x)), _F_("soft_margin_loss"))
+_loss("binary_cross_entropy", lambda S, p, y: -(S.XLogY(y, p) + S.XLogY(1 - y, 1 - p)), _F_("binary_cross_entropy"),
+      doc="binary_cross_entropy(probabilities, targets)")
+_loss("binary_cross_entropy_with_logits", lambda S, x, y: S.log(1 + S.exp(x)) - y * x,
+      _F_("binary_cross_entropy_with_logits"))
+_loss("kl_div", lambda S, x, t: S.XLogY(t, t) - t * x, _F_("kl_div"),
+      doc="kl_div(log-probabilities, probabilities), reduction 'mean'")
+_loss("poisson_nll_loss", lambda S, x, y: S.exp(x) - y * x, _F_("poisson_nll_loss"), doc="log_input=True")
+_loss("gaussian_nll_loss", lambda S, x, t, v: (S.log(v) + (x - t) ** 2 / v) / 2, _F_("gaussian_nll_loss"), arity=3,
+      doc="gaussian_nll_loss(input, target, var)")
+
+
+def _sym_cross_entropy(S: Any, x: Any, t: Any) -> Any:
+    np = _np()
+    terms = -t * _sym_softmax(True)(S, x, -1)
+    if x.ndim == 1:
+        return np.array(S.Add(*terms), dtype=object)
+    return np.array(S.Add(*terms.reshape(-1)) / x.shape[0], dtype=object)
+
+
+def _cross_entropy_shape(x: Shape, t: Shape) -> Shape:
+    if x != t or len(x) not in (1, 2):
+        raise ValueError(f"cross_entropy takes logits and target probabilities of one shape, [C] or [N, C], got "
+                         f"{list(x)} and {list(t)}")
+    return ()
+
+
+register_op(Op("cross_entropy", TENSOR, (2, 2), _sym_cross_entropy, _F_("cross_entropy"), shape=_cross_entropy_shape,
+               doc="cross_entropy(logits, target probabilities), [C] or [N, C], mean over N"))
+
+
+def _last_axis_shape(name: str, keep: bool) -> Callable[..., Shape]:
+    def rule(*shapes: Shape, axis: Any = -1) -> Shape:
+        if len(set(shapes)) != 1 or not shapes[0]:
+            raise ValueError(f"{name} takes tensors of one shape with at least one dimension")
+        return shapes[0] if keep else reduced_shape(shapes[0], axis)
+
+    return rule
+
+
+def _sym_normalize(S: Any, a: Any, axis: int = -1) -> Any:
+    np = _np()
+    norm = np.frompyfunc(S.sqrt, 1, 1)(np.sum(a * a, axis=axis, keepdims=True))
+    return a / norm
+
+
+def _sym_cosine(S: Any, a: Any, b: Any, axis: int = -1) -> Any:
+    np = _np()
+    sq = np.frompyfunc(S.sqrt, 1, 1)
+    return _arr_obj(np.sum(a * b, axis=axis) / (sq(np.sum(a * a, axis=axis)) * sq(np.sum(b * b, axis=axis))))
+
+
+def _arr_obj(v: Any) -> Any:
+    np = _np()
+    return v if isinstance(v, np.ndarray) else np.array(v, dtype=object)
+
+
+def _sym_layer_norm(S: Any, a: Any) -> Any:
+    np = _np()
+    n = a.shape[-1]
+    mean = np.sum(a, axis=-1, keepdims=True) / n
+    var = np.sum((a - mean) ** 2, axis=-1, keepdims=True) / n
+    eps = S.Rational(1e-5)  # torch's default eps, the float64 number exactly
+    return (a - mean) / np.frompyfunc(S.sqrt, 1, 1)(var + eps)
+
+
+register_op(Op("normalize", TENSOR, (1, 1), _sym_normalize, lambda T, a, axis=-1: T.nn.functional.normalize(a, dim=axis),
+               shape=_last_axis_shape("normalize", True), keywords=("axis",),
+               doc="x / ||x|| along axis (default -1; torch clamps the norm at 1e-12)"))
+register_op(Op("cosine_similarity", TENSOR, (2, 2), _sym_cosine,
+               lambda T, a, b, axis=-1: T.nn.functional.cosine_similarity(a, b, dim=axis),
+               shape=_last_axis_shape("cosine_similarity", False), keywords=("axis",),
+               doc="cosine of the angle between a and b along axis (default -1)"))
+register_op(Op("layer_norm", TENSOR, (1, 1), _sym_layer_norm,
+               lambda T, a: T.nn.functional.layer_norm(a, a.shape[-1:]),
+               shape=_last_axis_shape("layer_norm", True), doc="layer_norm over the last axis, no weight, eps 1e-5"))
+
+
+def _sym_logdet(absolute: bool) -> Callable[..., Any]:
+    def logdet(S: Any, a: Any) -> Any:
+        d = _sym_matrix("det")(S, a).item()
+        return _np().array(S.log(S.Abs(d) if absolute else d), dtype=object)
+
+    return logdet
+
+
+register_op(Op("slogdet", TENSOR, (1, 1), _sym_logdet(True), lambda T, a: T.linalg.slogdet(a).logabsdet,
+               shape=_square("det"), doc="log |det A| (the logabsdet of torch.linalg.slogdet)"))
+register_op(Op("logdet", TENSOR, (1, 1), _sym_logdet(False), lambda T, a: T.logdet(a),
+               shape=_square("det"), doc="log det A (NaN where det A < 0)"))
+
+
+def _solve_shape(a: Shape, b: Shape) -> Shape:
+    _square("inv")(a)
+    if not b or b[0] != a[0] or len(b) > 2:
+        raise ValueError(f"solve(A, b) needs b of shape [{a[0]}] or [{a[0]}, k], got {list(b)}")
+    return b
+
+
+register_op(Op("solve", TENSOR, (2, 2), lambda S, a, b: _np().matmul(_sym_matrix("inv")(S, a), b),
+               lambda T, a, b: T.linalg.solve(a, b), shape=_solve_shape, doc="solve(A, b) = inv(A) @ b"))
+
+
+def _outer_shape(a: Shape, b: Shape) -> Shape:
+    if len(a) != 1 or len(b) != 1:
+        raise ValueError(f"outer needs two 1-D tensors, got shapes {list(a)} and {list(b)}")
+    return a + b
+
+
+def _cross_shape(a: Shape, b: Shape) -> Shape:
+    if a != (3,) or b != (3,):
+        raise ValueError(f"cross needs two vectors of length 3, got shapes {list(a)} and {list(b)}")
+    return a
+
+
+def _sym_cross(S: Any, a: Any, b: Any) -> Any:
+    return _np().array([a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]], dtype=object)
+
+
+register_op(Op("outer", TENSOR, (2, 2), lambda S, a, b: _np().multiply.outer(a, b), lambda T, a, b: T.outer(a, b),
+               shape=_outer_shape, doc="outer product of 1-D tensors"))
+register_op(Op("cross", TENSOR, (2, 2), _sym_cross, lambda T, a, b: T.linalg.cross(a, b), shape=_cross_shape,
+               doc="cross product of 3-vectors"))
+
 # Constants a case may use by name.
 CONSTANTS = {"pi": "pi", "E": "E"}
 

@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from .compare import Comparison, Diagnosis, Fact
+from .compare import KINK, Comparison, Diagnosis, Edge, Fact
 from .errors import CaseError
-from .results import CaseResult, CheckResult, RunResult
+from .results import EDGE, FINDING, CaseResult, CheckResult, RunResult
 
 MAX_SHOWN = 8  # input elements shown in full
 MAX_ALSO = 6  # further failing comparisons of one check, one line each
@@ -99,7 +99,8 @@ def comparison_text(result: CaseResult, check: CheckResult, c: Comparison) -> st
     """The fixed mismatch report of one comparison (STYLE idea 6)."""
     case = result.case
     where = f"  ({case.location})" if case is not None else ""
-    lines = [f"FAIL {result.name} [{c.check}] {c.label} via {c.path}{where}"]
+    head = ("FINDING" if c.unclassified else "EDGE") if result.status in (EDGE, FINDING) else "FAIL"
+    lines = [f"{head} {result.name} [{c.check}] {c.label} via {c.path}{where}"]
     if c.diagnosis and c.diagnosis.kind in ("shape", "transpose") and c.got_shape != c.expected_shape:
         lines.append(f"  {diagnosis_text(c.diagnosis, c)}")
         return "\n".join(lines)
@@ -146,7 +147,7 @@ def error_text(e: CaseError) -> str:
     return f"ERROR {e}"
 
 
-def case_text(result: CaseResult, checks: set[str] | None = None) -> str:
+def case_text(result: CaseResult, checks: set[str] | None = None, verbose: bool = False) -> str:
     """Everything wrong with one case (or with some of its checks), as the terminal and pytest show it ('' if none)."""
     if result.error is not None:
         return error_text(result.error)
@@ -160,6 +161,8 @@ def case_text(result: CaseResult, checks: set[str] | None = None) -> str:
                f"could not be loaded\n{result.user_error}"
     if result.status == "xfail":
         return ""
+    if result.status == EDGE:
+        return "\n".join(edge_lines(result, limit=None if verbose else 8)) if checks is None else ""
     if result.case is not None and result.case.expect_failure and result.status == "fail" and \
             not any(c.status in ("fail", "error") for c in result.checks):
         return (f"FAIL {result.name} ({result.location}): expected a failure diagnosed "
@@ -172,6 +175,8 @@ def case_text(result: CaseResult, checks: set[str] | None = None) -> str:
             blocks.append(f"ERROR {result.name} [{check.check}] at point {check.point + 1}: torch or the reference "
                           f"raised\n{check.error.rstrip()}")
         comps, facts = check.failures()
+        if result.status == FINDING:
+            comps = [c for c in comps if c.unclassified]  # the edges are listed on their own
         if comps:
             text = comparison_text(result, check, comps[0])
             more = [f"  also: {c.label} via {c.path}: {c.mismatched}/{c.n} mismatched, worst exact {fmt(c.expected)} "
@@ -182,7 +187,55 @@ def case_text(result: CaseResult, checks: set[str] | None = None) -> str:
         blocks.extend(fact_text(result, f) for f in facts)
     if blocks and result.evaluation and reference_kind(result.evaluation) != "expand":
         blocks[-1] += f"\n  reference: {result.evaluation}"
+    if result.status == FINDING and checks is None:
+        blocks.extend(edge_lines(result, limit=None if verbose else 8))
     return "\n\n".join(blocks)
+
+
+REVERSE_MODE = ("backward", "vjp")  # the checks whose first comparison is torch's gradient by y.backward()
+
+
+def edge_points(result: CaseResult) -> list[tuple[int, Comparison, Edge]]:
+    """The edge points a case met, once per (point, input element): (point number, comparison, edge), taken from
+    torch's reverse mode (y.backward(), or y.backward(v) with v = ones for non-scalar outputs)."""
+    out, seen = [], set()
+    for check in result.checks:
+        if check.check not in REVERSE_MODE:
+            continue
+        for c in check.comparisons[:1] if check.check == "backward" else [x for x in check.comparisons if "ones" in x.label]:
+            for e in c.edges:
+                key = (check.point, c.wrt, e.index)
+                if key not in seen:
+                    seen.add(key)
+                    out.append((check.point, c, e))
+    return out
+
+
+def edge_text(result: CaseResult, point: int, c: Comparison, e: Edge) -> str:
+    """One edge point in words: where, what kind, the exact facts, torch's value and whether torch's value is one the
+    facts allow."""
+    values = result.points[point] if point < len(result.points) else {}
+    name = c.wrt or "?"
+    x = np.asarray(values.get(name, np.nan), dtype=np.float64)
+    at = f"{name}{list(e.index) if e.index else ''} = {fmt(float(x[e.index]) if x.ndim and e.index else float(x))}"
+    if e.kind == KINK:
+        facts = f"left {fmt(e.left)}, right {fmt(e.right)}"
+    elif math.isnan(e.left):
+        facts = e.reason or "no exact value"
+    else:
+        facts = f"exact {fmt(e.left)}"
+    verdict = "accepted" if e.accepted else "torch's value is not finite"
+    return f"{e.kind} at {at} (point {point + 1}): {facts}; torch {fmt(e.got)} ({verdict})"
+
+
+def edge_lines(result: CaseResult, limit: int | None = 8) -> list[str]:
+    """The EDGE lines of a case: every edge point with -v (limit None), else the first few."""
+    found = edge_points(result)
+    shown = found if limit is None else found[:limit]
+    lines = [f"EDGE {result.name}: {edge_text(result, p, c, e)}" for p, c, e in shown]
+    if len(found) > len(shown):
+        lines.append(f"EDGE {result.name}: ... and {len(found) - len(shown)} more edge point(s) (-v lists them)")
+    return lines
 
 
 def notes(result: CaseResult, verbose: bool = True) -> list[str]:
@@ -221,8 +274,9 @@ def header(run: RunResult | None = None, versions: dict[str, str] | None = None,
 
 def summary(run: RunResult) -> str:
     counts = run.counts()
-    order = ("pass", "xfail", "fail", "error", "timeout", "invalid")
-    parts = [f"{counts[k]} {'passed' if k == 'pass' else 'failed' if k == 'fail' else k}" for k in order if counts.get(k)]
+    order = ("pass", "xfail", "edge", "finding", "fail", "error", "timeout", "invalid")
+    words = {"pass": "passed", "fail": "failed", "edge": "at classified edges", "finding": "with findings"}
+    parts = [f"{counts[k]} {words.get(k, k)}" for k in order if counts.get(k)]
     tail = " (interrupted: incomplete)" if run.incomplete else ""
     return f"{', '.join(parts) or 'no cases'} in {run.seconds:.2f}s{tail}"
 
@@ -242,7 +296,7 @@ def table(run: RunResult) -> Any:
     t = Table(show_lines=False, header_style="bold")
     for col in ("case", "where", "reference", "checks", "points", "verdict", "time"):
         t.add_column(col, justify="right" if col in ("checks", "points", "time") else "left")
-    style = {"pass": "green", "xfail": "green", "fail": "bold red", "error": "bold red", "timeout": "yellow",
+    style = {"pass": "green", "xfail": "green", "edge": "cyan", "finding": "magenta", "fail": "bold red", "error": "bold red", "timeout": "yellow",
              "invalid": "yellow"}
     for r in run.cases:
         applied = [c for c in r.checks if c.status != "skip"]
@@ -320,6 +374,9 @@ def comparison_json(c: Comparison) -> dict[str, Any]:
         "dtype": c.dtype, "kinks": c.kinks, "kink_side": c.kink_side,
         "diagnosis": c.diagnosis.kind if c.diagnosis else None, "diagnosis_text": diagnosis_text(c.diagnosis, c),
         "formula": c.formula, "undefined": {str(k): v for k, v in c.undefined.items()},
+        "unclassified": c.unclassified, "edge_count": c.edge_count,
+        "edges": [{"index": list(e.index), "kind": e.kind, "left": _num(e.left), "right": _num(e.right),
+                   "got": _num(e.got), "reason": e.reason, "accepted": e.accepted} for e in c.edges],
     }
 
 

@@ -120,9 +120,10 @@ def verify_case(
             result.user_error = traceback.format_exc(limit=6)
             result.seconds = time.perf_counter() - start
             return result
+    result.strict = case.strict if strict is None else strict
     try:
         with time_limit(timeout):
-            _verify(case, result, dtype, seed, wanted, case.strict if strict is None else strict, program)
+            _verify(case, result, dtype, seed, wanted, result.strict, program)
     except CaseTimeout:
         result.timed_out = timeout
     except LimitError as exc:

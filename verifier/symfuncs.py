@@ -41,9 +41,79 @@ class LogAbsGamma(sp.Function):
         return f"lgamma({printer._print(self.args[0])})"
 
 
+class Sinc(sp.Function):
+    """torch.sinc: sin(pi x) / (pi x), and 1 at x = 0 (the continuous extension)."""
+
+    nargs = 1
+
+    @classmethod
+    def eval(cls, x: sp.Expr) -> sp.Expr | None:
+        if x.is_zero:
+            return sp.Integer(1)
+        if x.is_Number:
+            return sp.sin(sp.pi * x) / (sp.pi * x)
+        return None
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        return SincDerivative(1, self.args[0])
+
+    def _eval_is_real(self) -> bool | None:
+        return self.args[0].is_real
+
+    def _sympystr(self, printer: Any) -> str:
+        return f"sinc({printer._print(self.args[0])})"
+
+
+class SincDerivative(sp.Function):
+    """The n-th derivative of :class:`Sinc`, defined at 0 too (no 0/0 in the formula: see mpeval.sinc_derivative)."""
+
+    nargs = 2
+
+    def fdiff(self, argindex: int = 2) -> sp.Expr:
+        if argindex != 2:
+            raise sp.ArgumentIndexError(self, argindex)
+        n, x = self.args
+        return SincDerivative(n + 1, x)
+
+    def _eval_is_real(self) -> bool | None:
+        return self.args[1].is_real
+
+    def _sympystr(self, printer: Any) -> str:
+        n, x = self.args
+        return f"sinc^({printer._print(n)})({printer._print(x)})"
+
+
+class XLogY(sp.Function):
+    """torch.xlogy: x log(y), and 0 wherever x = 0 (torch's convention, also at y = 0)."""
+
+    nargs = 2
+
+    @classmethod
+    def eval(cls, x: sp.Expr, y: sp.Expr) -> sp.Expr | None:
+        if x.is_zero:
+            return sp.Integer(0)
+        return None
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        x, y = self.args
+        if argindex == 1:
+            return sp.log(y)
+        if argindex == 2:
+            return x / y
+        raise sp.ArgumentIndexError(self, argindex)
+
+    def _eval_is_real(self) -> bool | None:
+        return None
+
+    def _sympystr(self, printer: Any) -> str:
+        return f"xlogy({printer._print(self.args[0])}, {printer._print(self.args[1])})"
+
+
 # The namespace passed as ``S`` to the op table's sympy meanings.
 S = types.SimpleNamespace(**{n: getattr(sp, n) for n in dir(sp) if not n.startswith("_")})
 S.StopGrad = StopGrad
 S.LogAbsGamma = LogAbsGamma
+S.Sinc = Sinc
+S.XLogY = XLogY
 
 NONSMOOTH = (sp.Abs, sp.sign, sp.Max, sp.Min, sp.Heaviside, sp.Piecewise)

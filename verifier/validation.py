@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from dataclasses import replace
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,13 +22,29 @@ NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 CASE_KEYS = (
     "name", "description", "inputs", "define", "function", "dtype", "checks", "expect", "tolerance", "points",
     "domain", "samples", "seed", "order", "grad_output", "retain_grad", "backward", "accumulate", "strict", "reference", "tags",
-    "impl", "impl_args", "impl_kwargs", "module_params", "expect_failure", "train", "picture",
+    "impl", "impl_args", "impl_kwargs", "module_params", "expect_failure", "train", "picture", "op", "sweep",
 )
+OP_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _DOTTED = r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*"
 IMPL_RE = re.compile(rf"^(?!.*__){_DOTTED}:{_DOTTED}$")  # package.module:attr, no dunder anywhere
 
 
-def build_case(doc: Mapping[str, Any], *, file: str | None = None) -> Case:
+def build_cases(doc: Mapping[str, Any], *, file: str | None = None) -> list[Case]:
+    """Validate one case mapping: one Case, or one per dtype when ``dtype`` lists several (named NAME.DTYPE)."""
+    dtypes = doc.get("dtype")
+    if not isinstance(dtypes, list):
+        return [build_case(doc, file=file)]
+    ctx = Ctx(doc, file)
+    if not dtypes or len(set(map(str, dtypes))) != len(dtypes) or any(d not in DTYPES for d in dtypes):
+        raise ctx.error("dtype", f"dtype is one of {', '.join(DTYPES)} or a list of distinct ones, got {kind(dtypes)}")
+    base = build_case(doc, file=file, dtype=dtypes[0])
+    names = [f"{base.name}.{d}" for d in dtypes]
+    if any(not NAME_RE.match(n) for n in names):
+        raise ctx.error("name", f"name {base.name!r} is too long to take a .{dtypes[0]} suffix (100 characters)")
+    return [replace(base, name=n, dtype=d) for n, d in zip(names, dtypes)]
+
+
+def build_case(doc: Mapping[str, Any], *, file: str | None = None, dtype: str | None = None) -> Case:
     """Validate one case mapping and build its Case; CaseError names the key at fault."""
     ctx = Ctx(doc, file)
     check_keys(ctx, doc, CASE_KEYS, "")
@@ -75,7 +92,7 @@ def build_case(doc: Mapping[str, Any], *, file: str | None = None) -> Case:
     except CaseError as exc:
         raise ctx.wrap(exc, "function") from None
 
-    dtype = doc.get("dtype", "float64")
+    dtype = dtype or doc.get("dtype", "float64")
     if dtype not in DTYPES:
         raise ctx.error("dtype", f"dtype {dtype!r:.40} is not supported; allowed: {', '.join(DTYPES)}")
     checks = _checks(ctx, doc.get("checks"))
@@ -117,6 +134,10 @@ def build_case(doc: Mapping[str, Any], *, file: str | None = None) -> Case:
     if expect_failure is not None and expect_failure not in DIAGNOSES:
         raise ctx.error("expect_failure", f"expect_failure is a diagnosis, one of {', '.join(DIAGNOSES)}; "
                         f"got {kind(expect_failure)}")
+    op = doc.get("op")
+    if op is not None and (not isinstance(op, str) or not OP_RE.match(op) or len(op) > 100):
+        raise ctx.error("op", f"op names the torch operation this case verifies (e.g. torch.sinc), got {kind(op)}")
+    sweep = _bounds(ctx, doc, "sweep", by_name) if "sweep" in doc else {}
     from .training import parse_train  # noqa: I001 - training imports fields, not this module
 
     train = parse_train(ctx, doc.get("train"), by_name, output_shape) if "train" in doc else None
@@ -131,7 +152,8 @@ def build_case(doc: Mapping[str, Any], *, file: str | None = None) -> Case:
         backward_calls=backward_calls, zero_grad=zero_grad, accumulate_calls=accumulate_calls, strict=strict,
         reference=reference, seed=seed, file=file, line=getattr(doc, "line", None), shapes=shapes, output_shape=output_shape,
         tags=tuple(tags), expect_failure=expect_failure, train=train, **impl,
-        domain=_domain_bounds(doc), picture=_picture(ctx, doc.get("picture"), set(shapes)),
+        domain=_domain_bounds(doc), picture=_picture(ctx, doc.get("picture"), set(shapes)), op=op,
+        sweep=sweep,
     )
 
 
@@ -267,8 +289,6 @@ def _points(ctx: Ctx, doc: Mapping[str, Any], inputs: dict[str, Input], seed: in
             points.append(point)
     domain = doc.get("domain")
     if domain is not None:
-        if not isinstance(domain, Mapping) or not domain:
-            raise ctx.error("domain", f"domain is a mapping {{input: [low, high]}}, got {kind(domain)}")
         samples = doc.get("samples", 5)
         if isinstance(samples, bool) or not isinstance(samples, int) or not 1 <= samples:
             raise ctx.error("samples", f"samples is a positive integer, got {kind(samples)}")
@@ -276,19 +296,7 @@ def _points(ctx: Ctx, doc: Mapping[str, Any], inputs: dict[str, Input], seed: in
             raise LimitError(f"samples is {samples}; the limit is {LIMITS.points} (raise it with {flag('points')})",
                              file=ctx.file, line=ctx.locate("samples"), case=ctx.name, key="samples")
         rng = np.random.default_rng([seed, 7919])
-        bounds = {}
-        for n, b in domain.items():
-            if n not in inputs:
-                raise ctx.error("domain", f"{n!r} is not an input; inputs: {', '.join(inputs)}", domain, n)
-            try:
-                if not isinstance(b, list) or len(b) != 2:
-                    raise ValueError(f"expected [low, high], got {kind(b)}")
-                lo, hi = number(b[0]), number(b[1])
-                if not lo < hi:
-                    raise ValueError(f"expected low < high, got {b}")
-            except ValueError as exc:
-                raise ctx.error(f"domain.{n}", str(exc), domain, n) from None
-            bounds[n] = (lo, hi)
+        bounds = _bounds(ctx, doc, "domain", inputs)
         for _ in range(samples):
             point = dict(base)
             for n, (lo, hi) in bounds.items():
@@ -301,6 +309,27 @@ def _points(ctx: Ctx, doc: Mapping[str, Any], inputs: dict[str, Input], seed: in
                          file=ctx.file,
                          line=ctx.line(doc, "points"), case=ctx.name, key="points")
     return tuple(points) or (base,)
+
+
+def _bounds(ctx: Ctx, doc: Mapping[str, Any], key: str, inputs: Mapping[str, Input]) -> dict[str, tuple[float, float]]:
+    """``{input: [low, high]}`` with finite low < high, for ``domain`` and ``sweep``."""
+    raw = doc.get(key)
+    if not isinstance(raw, Mapping) or not raw:
+        raise ctx.error(key, f"{key} is a mapping {{input: [low, high]}}, got {kind(raw)}")
+    bounds = {}
+    for n, b in raw.items():
+        if n not in inputs:
+            raise ctx.error(key, f"{n!r} is not an input; inputs: {', '.join(inputs)}", raw, n)
+        try:
+            if not isinstance(b, list) or len(b) != 2:
+                raise ValueError(f"expected [low, high], got {kind(b)}")
+            lo, hi = number(b[0]), number(b[1])
+            if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+                raise ValueError(f"expected finite low < high, got {b}")
+        except ValueError as exc:
+            raise ctx.error(f"{key}.{n}", str(exc), raw, n) from None
+        bounds[n] = (lo, hi)
+    return bounds
 
 
 def _fit(ctx: Ctx, raw: Any, target: Input | Shape, key: str, mapping: Any, subkey: Any = None) -> np.ndarray:

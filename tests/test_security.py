@@ -139,6 +139,7 @@ def test_no_eval_exec_or_sympify_in_the_package():
 
     root = Path(__file__).resolve().parent.parent / "verifier"
     pattern = re.compile(r"(^|[^_.a-zA-Z])(eval|exec)\(|sympify\(|parse_expr\(|lambdify\(")
+    definition = re.compile(r"^\s*def eval\(")  # sympy's Function.eval classmethod is a definition, not a call
     offenders = [f"{p.name}:{i}" for p in root.glob("*.py") for i, line in enumerate(p.read_text().splitlines(), 1)
-                 if pattern.search(line)]
+                 if pattern.search(line) and not definition.search(line)]
     assert not offenders

@@ -170,7 +170,9 @@ def check_backward(ctx: Ctx, r: CheckResult) -> None:
         if case.backward_calls > 1:
             path += f" x{case.backward_calls}" + ("" if case.zero_grad else " without zero_()")
         for name, got in grads.items():
-            r.comparisons.append(ctx.cmp(ctx.exact.jacobian(name), got, "backward", f"grad wrt {name}", path, name,
+            # y.backward() is v^T J with v = 1: no zero weight meets a pole of another input (jacobian() allows for
+            # those, the Jacobian's own rule)
+            r.comparisons.append(ctx.cmp(ctx.exact.vjp(ctx.weights(), name), got, "backward", f"grad wrt {name}", path, name,
                                          formula="partials"))
         for name, got in others.items():
             r.facts.append(Fact("backward", f"{name}.grad (requires_grad=False)", None, None if got is None else "a tensor",
@@ -209,7 +211,7 @@ def check_grad(ctx: Ctx, r: CheckResult) -> None:
     grads, touched = ctx.torch.grad(w)
     path = "autograd.grad" if w is None else f"autograd.grad(grad_outputs={_weight_label(ctx)})"
     for name, got in grads.items():
-        exact = ctx.exact.jacobian(name) if ctx.scalar else ctx.exact.vjp(w, name)  # type: ignore[arg-type]
+        exact = ctx.exact.vjp(ctx.weights() if w is None else w, name)
         r.comparisons.append(ctx.cmp(exact, got, "grad", f"grad wrt {name}", path, name, formula="partials"))
     r.facts.append(Fact("grad", "autograd.grad leaves .grad untouched", False, touched, not touched))
 
@@ -237,8 +239,8 @@ def check_higher(ctx: Ctx, r: CheckResult) -> None:
             u = ctx.random((n,))
             rows = {flat // n: why for flat, why in exact.undefined.items()}  # a row with a hole has no H u
             hu = Exact(exact.lo @ u, exact.hi @ u, rows)
-            path = "double backward: grad(grad(y, create_graph=True) . u)"
-            for path, got in _each_path(r, {path: lambda: ctx.torch.hvp(u)}):
+            double = "double backward: grad(grad(y, create_graph=True) . u)"
+            for path, got in _each_path(r, {double: lambda: ctx.torch.hvp(u)}):
                 r.comparisons.append(ctx.cmp(hu, got, "higher", "H u (u = seeded random)", path))
 
 

@@ -68,6 +68,23 @@ def _parser() -> argparse.ArgumentParser:
     plot.add_argument("--points", type=int, default=200, help="grid points over the domain (default 200)")
     plot.add_argument("--dtype", choices=("float64", "float32"))
 
+    sweep = sub.add_parser("sweep", help="torch's gradient at >= 10^5 points of each case's domain against the exact "
+                                         "derivative: median and max error in ULPs (markdown and CSV tables, plots)")
+    sweep.add_argument("paths", nargs="*", default=["cases/ops"], help="case files or directories (default cases/ops)")
+    sweep.add_argument("-k", dest="pattern", help="only cases whose name contains PATTERN (or matches it as a glob)")
+    sweep.add_argument("--points", type=int, default=100_000, help="gradient elements per case (default 100000)")
+    sweep.add_argument("--seed", type=int, default=0)
+    sweep.add_argument("-o", "--out", default=None, metavar="DIR",
+                       help="write DIR/sweep.md and DIR/sweep.csv (and DIR/plots/*.png with --plot)")
+    sweep.add_argument("--plot", action="store_true", help="also draw the error against the input for each case")
+    sweep.add_argument("-j", "--jobs", type=int, default=1, help="sweep in N processes (default 1)")
+
+    conv = sub.add_parser("conventions", help="run the conformance suite and write the table of torch's gradients at "
+                                              "edge points (kinks, poles, 0·inf, removable singularities) and findings")
+    conv.add_argument("paths", nargs="*", default=["cases/ops"], help="case files or directories (default cases/ops)")
+    conv.add_argument("-o", "--output", default=None, metavar="FILE", help="markdown file (default: print it)")
+    conv.add_argument("-j", "--jobs", type=int, default=1, help="verify cases in N processes (default 1)")
+
     cache = sub.add_parser("cache", help="the on-disk cache of symbolic derivations: where it is, how big; clear")
     cache.add_argument("action", choices=("info", "clear"), nargs="?", default="info")
 
@@ -92,7 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         set_enabled(False)
     try:
-        return {"run": _run, "check": _check, "list": _list, "plot": _plot, "cache": _cache}[args.command](args)
+        return {"run": _run, "check": _check, "list": _list, "plot": _plot, "cache": _cache, "sweep": _sweep,
+                "conventions": _conventions}[args.command](args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -267,6 +285,79 @@ def _plot(args: argparse.Namespace) -> int:
         return EXIT_INPUT
     print(f"wrote {output}")
     return EXIT_OK
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from . import report, sweep
+    from .loading import collect
+    from .runner import select
+
+    out = _console()
+    found = collect(args.paths)
+    cases = select(found.cases, args.pattern)
+    for e in found.errors:
+        out.print(report.error_text(e), markup=False, soft_wrap=True)
+    if args.points < 1:
+        out.print("ERROR --points must be positive")
+        return EXIT_INPUT
+    if args.out and _refuse_overwrite(str(Path(args.out) / "sweep.csv"), args.paths):
+        out.print(f"ERROR --out {args.out} would overwrite an input")
+        return EXIT_INPUT
+    err = _console(stderr=True)
+    results = sweep.sweep_all(cases, args.points, args.seed, max(1, args.jobs),
+                              progress=lambda k, n: err.print(f"swept {k}/{n}", end="\r") if err.is_terminal else None)
+    done = [r for r in results if isinstance(r, sweep.SweepResult)]
+    failed = [r for r in results if not isinstance(r, sweep.SweepResult)]
+    from rich.table import Table
+
+    t = Table(header_style="bold")
+    for col in ("case", "points", "median ULPs", "max ULPs", "non-finite", "undefined", "finding"):
+        t.add_column(col, justify="left" if col == "case" else "right")
+    for r in done:
+        t.add_row(r.case, str(r.points), sweep._g(r.median_ulps), sweep._g(r.max_ulps), str(r.nonfinite),
+                  str(r.undefined), "[magenta]yes[/]" if r.finding else "")
+    out.print(t)
+    for e in failed:
+        out.print(report.error_text(e), markup=False, soft_wrap=True)
+    if args.out:
+        target = Path(args.out)
+        target.mkdir(parents=True, exist_ok=True)
+        command = "gradverify sweep " + " ".join(args.paths) + (f" -k {args.pattern}" if args.pattern else "") + \
+            (f" --points {args.points}" if args.points != 100_000 else "") + f" -o {args.out}" + (" --plot" if args.plot else "")
+        report.write_text(target / "sweep.md", sweep.markdown(done, command))
+        report.write_text(target / "sweep.csv", sweep.csv_text(done))
+        if args.plot:
+            (target / "plots").mkdir(exist_ok=True)
+            for r in done:
+                sweep.plot(r, str(target / "plots" / f"{r.case}.png"))
+        out.print(f"wrote {target / 'sweep.md'}, {target / 'sweep.csv'}" + (f" and {len(done)} plots" if args.plot else ""))
+    findings = sum(r.finding for r in done)
+    out.print(f"{len(done)} swept, {findings} with findings" + (f", {len(failed)} could not be swept" if failed else ""))
+    return EXIT_INPUT if failed or found.errors else EXIT_OK
+
+
+def _conventions(args: argparse.Namespace) -> int:
+    from . import report
+    from .conventions import document
+    from .runner import run
+
+    if args.output and (Path(args.output).suffix.lower() != ".md" or _refuse_overwrite(args.output, args.paths)):
+        print(f"ERROR -o {args.output}: give a .md file that is not an input")
+        return EXIT_INPUT
+    result = run(args.paths, strict=False, jobs=max(1, args.jobs))
+    for e in result.errors:
+        print(report.error_text(e), file=sys.stderr)
+    broken = [r for r in result.cases if r.status not in ("pass", "edge", "finding", "xfail")]
+    for r in broken:
+        print(report.case_text(r), file=sys.stderr)
+    command = "gradverify conventions " + " ".join(args.paths) + (f" -o {args.output}" if args.output else "")
+    text = document(result, command)
+    if args.output:
+        report.write_text(args.output, text)
+        print(f"wrote {args.output}: {report.summary(result)}")
+    else:
+        print(text, end="")
+    return EXIT_INPUT if result.errors else (EXIT_FAIL if broken else EXIT_OK)
 
 
 def _list(args: argparse.Namespace) -> int:

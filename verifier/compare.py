@@ -44,14 +44,24 @@ class Edge:
     right: float
     got: float
     reason: str = ""
+    tol: float = 0.0  # the comparison's allowed error at this element
+
+    @property
+    def side(self) -> str:
+        """At a kink: which one-sided derivative torch returned (left, right), or between, or outside."""
+        if abs(self.got - self.left) <= self.tol:
+            return "left"
+        if abs(self.got - self.right) <= self.tol:
+            return "right"
+        lo, hi = min(self.left, self.right), max(self.left, self.right)
+        return "between" if lo - self.tol <= self.got <= hi + self.tol else "outside"
 
     @property
     def accepted(self) -> bool:
         """Whether torch's value is one the exact facts allow (between the one-sided derivatives at a kink; any value
         where no derivative exists). False at a removable singularity, where torch's value is not finite."""
         if self.kind == KINK:
-            lo, hi = min(self.left, self.right), max(self.left, self.right)
-            return lo <= self.got <= hi
+            return self.side != "outside"
         return self.kind != REMOVABLE
 
 
@@ -178,7 +188,7 @@ def compare(
     base.unclassified = int((bad & ~at_edge).sum())
     base.edge_count = int(at_edge.sum())
     if base.edge_count:
-        base.edges = _edges(left, right, got, kinks, undefined, removable, exact.undefined)
+        base.edges = _edges(left, right, got, kinks, undefined, removable, exact.undefined, allowed)
     if base.kinks:
         k = tuple(int(i) for i in np.argwhere(kinks)[0])
         a, b, g = float(lo[k]), float(hi[k]), float(got[k])
@@ -212,7 +222,7 @@ def compare(
 
 
 def _edges(left: np.ndarray, right: np.ndarray, got: np.ndarray, kinks: np.ndarray, undefined: np.ndarray,
-           removable: np.ndarray, reasons: dict[int, str]) -> list[Edge]:
+           removable: np.ndarray, reasons: dict[int, str], allowed: np.ndarray) -> list[Edge]:
     out: list[Edge] = []
     for mask in (kinks, undefined, removable):
         for flat in np.flatnonzero(mask.reshape(-1)):
@@ -221,7 +231,8 @@ def _edges(left: np.ndarray, right: np.ndarray, got: np.ndarray, kinks: np.ndarr
             idx = tuple(int(i) for i in np.unravel_index(int(flat), left.shape))
             reason = reasons.get(int(flat), "")
             kind = KINK if kinks.flat[flat] else edge_kind(reason) if undefined.flat[flat] else REMOVABLE
-            out.append(Edge(idx, kind, float(left.flat[flat]), float(right.flat[flat]), float(got.flat[flat]), reason))
+            out.append(Edge(idx, kind, float(left.flat[flat]), float(right.flat[flat]), float(got.flat[flat]), reason,
+                            float(np.broadcast_to(allowed, left.shape).flat[flat])))
     return out
 
 

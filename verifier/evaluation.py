@@ -16,7 +16,6 @@ from .mpeval import Evaluator
 from .symbolic import DIGITS, Reference, _basic, display, evaluate
 from .values import Exact
 
-
 # The prefix of the reason of an entry that exists mathematically but meets a pole elsewhere in torch's products
 # (0 * inf = NaN): reverse mode's zero weights, forward mode's zero tangents, double backward's zero directions.
 ZERO_INF_RULE = "0·inf (a zero weight times a pole elsewhere): "
@@ -100,19 +99,29 @@ class PointReference:
                 k = positions[id(s)]
                 x = self.args[k]
                 delta = mpmath.mpf(10) ** (-DIGITS // 2) * max(1, abs(x))
-                sides = []
+                sides, closer = [], []
                 for sign in (-1, 1):
-                    args = list(self.args)
-                    with mpmath.workdps(DIGITS):  # at the default 15 digits, x + 1e-25 would round back to x
-                        args[k] = x + sign * delta
-                    col, _ = self._eval("jac", flat, args)
-                    sides.append(np.array(col, dtype=object).reshape(m, n)[:, j])
+                    for step, out in ((delta, sides), (delta * mpmath.mpf(10) ** -6, closer)):
+                        args = list(self.args)
+                        with mpmath.workdps(DIGITS):  # at the default 15 digits, x + 1e-25 would round back to x
+                            args[k] = x + sign * step
+                        col, _ = self._eval("jac", flat, args)
+                        out.append(np.array(col, dtype=object).reshape(m, n)[:, j])
                 for i in range(m):
                     left, right = sides[0][i], sides[1][i]
                     if left is None or right is None:
                         continue
                     scale = max(abs(left), abs(right), 1)
                     if abs(left - right) > mpmath.mpf(10) ** (-DIGITS // 3) * scale:
+                        # a one-sided derivative that grows without bound towards the point (sqrt's at 0) is infinite
+                        steep = [name for name, far, near in (("left", left, closer[0][i]), ("right", right, closer[1][i]))
+                                 if near is not None and abs(near) > 1e6 and abs(near) > 100 * abs(far)]
+                        if steep:
+                            at = f"{display(s)} = {float(x):.17g}"
+                            lo[i, j] = hi[i, j] = None
+                            bad[i * n + j] = f"the function has a pole at {at}: the {' and '.join(steep)} derivative " \
+                                             "is infinite"
+                            continue
                         lo[i, j], hi[i, j] = left, right
                         kinks[i, j] = True
                         bad.pop(i * n + j, None)

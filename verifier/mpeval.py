@@ -10,7 +10,9 @@ import operator
 from typing import Any, Callable
 
 import mpmath
+import numpy as np
 import sympy as sp
+from sympy.functions.elementary.piecewise import ExprCondPair
 
 from .dag import DagEvaluator
 from .symfuncs import LogAbsGamma, Sinc, SincDerivative, StopGrad, XLogY
@@ -132,3 +134,73 @@ class Evaluator(DagEvaluator):
         if fn is None:
             raise TypeError(f"no mpmath evaluation for {type(node).__name__}")
         return fn(*args)
+
+
+def _safe(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """fn, with NaN where it has no value (a pole, outside its domain)."""
+
+    def call(*args: Any) -> Any:
+        try:
+            v = fn(*args)
+        except (ZeroDivisionError, ValueError, TypeError, OverflowError, ArithmeticError):
+            return mpmath.nan
+        if isinstance(v, mpmath.mpc):
+            return v.real if v.imag == 0 else mpmath.nan
+        return v
+
+    return call
+
+
+class ArrayEvaluator(Evaluator):
+    """Values of sympy expressions at many points at once: symbols map to object arrays of mpf (one per point) and
+    each DAG node is applied element-wise. Where a value does not exist it is NaN (no reasons: the sweep counts
+    them). Every branch of a where() is evaluated and the taken one selected."""
+
+    def __init__(self, values: dict[sp.Symbol, Any], size: int) -> None:
+        super().__init__(values)
+        self.size = size
+        self._ufuncs: dict[Any, Any] = {}
+
+    def _whole(self, node: sp.Basic) -> bool:
+        return False
+
+    def _ufunc(self, fn: Callable[..., Any], nargs: int) -> Any:
+        key = (fn, nargs)
+        if key not in self._ufuncs:
+            self._ufuncs[key] = np.frompyfunc(_safe(fn), nargs, 1)
+        return self._ufuncs[key]
+
+    def _apply(self, node: sp.Basic) -> Any:
+        if not node.args:
+            return super()._apply(node)
+        args = [self.memo[a] for a in node.args]
+        if isinstance(node, sp.Piecewise):
+            out = np.full(self.size, mpmath.nan, dtype=object)
+            taken = np.zeros(self.size, dtype=bool)
+            for value, cond in zip(args[::2], args[1::2]):
+                c = np.broadcast_to(np.asarray(cond, dtype=bool), (self.size,)) & ~taken
+                out = np.where(c, np.broadcast_to(value, (self.size,)), out)
+                taken |= c
+            return out
+        if isinstance(node, ExprCondPair):
+            return args
+        if isinstance(node, sp.Add):
+            return self._ufunc(lambda *a: mpmath.fsum(a), len(args))(*args)
+        if isinstance(node, sp.Mul):
+            return self._ufunc(lambda *a: functools.reduce(operator.mul, a), len(args))(*args)
+        if isinstance(node, sp.Pow):
+            return self._ufunc(mpmath.power, 2)(*args)
+        if isinstance(node, (sp.Max, sp.Min)):
+            return self._ufunc(max if isinstance(node, sp.Max) else min, len(args))(*args)
+        rel = _RELATIONS.get(type(node))
+        if rel is not None:
+            return self._ufunc(rel, 2)(*args).astype(bool)
+        if isinstance(node, (sp.And, sp.Or)):
+            arrays = [np.broadcast_to(np.asarray(a, dtype=bool), (self.size,)) for a in args]
+            return functools.reduce(np.logical_and if isinstance(node, sp.And) else np.logical_or, arrays)
+        if isinstance(node, sp.Not):
+            return ~np.asarray(args[0], dtype=bool)
+        fn = FUNCTIONS.get(type(node))
+        if fn is None:
+            raise TypeError(f"no mpmath evaluation for {type(node).__name__}")
+        return self._ufunc(fn, len(args))(*args)

@@ -6,6 +6,7 @@ vectorised twin of :mod:`verifier.mpeval`.
 from __future__ import annotations
 
 import functools
+import math
 import operator
 from typing import Any, Callable
 
@@ -15,12 +16,29 @@ import sympy as sp
 from sympy.functions.elementary.piecewise import ExprCondPair
 
 from .dag import DagEvaluator
-from .symfuncs import LogAbsGamma, Sinc, StopGrad, XLogY
+from .symfuncs import LogAbsGamma, Sinc, SincDerivative, StopGrad, XLogY
 
 
 def _polygamma(n: Any, x: Any) -> Any:
     n = np.asarray(n)
     return sc.polygamma(n.astype(np.int64), x) if n.ndim else (sc.psi(x) if int(n) == 0 else sc.polygamma(int(n), x))
+
+
+def sinc_derivative(n: Any, x: Any) -> Any:
+    """d^n/dx^n sin(pi x)/(pi x) in float64: its Taylor series for |x| <= 1/2, Leibniz's rule beyond (the twin of
+    mpeval.sinc_derivative)."""
+    n = int(n)
+    x = np.asarray(x, dtype=np.float64)
+    out = np.empty_like(x)
+    small = np.abs(x) <= 0.5
+    xs, total = x[small], np.zeros(int(small.sum()))
+    for k in range((n + 1) // 2, (n + 1) // 2 + 40):
+        total += (-1) ** k * np.pi ** (2 * k) * xs ** (2 * k - n) / ((2 * k + 1) * math.factorial(2 * k - n))
+    out[small] = total
+    xl = x[~small]
+    out[~small] = sum(math.comb(n, j) * np.pi ** j * np.sin(np.pi * xl + j * np.pi / 2) * (-1) ** (n - j)
+                      * math.factorial(n - j) / (np.pi * xl ** (n - j + 1)) for j in range(n + 1))
+    return out
 
 
 def _heaviside(x: Any, h0: Any = 0.5) -> Any:
@@ -37,7 +55,7 @@ FUNCTIONS: dict[type, Callable[..., Any]] = {
     sp.sec: lambda x: 1 / np.cos(x), sp.csc: lambda x: 1 / np.sin(x), sp.cot: lambda x: 1 / np.tan(x),
     sp.sech: lambda x: 1 / np.cosh(x), sp.csch: lambda x: 1 / np.sinh(x), sp.coth: lambda x: 1 / np.tanh(x),
     StopGrad: lambda x: x, LogAbsGamma: sc.gammaln,
-    sp.besseli: sc.iv, Sinc: np.sinc, XLogY: sc.xlogy,
+    sp.besseli: sc.iv, Sinc: np.sinc, XLogY: sc.xlogy, SincDerivative: sinc_derivative,
 }
 _RELATIONS: dict[type, Callable[[Any, Any], Any]] = {
     sp.StrictLessThan: np.less, sp.LessThan: np.less_equal, sp.StrictGreaterThan: np.greater,
@@ -118,7 +136,7 @@ class TorchBackend(Backend):
             sp.loggamma: T.lgamma, sp.sec: lambda x: 1 / T.cos(x), sp.csc: lambda x: 1 / T.sin(x),
             sp.cot: lambda x: 1 / T.tan(x), sp.sech: lambda x: 1 / T.cosh(x), sp.csch: lambda x: 1 / T.sinh(x),
             sp.coth: lambda x: 1 / T.tanh(x), StopGrad: lambda x: x, LogAbsGamma: T.lgamma,
-            sp.besseli: scipy_fn(sc.iv), Sinc: T.sinc, XLogY: sp_.xlogy,
+            sp.besseli: scipy_fn(sc.iv), Sinc: T.sinc, XLogY: sp_.xlogy, SincDerivative: scipy_fn(sinc_derivative),
         }
         self.relations = {sp.StrictLessThan: T.lt, sp.LessThan: T.le, sp.StrictGreaterThan: T.gt,
                           sp.GreaterThan: T.ge, sp.Equality: T.eq, sp.Unequality: T.ne}

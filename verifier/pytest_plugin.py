@@ -8,7 +8,6 @@ documented recipe for non-Python tests: pytest_collect_file -> File -> Item, rep
 from __future__ import annotations
 
 import warnings
-
 from importlib import metadata
 from pathlib import Path
 from typing import Any

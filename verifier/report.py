@@ -296,7 +296,8 @@ def table(run: RunResult) -> Any:
     t = Table(show_lines=False, header_style="bold")
     for col in ("case", "where", "reference", "checks", "points", "verdict", "time"):
         t.add_column(col, justify="right" if col in ("checks", "points", "time") else "left")
-    style = {"pass": "green", "xfail": "green", "edge": "cyan", "finding": "magenta", "fail": "bold red", "error": "bold red", "timeout": "yellow",
+    style = {"pass": "green", "xfail": "green", "edge": "cyan", "finding": "magenta", "fail": "bold red",
+             "error": "bold red", "timeout": "yellow",
              "invalid": "yellow"}
     for r in run.cases:
         applied = [c for c in r.checks if c.status != "skip"]
@@ -430,13 +431,17 @@ def run_json(run: RunResult) -> dict[str, Any]:
 
 def write_json(path: str | Path, data: dict[str, Any]) -> None:
     """Write atomically: a temporary file in the same directory, then rename over the target."""
+    write_text(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """Write atomically: a temporary file in the same directory, then rename over the target."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2, allow_nan=False)
-            fh.write("\n")
+            fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)

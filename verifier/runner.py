@@ -78,11 +78,12 @@ def _warm_up() -> None:
 
 
 def versions() -> dict[str, str]:
+    import mpmath
     import sympy
     import torch
 
     return {"gradverify": __version__, "torch": torch.__version__, "sympy": sympy.__version__,
-            "numpy": np.__version__, "python": platform.python_version()}
+            "numpy": np.__version__, "mpmath": mpmath.__version__, "python": platform.python_version()}
 
 
 def verify_case(

@@ -25,7 +25,7 @@ import sympy as sp
 from .cache import case_key, memo
 from .case import Case
 from .errors import LimitError
-from .evaluation import _is_real, _round, explain_at
+from .evaluation import ZERO_INF_RULE, _is_real, _round, explain_at
 from .expr import Bin, Call, Cmp, Const, Index, Name, Neg, Node, Num, unparse
 from .limits import LIMITS
 from .mpeval import Evaluator as MpEvaluator
@@ -858,7 +858,31 @@ class VectorPoint:
             offsets = np.cumsum([0] + [p.lo.size for p in parts])
             undefined = {int(offsets[i]) + k: w for i, p in enumerate(parts) for k, w in p.undefined.items()}
             return Exact(lo, hi, undefined)
-        return self._higher(order)
+        ex = self._higher(order)
+        holes = self.derivative(1).undefined  # as for element expansion: through a pole, torch's products are 0 x inf
+        if holes:
+            mask = np.zeros(ex.lo.shape, dtype=bool)
+            for j in holes:
+                for axis in range(order):
+                    mask[(slice(None),) * axis + (j,)] = True
+            mask &= ~np.isnan(ex.lo)
+            ex.lo, ex.hi = np.where(mask, np.nan, ex.lo), np.where(mask, np.nan, ex.hi)
+            masked = set()
+            for flat in np.flatnonzero(mask):
+                idx = np.unravel_index(int(flat), mask.shape)
+                ex.undefined[int(flat)] = f"{ZERO_INF_RULE}{holes[next(int(i) for i in idx if int(i) in holes)]}"
+                masked.add(int(flat))
+            ex.exact_at |= masked
+            if ex.refine is not None:  # refinement must not bring the masked entries back
+                inner = ex.refine
+
+                def refine(picks: Any, thorough: bool = False) -> None:
+                    kept = np.array([p for p in picks if int(p) not in masked], dtype=np.int64)
+                    if kept.size:
+                        inner(kept, thorough)
+
+                ex.refine = refine
+        return ex
 
     def _higher(self, order: int) -> Exact:
         """Sum (or mean) of one element-wise formula of the inputs: scatter its k-th partials; otherwise expand."""
@@ -873,6 +897,8 @@ class VectorPoint:
             inner, scale = r.arg, (1.0 / _count(r) if r.op == "mean" else 1.0)
         elif out.expr.free_symbols - set(self.names) or out.shape:
             return self._expanded(order)
+        if inner.expr.has(*NONSMOOTH) and sum(i.value.size for i in self.ref.case.inputs) <= LIMITS.symbols:
+            return self._expanded(order)  # one-sided higher derivatives at kinks: element expansion computes them
         diff_syms = [plan.symbols[n] for n in plan.differentiable]
         sizes = [max(1, math.prod(plan.shapes[n])) for n in plan.differentiable]
         offsets = dict(zip(diff_syms, np.cumsum([0] + sizes[:-1]).tolist()))

@@ -262,7 +262,10 @@ def markdown(results: list[SweepResult], command: str) -> str:
              "error of each gradient element is counted in ULPs of the dtype at the exact value. Points where the",
              "exact derivative does not exist (or overflows the dtype) are counted as undefined; points where it is",
              f"finite but torch returns NaN or inf are counted as non-finite. `finding`: max error above {FINDING_ULPS:g}",
-             "ULPs, or a non-finite torch value where the exact one is finite.", "",
+             "ULPs, or a non-finite torch value where the exact one is finite. ULPs are counted at the exact value: where",
+             "that value is much smaller than the inputs' scale (a derivative near one of its zeros, or v^T J obtained by",
+             "cancellation), an absolute error at the inputs' scale shows as many ULPs; the worst point is given to judge.",
+             "",
              "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for r in results:
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in row(r)) + " |")

@@ -112,30 +112,25 @@ def test_a_kink_of_a_conformance_case_is_an_edge_and_fails_when_strict():
     assert (kink.left, kink.right, kink.got, kink.side) == (0.0, 1.0, 0.0, "left")
 
 
-class _Float32Sin(torch.autograd.Function):
-    """sin whose backward computes cos in float32: an inaccurate derivative, not a wrong one."""
+def _sin_with_backward(cos):
+    """torch.sin with a hand-written backward that uses cos(x) for the derivative."""
 
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return torch.sin(x)
+    class Sin(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return torch.sin(x)
 
-    @staticmethod
-    def backward(ctx, g):
-        (x,) = ctx.saved_tensors
-        return g * torch.cos(x.float()).to(x.dtype)
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            return g * cos(x)
+
+    return Sin
 
 
-class _WrongSin(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return torch.sin(x)
-
-    @staticmethod
-    def backward(ctx, g):
-        (x,) = ctx.saved_tensors
-        return -g * torch.cos(x)
+_Float32Sin = _sin_with_backward(lambda x: torch.cos(x.float()).to(x.dtype))  # inaccurate, not wrong
+_WrongSin = _sin_with_backward(lambda x: -torch.cos(x))  # the sign is flipped
 
 
 @pytest.fixture()

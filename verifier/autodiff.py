@@ -17,6 +17,10 @@ from .lowering import DTYPES, Program
 
 Grads = dict[str, "np.ndarray | None"]
 
+# torch.func's note that an op (e.g. soft_margin_loss's backward) has no batching rule and runs a slower loop: a
+# performance remark about torch, not about the gradient being verified
+warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet implemented the batching")
+
 
 def numpy(t: torch.Tensor | None) -> np.ndarray | None:
     """A tensor as a float64 numpy array (None stays None)."""

@@ -172,7 +172,7 @@ def check_backward(ctx: Ctx, r: CheckResult) -> None:
         for name, got in grads.items():
             # y.backward() is v^T J with v = 1: no zero weight meets a pole of another input (jacobian() allows for
             # those, the Jacobian's own rule)
-            r.comparisons.append(ctx.cmp(ctx.exact.vjp(ctx.weights(), name), got, "backward", f"grad wrt {name}", path, name,
+            r.comparisons.append(ctx.cmp(ctx.exact.vjp(np.ones(()), name), got, "backward", f"grad wrt {name}", path, name,
                                          formula="partials"))
         for name, got in others.items():
             r.facts.append(Fact("backward", f"{name}.grad (requires_grad=False)", None, None if got is None else "a tensor",
@@ -211,7 +211,7 @@ def check_grad(ctx: Ctx, r: CheckResult) -> None:
     grads, touched = ctx.torch.grad(w)
     path = "autograd.grad" if w is None else f"autograd.grad(grad_outputs={_weight_label(ctx)})"
     for name, got in grads.items():
-        exact = ctx.exact.vjp(ctx.weights() if w is None else w, name)
+        exact = ctx.exact.vjp(np.ones(()) if w is None else w, name)  # a scalar's implicit grad_output is 1
         r.comparisons.append(ctx.cmp(exact, got, "grad", f"grad wrt {name}", path, name, formula="partials"))
     r.facts.append(Fact("grad", "autograd.grad leaves .grad untouched", False, touched, not touched))
 

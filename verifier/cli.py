@@ -287,6 +287,9 @@ def _plot(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+MAX_SWEEP_POINTS = 10_000_000  # exact values are mpmath numbers: about 1 KB each
+
+
 def _sweep(args: argparse.Namespace) -> int:
     from . import report, sweep
     from .loading import collect
@@ -297,8 +300,8 @@ def _sweep(args: argparse.Namespace) -> int:
     cases = select(found.cases, args.pattern)
     for e in found.errors:
         out.print(report.error_text(e), markup=False, soft_wrap=True)
-    if args.points < 1:
-        out.print("ERROR --points must be positive")
+    if not 1 <= args.points <= MAX_SWEEP_POINTS:
+        out.print(f"ERROR --points is between 1 and {MAX_SWEEP_POINTS}")
         return EXIT_INPUT
     if args.out and _refuse_overwrite(str(Path(args.out) / "sweep.csv"), args.paths):
         out.print(f"ERROR --out {args.out} would overwrite an input")

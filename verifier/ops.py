@@ -477,7 +477,15 @@ _loss("binary_cross_entropy", lambda S, p, y: -(S.XLogY(y, p) + S.XLogY(1 - y, 1
       doc="binary_cross_entropy(probabilities, targets)")
 _loss("binary_cross_entropy_with_logits", lambda S, x, y: S.log(1 + S.exp(x)) - y * x,
       _F_("binary_cross_entropy_with_logits"))
-_loss("kl_div", lambda S, x, t: S.XLogY(t, t) - t * x, _F_("kl_div"),
+def _kl_div(T: Any, x: Any, t: Any) -> Any:
+    import warnings
+
+    with warnings.catch_warnings():  # torch's notice that reduction='mean' (its default) will change
+        warnings.simplefilter("ignore", UserWarning)
+        return T.nn.functional.kl_div(x, t)
+
+
+_loss("kl_div", lambda S, x, t: S.XLogY(t, t) - t * x, _kl_div,
       doc="kl_div(log-probabilities, probabilities), reduction 'mean'")
 _loss("poisson_nll_loss", lambda S, x, y: S.exp(x) - y * x, _F_("poisson_nll_loss"), doc="log_input=True")
 _loss("gaussian_nll_loss", lambda S, x, t, v: (S.log(v) + (x - t) ** 2 / v) / 2, _F_("gaussian_nll_loss"), arity=3,

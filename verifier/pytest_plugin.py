@@ -25,7 +25,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--verifier-dtype", choices=("float64", "float32"), default=None,
                     help="override every case's dtype")
     group.addoption("--verifier-seed", type=int, default=None, help="seed of random grad_outputs and tangents")
-    group.addoption("--verifier-strict", action="store_true", default=None, help="fail at kinks")
+    group.addoption("--verifier-strict", action="store_true", default=None, help="fail at kinks; conformance cases (op:) fail on findings and edges")
     group.addoption("--verifier-timeout", type=float, default=120.0, help="seconds per case (0: none)")
     group.addoption("--verifier-no-collect", action="store_true", help="do not collect YAML cases")
     group.addoption("--verifier-no-cache", action="store_true", help="neither read nor write the derivation cache")

@@ -532,6 +532,9 @@ class Quantity:
                     if abs(left - right) <= mpmath.mpf(10) ** (-DIGITS // 3) * scale:
                         left = right = mid
                     else:
+                        steep = _infinite_sides(t.expr, values, t.leaf, x, delta, (left, right))
+                        if steep:
+                            return None, None, steep, False
                         kink = True
                     p, q = c * left, c * right
                     if self.bracket:
@@ -539,6 +542,20 @@ class Quantity:
                     else:
                         lo, hi = lo + p, hi + q
         return lo, hi, None, kink
+
+
+def _infinite_sides(expr: sp.Expr, values: dict[sp.Symbol, Any], leaf: sp.Symbol, x: Any, delta: Any,
+                    sides: tuple[Any, Any]) -> str | None:
+    """As element expansion does: a one-sided derivative that grows without bound towards the point is infinite (a
+    pole at the boundary of a where(), sqrt's at 0), not a kink; the reason, else None."""
+    steep = []
+    for name, sign, far in (("left", -1, sides[0]), ("right", 1, sides[1])):
+        near, why = _mp(expr, {**values, leaf: x + sign * delta * mpmath.mpf(10) ** -6})
+        if why is None and abs(near) > 1e6 and abs(near) > 100 * abs(far):
+            steep.append(name)
+    if not steep:
+        return None
+    return f"the function has a pole at {display(leaf)} = {float(x):.17g}: the {' and '.join(steep)} derivative is infinite"
 
 
 def _mp(expr: sp.Expr, values: dict[sp.Symbol, Any]) -> tuple[Any, str | None]:

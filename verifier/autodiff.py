@@ -59,18 +59,23 @@ class TorchSide:
     """The torch computations of one case at one point, each on fresh leaf tensors."""
 
     def __init__(self, case: Case, point: Mapping[str, np.ndarray], dtype: str | None = None,
-                 program: Program | None = None) -> None:
+                 program: Program | None = None, device: str | None = None) -> None:
         self.case = case
-        self.program = program or Program(case, dtype)
+        self.device = torch.device(device or case.device)
+        self.program = program or Program(case, dtype, device=self.device)
         self.dtype = DTYPES[dtype or case.dtype]
         self.point = point
         self.diff = tuple(i.name for i in case.differentiable)
+
+    def _t(self, value: Any) -> torch.Tensor:
+        """A tensor of the case's dtype on its device (the values are float64 numbers already in that dtype)."""
+        return torch.tensor(value, dtype=self.dtype, device=self.device)
 
     # --- building blocks ---------------------------------------------------------------------------------------
 
     def leaves(self) -> dict[str, torch.Tensor]:
         return {
-            i.name: torch.tensor(self.point[i.name], dtype=self.dtype).requires_grad_(i.requires_grad)
+            i.name: self._t(self.point[i.name]).requires_grad_(i.requires_grad)
             for i in self.case.inputs
         }
 
@@ -82,10 +87,10 @@ class TorchSide:
         return out, nodes, leaves
 
     def constants(self) -> dict[str, torch.Tensor]:
-        return {i.name: torch.tensor(self.point[i.name], dtype=self.dtype) for i in self.case.inputs if not i.requires_grad}
+        return {i.name: self._t(self.point[i.name]) for i in self.case.inputs if not i.requires_grad}
 
     def primals(self) -> tuple[torch.Tensor, ...]:
-        return tuple(torch.tensor(self.point[n], dtype=self.dtype) for n in self.diff)
+        return tuple(self._t(self.point[n]) for n in self.diff)
 
     def function(self) -> Callable[..., torch.Tensor]:
         return self.program.function(self.diff, self.constants())
@@ -147,7 +152,7 @@ class TorchSide:
 
     def second_backward(self, weights: np.ndarray) -> dict[str, Any]:
         """retain_graph semantics: a second backward without it, and with it."""
-        w = torch.tensor(weights, dtype=self.dtype)
+        w = self._t(weights)
         out, _, leaves = self.forward()
         saved = has_saved_tensors(out.grad_fn)
         out.backward(w)
@@ -163,7 +168,7 @@ class TorchSide:
 
     def vjp(self, weights: np.ndarray) -> dict[str, Callable[[], Grads]]:
         """v^T J three ways, each a thunk (a path may be unsupported by the implementation)."""
-        v = torch.tensor(weights, dtype=self.dtype)
+        v = self._t(weights)
 
         def backward() -> Grads:
             out, _, leaves = self.forward()
@@ -184,18 +189,18 @@ class TorchSide:
     def grad(self, weights: np.ndarray | None = None) -> tuple[Grads, bool]:
         """torch.autograd.grad (grad_outputs=weights for a non-scalar output); and whether it touched .grad."""
         out, _, leaves = self.forward()
-        v = None if weights is None else torch.tensor(weights, dtype=self.dtype)
+        v = None if weights is None else self._t(weights)
         grads = torch.autograd.grad(out, [leaves[n] for n in self.diff], grad_outputs=v, allow_unused=True)
         touched = any(leaves[n].grad is not None for n in self.diff)
         return {n: _zeros_if_none(g, leaves[n]) for n, g in zip(self.diff, grads)}, touched
 
     def jvp(self, tangents: Mapping[str, np.ndarray]) -> dict[str, Callable[[], np.ndarray]]:
         """J u by forward-mode AD, two ways (thunks)."""
-        u = tuple(torch.tensor(tangents[n], dtype=self.dtype) for n in self.diff)
+        u = tuple(self._t(tangents[n]) for n in self.diff)
 
         def forward_ad() -> np.ndarray:
             with fwAD.dual_level():
-                env = {i.name: torch.tensor(self.point[i.name], dtype=self.dtype) for i in self.case.inputs}
+                env = {i.name: self._t(self.point[i.name]) for i in self.case.inputs}
                 for n, t in zip(self.diff, u):
                     env[n] = fwAD.make_dual(env[n], t)
                 out, _ = self.program(env)
@@ -225,7 +230,8 @@ class TorchSide:
         """All differentiable inputs as one flat vector, and the scalar function of it."""
         shapes = [tuple(self.point[n].shape) for n in self.diff]
         sizes = [int(np.prod(s)) if s else 1 for s in shapes]
-        flat = torch.cat([p.reshape(-1) for p in self.primals()]) if self.diff else torch.zeros(0, dtype=self.dtype)
+        primals = self.primals()
+        flat = torch.cat([p.reshape(-1) for p in primals]) if primals else torch.zeros(0, dtype=self.dtype, device=self.device)
         f = self.function()
 
         def g(vec: torch.Tensor) -> torch.Tensor:
@@ -245,9 +251,9 @@ class TorchSide:
             for d in level:
                 if d.requires_grad:
                     (gr,) = torch.autograd.grad(d, x, create_graph=True, allow_unused=True)
-                    nxt.extend(gr if gr is not None else torch.zeros(n, dtype=self.dtype))
+                    nxt.extend(gr if gr is not None else torch.zeros(n, dtype=self.dtype, device=self.device))
                 else:
-                    nxt.extend(torch.zeros(n, dtype=self.dtype))
+                    nxt.extend(torch.zeros(n, dtype=self.dtype, device=self.device))
             level = nxt
         return numpy(torch.stack(level)).reshape((n,) * order)  # type: ignore[union-attr]
 
@@ -256,7 +262,7 @@ class TorchSide:
         flat, g = self.flat_function()
         x = flat.clone().requires_grad_(True)
         (grad,) = torch.autograd.grad(g(x), x, create_graph=True)
-        u = torch.tensor(tangent, dtype=self.dtype)
+        u = self._t(tangent)
         if not grad.requires_grad:
             return np.zeros(x.shape)
         (hu,) = torch.autograd.grad(grad @ u, x, allow_unused=True)
@@ -271,7 +277,7 @@ class TorchSide:
 
     def accumulate(self, calls: int, weights: np.ndarray) -> dict[str, list[Grads]]:
         """.grad after each of `calls` backward calls: fresh graphs, one retained graph, and zeroing in between."""
-        w = torch.tensor(weights, dtype=self.dtype)
+        w = self._t(weights)
         runs: dict[str, list[Grads]] = {"fresh graph each call, no zero_()": [],
                                         "one graph, retain_graph=True, no zero_()": [],
                                         "grad.zero_() before each call": []}
@@ -302,7 +308,7 @@ class TorchSide:
                      "grad_fn": type(t.grad_fn).__name__ if t.grad_fn is not None else None}
                  for n, t in everything.items()}
         if out.requires_grad:
-            out.backward(torch.tensor(weights, dtype=self.dtype))
+            out.backward(self._t(weights))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # reading .grad of a non-leaf warns; reading it is the point
             for n, t in everything.items():
@@ -316,7 +322,7 @@ class TorchSide:
         p.grad.zero_()), or 'step' (the user's step(params, loss_fn, lr); the gradient it used is read from the
         parameter change, for plain SGD).
         """
-        env = {i.name: torch.tensor(self.point[i.name], dtype=self.dtype) for i in self.case.inputs}
+        env = {i.name: self._t(self.point[i.name]) for i in self.case.inputs}
         params = {n: env[n].clone().requires_grad_(True) for n in spec.params}
         for i in self.case.inputs:
             env[i.name].requires_grad_(i.requires_grad and i.name not in params)

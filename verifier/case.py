@@ -12,7 +12,7 @@ from .expr import Node
 from .ops import Shape
 
 CHECKS = ("value", "backward", "vjp", "grad", "higher", "jvp", "jacobian", "accumulate", "graph", "nograd", "expect",
-          "train")
+          "train", "compile")
 CHECK_DOCS = {
     "value": "the forward value against the exact value",
     "backward": "y.backward() fills every leaf's .grad; retain_graph semantics",
@@ -26,7 +26,10 @@ CHECK_DOCS = {
     "nograd": "torch.no_grad() and .detach() give results that do not require grad",
     "expect": "the hand-derived values in `expect` against the exact derivative and against autograd",
     "train": "a training loop (torch.optim, manual updates, or a user's step) against the loop driven by exact gradients",
+    "compile": "torch.compile(fn): value, y.backward(), y.backward(v) and autograd.grad of the compiled function against "
+               "the exact derivative, and its gradient against eager torch's",
 }
+COMPILE_BACKENDS = ("auto", "inductor", "aot_eager", "eager")
 DIAGNOSES = ("accumulated", "missing_zero_grad", "kink", "factor", "relative", "sign", "zero", "none", "nonfinite", "transpose",
              "shape", "partial", "inaccurate",
              "any")
@@ -128,6 +131,8 @@ class Case:
     picture: Mapping[str, Any] = field(default_factory=dict)  # what `gradverify plot` draws for a train case
     op: str | None = None  # the torch op a conformance case verifies: mismatches are findings or classified edges
     sweep: Mapping[str, tuple[float, float]] = field(default_factory=dict)  # `gradverify sweep`'s domain per input
+    device: str = "cpu"  # where the torch side runs (cpu, cuda, cuda:N); the reference is the same everywhere
+    compile: str | None = None  # a torch.compile backend (auto: inductor where a C++ compiler exists, else aot_eager)
 
     @property
     def differentiable(self) -> tuple[Input, ...]:

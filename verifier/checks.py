@@ -22,6 +22,7 @@ from .values import Exact
 from .vectorised import NotVectorisable
 
 UNSUPPORTED = ("not implemented", "not supported", "must implement", "must override the setup_context",
+               "does not currently support",
                "functorch transforms", "forward mode ad", "forward-mode ad")
 MAX_JACOBIAN = 250_000  # entries of a Jacobian computed by jacrev/jacfwd
 MAX_BASIS = 16_000_000  # entries of the identity basis torch.func.jacfwd / jacrev materialise
@@ -508,10 +509,67 @@ def _each_path(r: CheckResult, paths: dict[str, Callable[[], Any]]) -> list[tupl
     return out
 
 
+COMPILED = ("value", "vjp", "grad")  # the checks check_compile runs as they are on the compiled function
+
+
+def check_compile(ctx: Ctx, r: CheckResult) -> None:
+    """torch.compile(fn) against the exact derivative, and against eager torch (compilation must not change the
+    gradient). A failure to compile or to run is a failing fact with torch's message."""
+    from dataclasses import replace as _replace
+
+    from .autodiff import TorchSide
+    from .lowering import Compiled
+
+    case = ctx.case
+    eager = ctx.torch
+    try:
+        program = Compiled(eager.program, case.compile or "auto")
+        side = TorchSide(case, eager.point, ctx.dtype, program, case.device)
+        side.forward()  # compiles (the case's time limit covers it)
+    except Exception as exc:  # noqa: BLE001 - torch.compile's failure is this check's verdict
+        text = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''}"
+        r.facts.append(Fact("compile", f"torch.compile(backend={case.compile}) compiles and runs the function", True,
+                            False, False, note=text))
+        return
+    label = f"torch.compile[{program.backend}]"
+    breaks = program.graph_breaks()
+    if breaks:
+        reason = next(iter(breaks)).splitlines()[0][:200]
+        r.unsupported.append(f"{label}: {sum(breaks.values())} graph break(s), the parts between ran eagerly ({reason})")
+    sub = _replace(ctx, torch=side)
+    grads: dict[str, Any] = {}
+    if ctx.scalar and case.differentiable and eager.output_requires_grad():
+        # y.backward() once: a compiled backward donates its buffers, so retain_graph=True is not for it
+        grads, _ = side.backward(1, True)
+        for name, got in grads.items():
+            r.comparisons.append(ctx.cmp(ctx.exact.vjp(np.ones(()), name), got, "compile", f"grad wrt {name}",
+                                         f"{label} y.backward()", name, formula="partials"))
+    for name in COMPILED:
+        part = CheckResult(check=name, point=ctx.point)
+        if name in NEEDS_GRAD and (not case.differentiable or not eager.output_requires_grad()):
+            continue
+        CHECKS[name](sub, part)
+        for c in part.comparisons:
+            c.check, c.path = "compile", f"{label} {c.path}"
+            r.comparisons.append(c)
+        for f in part.facts:
+            f.check, f.label = "compile", f"{label} {f.label}"
+            r.facts.append(f)
+        r.unsupported.extend(f"{label} {u}" for u in part.unsupported)
+    if grads:  # side by side: the compiled gradient against eager's
+        want, _ = eager.backward(1, True)
+        for name, g in grads.items():
+            w = want[name]
+            if w is None or g is None:
+                continue
+            r.comparisons.append(compare(Exact(w, w), g, check="compile", label=f"grad wrt {name}: compiled vs eager",
+                                         path=f"{label} y.backward()", wrt=name, tolerance=ctx.tolerance, dtype=ctx.dtype))
+
+
 CHECKS: dict[str, Callable[[Ctx, CheckResult], None]] = {
     "value": check_value, "backward": check_backward, "vjp": check_vjp, "grad": check_grad, "higher": check_higher,
     "jvp": check_jvp, "jacobian": check_jacobian, "accumulate": check_accumulate, "graph": check_graph,
-    "nograd": check_nograd, "expect": check_expect, "train": check_train,
+    "nograd": check_nograd, "expect": check_expect, "train": check_train, "compile": check_compile,
 }
 NEEDS_GRAD = {"backward", "vjp", "grad", "higher", "jvp", "jacobian", "accumulate", "train"}
 BACKWARD_BASED = {"backward", "vjp", "grad", "higher", "accumulate"}

@@ -37,6 +37,11 @@ def _parser() -> argparse.ArgumentParser:
                      "unsupported paths of passing cases")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument("-j", "--jobs", type=int, default=1, help="verify cases in N processes (default 1)")
+    run.add_argument("--compile", nargs="?", const="auto", default=None, choices=("auto", "inductor", "aot_eager", "eager"),
+                     help="also verify torch.compile(fn) (backend: auto = inductor where a C++ compiler exists, else "
+                          "aot_eager) against the exact derivative and against eager")
+    run.add_argument("--device", default=None, help="run the torch side on this device (cpu, cuda, cuda:N; default: "
+                     "each case's device key, else cpu); the exact reference is the same")
 
     check = sub.add_parser("check", help='verify one expression, e.g. check "x**2" --at x=3')
     check.add_argument("expression")
@@ -47,6 +52,8 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--seed", type=int, default=None)
     check.add_argument("--strict", action="store_true", default=None)
     check.add_argument("--json", dest="json_path", metavar="FILE")
+    check.add_argument("--device", default=None, help="cpu (default), cuda or cuda:N")
+    check.add_argument("--compile", nargs="?", const="auto", default=None, choices=("auto", "inductor", "aot_eager", "eager"))
 
     for command in (run, check):
         command.add_argument("--no-cache", action="store_true", help="neither read nor write the derivation cache "
@@ -179,7 +186,8 @@ def _run(args: argparse.Namespace) -> int:
         progress_bar.start()
     try:
         result = run(args.paths, pattern=args.pattern, dtype=args.dtype, seed=args.seed, strict=args.strict,
-                     timeout=timeout, progress=callback, jobs=max(1, args.jobs))
+                     timeout=timeout, progress=callback, jobs=max(1, args.jobs), device=args.device,
+                     compile=args.compile)
     finally:
         if progress_bar is not None:
             progress_bar.stop()
@@ -235,7 +243,7 @@ def _check(args: argparse.Namespace) -> int:
     except CaseError as exc:
         out.print(report.error_text(exc), markup=False)
         return EXIT_INPUT
-    result = verify_case(case, seed=args.seed, strict=args.strict)
+    result = verify_case(case, seed=args.seed, strict=args.strict, device=args.device, compile=args.compile)
     out.print(report.header(versions=versions(), seed=args.seed or 0))
     out.print(f"{args.expression} at " + ", ".join(f"{k} = {v.tolist()}" for k, v in result.points[0].items())
               if result.points else args.expression, markup=False)

@@ -60,6 +60,10 @@ def _rebuild(cls: type[CaseError], reason: str, file: str | None, line: int | No
     return cls(reason, file=file, line=line, case=case, key=key)
 
 
+class DeviceUnavailable(CaseError):
+    """The case asks for a device (e.g. cuda) this machine does not have."""
+
+
 class LimitError(CaseError):
     """A configured limit (size, depth, order, time) was exceeded."""
 

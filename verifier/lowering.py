@@ -21,9 +21,10 @@ _CMP: dict[str, Callable[[Any, Any], Any]] = {
 class Program:
     """A callable torch program for one case: inputs by name -> (output, intermediates by name)."""
 
-    def __init__(self, case: Case, dtype: str | None = None) -> None:
+    def __init__(self, case: Case, dtype: str | None = None, device: str | torch.device | None = None) -> None:
         self.case = case
         self.dtype = DTYPES[dtype or case.dtype]
+        self.device = torch.device(device or case.device)
 
     def __call__(
         self, env: Mapping[str, torch.Tensor], *, retain: tuple[str, ...] = ()
@@ -48,7 +49,7 @@ class Program:
         return f
 
     def _tensor(self, value: Any) -> torch.Tensor:
-        return value if isinstance(value, torch.Tensor) else torch.tensor(value, dtype=self.dtype)
+        return value if isinstance(value, torch.Tensor) else torch.tensor(value, dtype=self.dtype, device=self.device)
 
     def value_of(self, node: Node, env: Mapping[str, Any]) -> Any:
         """The torch value of a node; constants stay Python numbers where torch takes them as scalars."""
@@ -96,8 +97,10 @@ class Implementation(Program):
     """
 
     def __init__(self, case: Case, impl: Callable[..., Any], dtype: str | None = None,
-                 params: Mapping[str, str] | None = None) -> None:
-        super().__init__(case, dtype)
+                 params: Mapping[str, str] | None = None, device: str | torch.device | None = None) -> None:
+        super().__init__(case, dtype, device)
+        if isinstance(impl, torch.nn.Module):
+            impl = impl.to(self.device)  # a module's parameters and buffers live where the case runs
         self.impl = impl
         self.params = dict(params or {})
         taken = set(self.params.values())
@@ -152,3 +155,43 @@ def resolve_impl(target: str, args: tuple[Any, ...] = (), kwargs: Mapping[str, A
     if not callable(obj):
         raise TypeError(f"{target} is not callable")
     return obj
+
+
+def compile_backend(name: str) -> str:
+    """The torch.compile backend to use: 'auto' is inductor where a C++ compiler is found (inductor's CPU code needs
+    one), else aot_eager (AOTAutograd's traced forward and backward graphs, run eagerly)."""
+    if name != "auto":
+        return name
+    import os
+    import shutil
+
+    compilers = [os.environ.get("CXX", ""), "g++", "c++", "clang++"]
+    return "inductor" if any(c and shutil.which(c) for c in compilers) else "aot_eager"
+
+
+class Compiled(Program):
+    """torch.compile of another program (the lowered definition or the user's implementation), as one function of
+    the inputs. Intermediates are not exposed: the compiled graph has none to retain."""
+
+    def __init__(self, inner: Program, backend: str) -> None:
+        super().__init__(inner.case, None, inner.device)
+        self.dtype = inner.dtype
+        self.inner = inner
+        self.backend = compile_backend(backend)
+        self.names = tuple(i.name for i in inner.case.inputs)
+        torch._dynamo.reset()  # a fresh cache: one case's guards never send another case's calls back to eager
+        torch._dynamo.utils.counters.clear()  # graph breaks are counted per case
+
+        def fn(*tensors: torch.Tensor) -> torch.Tensor:
+            return inner(dict(zip(self.names, tensors)))[0]
+
+        self.fn = torch.compile(fn, backend=self.backend, dynamic=False, fullgraph=False)
+
+    def __call__(
+        self, env: Mapping[str, torch.Tensor], *, retain: tuple[str, ...] = ()
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        return self.fn(*(env[n] for n in self.names)), {}
+
+    def graph_breaks(self) -> dict[str, int]:
+        """Why dynamo split the function (those parts ran eagerly), with counts."""
+        return dict(torch._dynamo.utils.counters["graph_break"])

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from .case import Case
-from .errors import CaseError
+from .errors import CaseError, DeviceUnavailable
 
 SUFFIXES = (".yaml", ".yml")
 
@@ -25,7 +25,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--verifier-dtype", choices=("float64", "float32"), default=None,
                     help="override every case's dtype")
     group.addoption("--verifier-seed", type=int, default=None, help="seed of random grad_outputs and tangents")
-    group.addoption("--verifier-strict", action="store_true", default=None, help="fail at kinks; conformance cases (op:) fail on findings and edges")
+    group.addoption("--verifier-device", default=None, help="run the torch side on this device (cpu, cuda, cuda:N); "
+                    "cases skip where it is not available")
+    group.addoption("--verifier-strict", action="store_true", default=None,
+                    help="fail at kinks; conformance cases (op:) fail on findings and edges")
     group.addoption("--verifier-timeout", type=float, default=120.0, help="seconds per case (0: none)")
     group.addoption("--verifier-no-collect", action="store_true", help="do not collect YAML cases")
     group.addoption("--verifier-no-cache", action="store_true", help="neither read nor write the derivation cache")
@@ -104,7 +107,8 @@ class CaseFile(pytest.File):
             opt = self.config.getoption
             timeout = opt("verifier_timeout")
             self._results[case.name] = verify_case(case, dtype=opt("verifier_dtype"), seed=opt("verifier_seed"),
-                                                   strict=opt("verifier_strict"), timeout=timeout or None)
+                                                   strict=opt("verifier_strict"), timeout=timeout or None,
+                                                   device=opt("verifier_device"))
         return self._results[case.name]
 
 
@@ -125,6 +129,10 @@ class CaseItem(pytest.Item):
         from . import report
 
         result = self.parent.result_for(self.case)  # type: ignore[attr-defined]
+        if isinstance(result.error, DeviceUnavailable):
+            pytest.skip(str(result.error.reason))
+        if result.skipped:
+            pytest.skip(result.skipped)
         if result.status in ("invalid", "timeout") or result.crashed or result.user_error:
             raise CaseFailure(report.case_text(result))
         if self.case.expect_failure:

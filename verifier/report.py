@@ -119,9 +119,11 @@ def comparison_text(result: CaseResult, check: CheckResult, c: Comparison) -> st
     seed = case.seed if case is not None else 0
     if c.check == "train":
         step = f"; worst at step {c.worst[0] + 1}" if c.worst else ""
-        lines.append(f"  starting from: {_point_text(result, check, None)} ({c.dtype}, cpu, seed {seed}){step}")
+        where = f"({c.dtype}, {result.device}, seed {seed}){step}"
+        lines.append(f"  starting from: {_point_text(result, check, None)} {where}")
     else:
-        lines.append(f"  at point {check.point + 1}: {_point_text(result, check, c.worst)} ({c.dtype}, cpu, seed {seed})")
+        where = f"({c.dtype}, {result.device}, seed {seed})"
+        lines.append(f"  at point {check.point + 1}: {_point_text(result, check, c.worst)} {where}")
     if c.formula:
         lines.append(f"  exact derivative there: {c.formula}")
     if -1 in c.notes:  # mismatches the exact refinement did not reach
@@ -161,6 +163,8 @@ def case_text(result: CaseResult, checks: set[str] | None = None, verbose: bool 
                f"could not be loaded\n{result.user_error}"
     if result.status == "xfail":
         return ""
+    if result.status == "skip":
+        return f"SKIP {result.name} ({result.location}): {result.skipped}"
     if result.status == EDGE:
         return "\n".join(edge_lines(result, limit=None if verbose else 8)) if checks is None else ""
     if result.case is not None and result.case.expect_failure and result.status == "fail" and \
@@ -274,8 +278,9 @@ def header(run: RunResult | None = None, versions: dict[str, str] | None = None,
 
 def summary(run: RunResult) -> str:
     counts = run.counts()
-    order = ("pass", "xfail", "edge", "finding", "fail", "error", "timeout", "invalid")
-    words = {"pass": "passed", "fail": "failed", "edge": "at classified edges", "finding": "with findings"}
+    order = ("pass", "xfail", "edge", "finding", "skip", "fail", "error", "timeout", "invalid")
+    words = {"pass": "passed", "fail": "failed", "edge": "at classified edges", "finding": "with findings",
+             "skip": "skipped"}
     parts = [f"{counts[k]} {words.get(k, k)}" for k in order if counts.get(k)]
     tail = " (interrupted: incomplete)" if run.incomplete else ""
     return f"{', '.join(parts) or 'no cases'} in {run.seconds:.2f}s{tail}"
@@ -297,13 +302,12 @@ def table(run: RunResult) -> Any:
     for col in ("case", "where", "reference", "checks", "points", "verdict", "time"):
         t.add_column(col, justify="right" if col in ("checks", "points", "time") else "left")
     style = {"pass": "green", "xfail": "green", "edge": "cyan", "finding": "magenta", "fail": "bold red",
-             "error": "bold red", "timeout": "yellow",
-             "invalid": "yellow"}
+             "error": "bold red", "timeout": "yellow", "invalid": "yellow", "skip": "dim"}
     for r in run.cases:
         applied = [c for c in r.checks if c.status != "skip"]
         passed = sum(c.status == "pass" for c in applied)
         t.add_row(r.name, r.location, reference_kind(r.evaluation), f"{passed}/{len(applied)}", str(len(r.points)),
-                  f"[{style.get(r.status, '')}]{r.status}[/]", f"{r.seconds:.2f}s")
+                  f"[{style.get(r.status, 'default')}]{r.status}[/]", f"{r.seconds:.2f}s")
     for e in run.errors:
         t.add_row(e.case or "-", f"{e.file}:{e.line}" if e.line else (e.file or ""), "-", "-", "-", "[yellow]invalid[/]",
                   "-")

@@ -14,7 +14,7 @@ PASS, FAIL, ERROR, SKIP, TIMEOUT, INVALID, XFAIL = "pass", "fail", "error", "ski
 # classified edge point (EDGE), or torch's gradient is wrong or inaccurate somewhere else (FINDING). Neither fails a
 # run unless it is strict.
 EDGE, FINDING = "edge", "finding"
-OK = (PASS, XFAIL, EDGE, FINDING)
+OK = (PASS, XFAIL, EDGE, FINDING, SKIP)
 
 
 @dataclass
@@ -59,11 +59,18 @@ class CaseResult:
     points: list[dict[str, Any]] = field(default_factory=list)
     dtype: str = "float64"
     strict: bool = False  # edges and findings of a conformance case fail
+    skipped: str | None = None  # why the case did not run here (its device is not available)
+
+    @property
+    def device(self) -> str:
+        return self.case.device if self.case is not None else "cpu"
 
     @property
     def status(self) -> str:
         if self.error is not None:
             return INVALID
+        if self.skipped is not None:
+            return SKIP
         if self.timed_out is not None:
             return TIMEOUT
         if self.crashed or self.user_error:

@@ -23,7 +23,7 @@ import numpy as np
 from . import __version__
 from .case import CHECKS, Case, Input, Tolerance
 from .checks import Ctx, run_check
-from .errors import CaseError, LimitError
+from .errors import CaseError, DeviceUnavailable, LimitError
 from .limits import LIMITS, flag
 from .loading import collect
 from .results import CaseResult, RunResult
@@ -95,6 +95,8 @@ def verify_case(
     strict: bool | None = None,
     timeout: float | None = DEFAULT_TIMEOUT,
     program: Callable[[Case], object] | None = None,
+    device: str | None = None,
+    compile: str | None = None,
 ) -> CaseResult:
     """Verify one case at each of its points; every check is a verdict of its own.
 
@@ -106,12 +108,28 @@ def verify_case(
         strict: fail at kinks instead of accepting a value between the one-sided derivatives.
         timeout: seconds before the case is stopped with a 'timeout' verdict (None: no limit).
         program: builds the torch side (default: the case's definition lowered to torch).
+        device: override the case's device ('cpu', 'cuda', 'cuda:N'): where the torch side runs.
+        compile: also verify torch.compile of the function with this backend ('auto', 'inductor', 'aot_eager').
     Returns:
         The CaseResult.
     """
     dtype = dtype or case.dtype
+    if device is not None and device != case.device:
+        case = replace(case, device=device)
+    if compile:
+        case = replace(case, compile=compile, checks=case.checks + (() if "compile" in case.checks else ("compile",)))
     wanted = [c for c in (checks or case.checks) if c in case.checks or checks is not None]
+    if compile and "compile" not in wanted:
+        wanted.append("compile")
     result = CaseResult(name=case.name, case=case, evaluation=EVALUATION, dtype=dtype)
+    try:
+        check_device(case.device)
+    except DeviceUnavailable as exc:
+        if device is not None:  # asked for on the command line: the run cannot do what it was told
+            result.error = exc.located(file=case.file, line=case.line, case=case.name, key="device")
+        else:  # the case's own device key: skipped where that device is missing (a CPU-only CI)
+            result.skipped = str(exc.reason)
+        return result
     _warm_up()
     start = time.perf_counter()
     if program is None and case.impl:
@@ -135,6 +153,21 @@ def verify_case(
         result.crashed = traceback.format_exc(limit=10)
     result.seconds = time.perf_counter() - start
     return result
+
+
+def check_device(device: str) -> None:
+    """DeviceUnavailable unless torch can run on the device here."""
+    if not device.startswith("cuda"):
+        return
+    import torch
+
+    built = f"built with CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+    if not torch.cuda.is_available():
+        raise DeviceUnavailable(f"device {device}: CUDA is not available on this machine (torch {torch.__version__}, "
+                                f"{built}); run on a machine with a GPU, or without --device / device:")
+    index = int(device.split(":")[1]) if ":" in device else 0
+    if index >= torch.cuda.device_count():
+        raise DeviceUnavailable(f"device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
 
 
 def verify_implementation(
@@ -292,6 +325,8 @@ def run(
     timeout: float | None = DEFAULT_TIMEOUT,
     progress: Callable[[CaseResult, int, int], None] | None = None,
     jobs: int = 1,
+    device: str | None = None,
+    compile: str | None = None,
 ) -> RunResult:
     """Load every case under the paths and verify each; broken cases are reported, the rest still run.
 
@@ -303,7 +338,8 @@ def run(
     found = collect(paths)
     out = RunResult(errors=list(found.errors), seed=seed if seed is not None else 0, versions=versions())
     chosen = select(found.cases, pattern)
-    options = {"dtype": dtype, "seed": seed, "strict": strict, "timeout": timeout}
+    options = {"dtype": dtype, "seed": seed, "strict": strict, "timeout": timeout, "device": device,
+               "compile": compile}
     try:
         if jobs > 1 and len(chosen) > 1:
             _run_parallel(chosen, options, jobs, out, progress)

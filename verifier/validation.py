@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from .case import CHECKS, DIAGNOSES, DTYPES, REFERENCES, Case, Define, Expect, Input, Tolerance
+from .case import CHECKS, COMPILE_BACKENDS, DIAGNOSES, DTYPES, REFERENCES, Case, Define, Expect, Input, Tolerance
 from .errors import CaseError, LimitError
 from .expr import infer_shape, parse
 from .fields import Ctx, check_keys, kind, number, tensor, value_spec, variable_name
@@ -23,7 +23,9 @@ CASE_KEYS = (
     "name", "description", "inputs", "define", "function", "dtype", "checks", "expect", "tolerance", "points",
     "domain", "samples", "seed", "order", "grad_output", "retain_grad", "backward", "accumulate", "strict", "reference", "tags",
     "impl", "impl_args", "impl_kwargs", "module_params", "expect_failure", "train", "picture", "op", "sweep",
+    "device", "compile",
 )
+DEVICE_RE = re.compile(r"^(cpu|cuda|cuda:[0-9]{1,2})$")
 OP_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _DOTTED = r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*"
 IMPL_RE = re.compile(rf"^(?!.*__){_DOTTED}:{_DOTTED}$")  # package.module:attr, no dunder anywhere
@@ -138,6 +140,17 @@ def build_case(doc: Mapping[str, Any], *, file: str | None = None, dtype: str | 
     if op is not None and (not isinstance(op, str) or not OP_RE.match(op) or len(op) > 100):
         raise ctx.error("op", f"op names the torch operation this case verifies (e.g. torch.sinc), got {kind(op)}")
     sweep = _bounds(ctx, doc, "sweep", by_name) if "sweep" in doc else {}
+    device = doc.get("device", "cpu")
+    if not isinstance(device, str) or not DEVICE_RE.match(device):
+        raise ctx.error("device", f"device is cpu, cuda or cuda:N, got {kind(device)}")
+    compile_ = doc.get("compile", False)
+    if compile_ is True:
+        compile_ = "auto"
+    if compile_ is not False and compile_ not in COMPILE_BACKENDS:
+        raise ctx.error("compile", f"compile is true, false or a backend ({', '.join(COMPILE_BACKENDS)}), got {kind(compile_)}")
+    compile_ = compile_ or ("auto" if "compile" in checks else None)
+    if compile_ and doc.get("checks") is None and "compile" not in checks:
+        checks = checks + ("compile",)
     from .training import parse_train  # noqa: I001 - training imports fields, not this module
 
     train = parse_train(ctx, doc.get("train"), by_name, output_shape) if "train" in doc else None
@@ -153,7 +166,7 @@ def build_case(doc: Mapping[str, Any], *, file: str | None = None, dtype: str | 
         reference=reference, seed=seed, file=file, line=getattr(doc, "line", None), shapes=shapes, output_shape=output_shape,
         tags=tuple(tags), expect_failure=expect_failure, train=train, **impl,
         domain=_domain_bounds(doc), picture=_picture(ctx, doc.get("picture"), set(shapes)), op=op,
-        sweep=sweep,
+        sweep=sweep, device=device, compile=compile_,
     )
 
 
@@ -220,7 +233,7 @@ def _impl(ctx: Ctx, doc: Mapping[str, Any], inputs: dict[str, Input]) -> dict[st
 
 def _checks(ctx: Ctx, raw: Any) -> tuple[str, ...]:
     if raw is None:
-        return tuple(c for c in CHECKS if c != "train")
+        return tuple(c for c in CHECKS if c not in ("train", "compile"))
     if isinstance(raw, str):
         raw = [raw]
     if not isinstance(raw, list) or not raw:

@@ -90,7 +90,10 @@ def test_xlogy_conventions_are_classified():
     assert result.status == "edge"
     by_input = {c.wrt: c.edges for c in result.checks[0].comparisons if c.path == "y.backward()"}
     assert [e.kind for e in by_input["a"]] == ["pole"]  # d/da = log(b) at b = 0
-    assert [e.kind for e in by_input["b"]] == ["0·inf"]  # d/db = a/b at a = b = 0: indeterminate
+    # d/db = a/b is 0·inf at a = b = 0, but xlogy(0, b) = 0 for every b: its limit, 0, is the derivative; torch
+    # computes a/b and returns NaN
+    (edge,) = by_input["b"]
+    assert (edge.kind, edge.left, math.isnan(edge.got), edge.accepted) == ("removable singularity", 0.0, True, False)
 
 
 def test_nan_from_an_untaken_branch_is_a_removable_singularity():
@@ -159,7 +162,7 @@ def test_findings_and_edges_do_not_fail_a_run_unless_strict(tmp_path, capsys):
     assert main(["run", str(f), "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "1 at classified edges, 1 with findings" in out
-    assert "EDGE ops.relu: kink at x = 0 (point 1): left 0, right 1; torch 0 (accepted)" in out
+    assert "EDGE ops.relu: kink at x = 0 (point 1): left 0, right 1; torch 0 (accepted (left))" in out
     assert "FINDING ops.hardsigmoid [backward]" in out  # torch computes 1/6 in float32 for float64 tensors
     assert main(["run", str(f), "--no-progress", "--strict"]) == 1
 
@@ -260,3 +263,48 @@ def test_bad_input_to_sweep_is_reported_not_raised(tmp_path, capsys):
     assert "no differentiable input" in capsys.readouterr().out
     with pytest.raises(CaseError):
         sweep_case(load_file(f)[0][0], n=10)
+
+
+# --- limits at indeterminate formulas ---------------------------------------------------------------------------
+
+
+def _backward_edges(expr, inputs, **kw):
+    result = verify_case(_case(expr, inputs, op="torch.op", checks=["backward"], **kw))
+    return {c.wrt: c.edges for c in result.checks[0].comparisons if c.path == "y.backward()"}
+
+
+def test_an_indeterminate_formula_with_a_limit_is_a_removable_singularity():
+    # d(a**b)/da = b a**b / a is 0·inf at a = 0, b = 2; along a the function is a**2, whose derivative there is 0
+    (edge,) = _backward_edges("a ** b", {"a": 0.0, "b": 2.0})["a"]
+    assert (edge.kind, edge.left, edge.got, edge.accepted) == ("removable singularity", 0.0, 0.0, True)
+    assert "its limit is 0" in edge.reason
+
+
+def test_a_cone_gets_its_one_sided_limits():
+    # hypot at (0, 0): a/sqrt(a^2 + b^2) is 0·inf; along a it is a/|a|: -1 and 1. torch returns NaN there.
+    (edge,) = _backward_edges("hypot(a, b)", {"a": 0.0, "b": 0.0})["a"]
+    assert (edge.kind, edge.left, edge.right, math.isnan(edge.got), edge.accepted) == ("kink", -1.0, 1.0, True, False)
+
+
+def test_a_jump_is_not_resolved_by_the_derivatives_limit():
+    # atan2(a, 0) jumps from -pi/2 to pi/2 at a = 0: the derivative's formula b/(a^2 + b^2) tends to 0, but there is
+    # no derivative, and the entry stays undefined (0·inf)
+    (edge,) = _backward_edges("atan2(a, b)", {"a": 0.0, "b": 0.0})["a"]
+    assert edge.kind == "0·inf" and math.isnan(edge.left)
+
+
+def test_torch_differing_from_a_removable_limit_is_reported():
+    # binary_cross_entropy at p = 0, y = 0: the exact derivative is 1/(1 - p)/n = 1/3; torch divides by
+    # max(p (1 - p), 1e-12) and returns 0
+    edges = _backward_edges("binary_cross_entropy(p, y)", {"p": [0.0, 0.5, 0.25], "y": [0.0, 1.0, 0.5]})["p"]
+    (edge,) = [e for e in edges if e.index == (0,)]
+    assert edge.kind == "removable singularity" and edge.left == pytest.approx(1 / 3) and edge.got == 0.0
+    assert not edge.accepted
+
+
+def test_cancellation_at_50_digits_is_not_taken_for_a_pole():
+    # log(1 - erfc(y)/2) (how sympy writes log(ndtr(x)) for negative x) needs ~200 digits at x = -30: the exact
+    # evaluation retries with more digits before it calls a point a pole
+    case = _case("log(erfc(-x / sqrt(2)) / 2)", {"x": -30.0}, checks=["backward"])
+    jac = make_reference(case).at({"x": np.array(-30.0)}).jacobian("x")
+    assert not jac.undefined and float(jac.lo) == pytest.approx(30.033259667433676, rel=1e-15)

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from .compare import KINK, Edge
-from .report import diagnosis_text, edge_points, fmt
+from .report import diagnosis_text, edge_points, edge_verdict, fmt
 from .results import FINDING, CaseResult, RunResult
 from .sweep import _group
 
@@ -35,14 +35,6 @@ def _exact(e: Edge) -> str:
     if math.isnan(e.left):
         return e.reason or "no value"
     return fmt(e.left)
-
-
-def _verdict(e: Edge) -> str:
-    if e.kind == KINK:
-        return f"accepted ({e.side})" if e.accepted else "outside the one-sided derivatives"
-    if e.accepted:
-        return "accepted (no derivative exists)"
-    return "NaN/inf where the derivative is finite"
 
 
 def document(run: RunResult, command: str) -> str:
@@ -92,7 +84,7 @@ def document(run: RunResult, command: str) -> str:
     for row in rows.values():
         e: Edge = row["edge"]
         got = {d: fmt(x.got) for d, x in row["torch"].items()}
-        verdicts = {_verdict(x) for x in row["torch"].values()}
+        verdicts = {edge_verdict(x) for x in row["torch"].values()}
         cells = [row["op"], row["case"], row["at"], row["element"], e.kind, _exact(e), got.get("float64", "-"),
                  got.get("float32", "-"), "; ".join(sorted(verdicts))]
         lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")

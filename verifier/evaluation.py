@@ -19,6 +19,9 @@ from .values import Exact
 # The prefix of the reason of an entry that exists mathematically but meets a pole elsewhere in torch's products
 # (0 * inf = NaN): reverse mode's zero weights, forward mode's zero tangents, double backward's zero directions.
 ZERO_INF_RULE = "0·inf (a zero weight times a pole elsewhere): "
+# The prefix of the note on an entry whose formula is indeterminate at the point but whose limit exists there.
+REMOVABLE_NOTE = "removable singularity: "
+LIMIT_OPS = 200  # sympy.limit is asked only of formulas up to this many operations
 
 
 def _to_mp(values: np.ndarray) -> list[Any]:
@@ -33,6 +36,7 @@ class PointReference:
         self.point = point
         self.args = [a for i in ref.case.inputs for a in _to_mp(point[i.name])]
         self._cache: dict[str, Any] = {}
+        self.resolved: dict[int, str] = {}  # Jacobian entries whose indeterminate formula has a limit, with a note
 
     def _eval(self, key: str, exprs: Sequence[sp.Expr], args: list[Any] | None = None) -> tuple[list[Any], dict[int, str]]:
         """Evaluate expressions in DIGITS digits; elements that do not exist come back None with a reason."""
@@ -47,10 +51,12 @@ class PointReference:
                     bad[k] = self.explain(e, None)
                     out.append(None)
                     continue
-                try:
-                    v = evaluate_at(e)
-                except (ZeroDivisionError, ValueError, TypeError, OverflowError, ArithmeticError) as exc:
-                    v = exc
+                v = _value(evaluate_at, e)
+                if isinstance(v, Exception) or not _is_real(v) or mpmath.isinf(v):
+                    # cancellation can leave an exact 0 where a tiny number belongs (log(1 - erfc(y)/2) for large
+                    # y): before calling it a pole, ask again with six times the digits
+                    with mpmath.workdps(DIGITS * 6):
+                        v = _value(Evaluator(dict(zip(self.ref.args, args))), e)
                 if isinstance(v, Exception) or not _is_real(v) or mpmath.isinf(v):  # an infinite value is a pole
                     bad[k] = self.explain(e, v)
                     out.append(None)
@@ -93,6 +99,18 @@ class PointReference:
         lo = np.array(vals, dtype=object).reshape(m, n)
         hi = lo.copy()
         kinks = np.zeros((m, n), dtype=bool)
+        resolved: dict[int, str] = {}
+        for k, why in list(bad.items()):  # 0·inf in the formula: the derivative may still exist, as a limit
+            i, j = divmod(k, n)
+            if "indeterminate" in why and i not in value_bad:
+                sides = self._limits(i, j, jac[i][j])
+                if sides is not None:
+                    (lo[i, j], hi[i, j]), kinks[i, j] = sides, sides[0] != sides[1]
+                    resolved[k] = (f"{REMOVABLE_NOTE}{why}; its limit is {mpmath.nstr(sides[0], 17)}"
+                                   if sides[0] == sides[1] else f"a kink: {why}; its one-sided limits are "
+                                   f"{mpmath.nstr(sides[0], 17)} and {mpmath.nstr(sides[1], 17)}")
+                    del bad[k]
+        self.resolved = resolved
         if not self.ref.smooth:
             positions = {id(s): k for k, s in enumerate(self.ref.args)}
             for j, s in enumerate(self.ref.wrt):
@@ -129,6 +147,31 @@ class PointReference:
         self._cache["jac"] = result
         return result
 
+    def _limits(self, i: int, j: int, derivative: sp.Expr) -> tuple[Any, Any] | None:
+        """The one-sided limits of d out[i] / d wrt[j] along wrt[j], the other inputs fixed at their values, where
+        out[i] is continuous along that line (else the derivative does not exist); None when sympy cannot say or
+        the expression is too large to ask."""
+        if sp.count_ops(derivative) > LIMIT_OPS:
+            return None
+        s = self.ref.wrt[j]
+        values = {a: sp.Rational(float(v)) for a, v in zip(self.ref.args, self.args)}  # the floats, exactly
+        at = values.pop(s)
+        value = self.ref.flat_out[i].xreplace(values)
+        d = derivative.xreplace(values)
+        try:
+            here = value.xreplace({s: at})
+            sides = []
+            for direction in ("-", "+"):
+                if sp.limit(value, s, at, direction) != here:
+                    return None  # a jump (atan2 across b = 0): no derivative
+                sides.append(sp.limit(d, s, at, direction))
+        except Exception:  # noqa: BLE001 - sympy could not decide: the entry stays undefined
+            return None
+        if not all(v.is_real and v.is_finite for v in sides):
+            return None
+        with mpmath.workdps(DIGITS):
+            return tuple(Evaluator({})(v) for v in sides)  # type: ignore[return-value]
+
     def jacobian(self, name: str) -> Exact:
         """d out / d input, shaped out_shape + input_shape."""
         lo, hi, bad, kinks = self._jacobian_mp()
@@ -154,6 +197,10 @@ class PointReference:
                 sub_bad[i * width + (j - sl.start)] = why
         ex = _exact(list(lo[:, sl].reshape(-1)), sub_bad, shape, list(hi[:, sl].reshape(-1)))
         ex.kinks = kinks[:, sl].reshape(shape)
+        for flat, note in self.resolved.items():
+            i, j = divmod(flat, n)
+            if sl.start <= j < sl.stop and i * width + (j - sl.start) not in sub_bad:
+                ex.notes[i * width + (j - sl.start)] = note
         return ex
 
     def vjp(self, weights: np.ndarray, name: str) -> Exact:
@@ -178,6 +225,11 @@ class PointReference:
         ex = _exact(out_lo, out_bad, self.ref.case.shapes[name], out_hi)
         ex.kinks = np.array([kinks[:, j].any() for j in range(sl.start, sl.stop)], dtype=bool).reshape(
             self.ref.case.shapes[name]) if width else None
+        n = lo.shape[1]
+        for flat, note in self.resolved.items():
+            i, j = divmod(flat, n)
+            if sl.start <= j < sl.stop and w[i] != 0 and j - sl.start not in out_bad:
+                ex.notes[j - sl.start] = note
         return ex
 
     def jvp(self, tangents: Mapping[str, np.ndarray]) -> Exact:
@@ -277,6 +329,14 @@ class PointReference:
         return _exact(vals, bad, self.ref.case.shapes[node])
 
 
+def _value(evaluate_at: Evaluator, e: sp.Expr) -> Any:
+    """The value of e, or the exception that says it has none."""
+    try:
+        return evaluate_at(e)
+    except (ZeroDivisionError, ValueError, TypeError, OverflowError, ArithmeticError) as exc:
+        return exc
+
+
 def explain_at(expr: sp.Expr, values: dict[sp.Symbol, Any], value: Any) -> str:
     """Why an expression has no real value at these symbol values: a non-finite input, or the first sub-expression
     outside its domain."""
@@ -330,6 +390,9 @@ def _domain_problem(sub: sp.Basic, values: dict[sp.Symbol, Any]) -> str | None:
         try:  # our evaluator, not evalf with subs: evalf leaves noise like 1e-160 where the value is exactly 0
             with mpmath.workdps(DIGITS):
                 v = Evaluator(dict(values))(e)
+            if v == 0:  # or cancellation at 50 digits: confirm with more
+                with mpmath.workdps(DIGITS * 6):
+                    v = Evaluator(dict(values))(e)
             v = complex(v)
         except (TypeError, ValueError, ZeroDivisionError, OverflowError, ArithmeticError):
             return None
@@ -339,8 +402,9 @@ def _domain_problem(sub: sp.Basic, values: dict[sp.Symbol, Any]) -> str | None:
     at = f" at {where}" if where else ""
     if isinstance(sub, sp.Mul):
         factors = [num(f) for f in sub.args]
-        if any(f == 0 for f in factors) and any(f is None for f in factors):
-            pole = next(display(f) for f, v in zip(sub.args, factors) if v is None)
+        infinite = [v is None or not math.isfinite(v) for v in factors]
+        if any(f == 0 for f in factors) and any(infinite):
+            pole = next(display(f) for f, inf in zip(sub.args, infinite) if inf)
             zero = next(display(f) for f, v in zip(sub.args, factors) if v == 0)
             return f"the formula is indeterminate{at}: 0·inf ({zero} = 0 times {pole}, which has no finite value)"
     if isinstance(sub, sp.log):

@@ -15,7 +15,7 @@ import sympy as sp
 from sympy.functions.elementary.piecewise import ExprCondPair
 
 from .dag import DagEvaluator
-from .symfuncs import LogAbsGamma, Sinc, SincDerivative, StopGrad, XLogY
+from .symfuncs import LogAbsGamma, Ndtr, Sinc, SincDerivative, StopGrad, XLogY
 
 
 def _heaviside(x: Any, h0: Any = None) -> Any:
@@ -62,7 +62,7 @@ FUNCTIONS: dict[type, Callable[..., Any]] = {
     sp.loggamma: mpmath.loggamma, sp.sec: mpmath.sec, sp.csc: mpmath.csc, sp.cot: mpmath.cot,
     sp.sech: mpmath.sech, sp.csch: mpmath.csch, sp.coth: mpmath.coth,
     StopGrad: lambda x: x, LogAbsGamma: lambda x: mpmath.log(abs(mpmath.gamma(x))),
-    sp.besseli: mpmath.besseli, Sinc: sinc, SincDerivative: sinc_derivative, XLogY: xlogy,
+    sp.besseli: mpmath.besseli, Sinc: sinc, SincDerivative: sinc_derivative, XLogY: xlogy, Ndtr: mpmath.ncdf,
 }
 _RELATIONS: dict[type, Callable[[Any, Any], bool]] = {
     sp.StrictLessThan: lambda a, b: a < b, sp.LessThan: lambda a, b: a <= b,

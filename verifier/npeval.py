@@ -16,7 +16,7 @@ import sympy as sp
 from sympy.functions.elementary.piecewise import ExprCondPair
 
 from .dag import DagEvaluator
-from .symfuncs import LogAbsGamma, Sinc, SincDerivative, StopGrad, XLogY
+from .symfuncs import LogAbsGamma, Ndtr, Sinc, SincDerivative, StopGrad, XLogY
 
 
 def _polygamma(n: Any, x: Any) -> Any:
@@ -55,7 +55,7 @@ FUNCTIONS: dict[type, Callable[..., Any]] = {
     sp.sec: lambda x: 1 / np.cos(x), sp.csc: lambda x: 1 / np.sin(x), sp.cot: lambda x: 1 / np.tan(x),
     sp.sech: lambda x: 1 / np.cosh(x), sp.csch: lambda x: 1 / np.sinh(x), sp.coth: lambda x: 1 / np.tanh(x),
     StopGrad: lambda x: x, LogAbsGamma: sc.gammaln,
-    sp.besseli: sc.iv, Sinc: np.sinc, XLogY: sc.xlogy, SincDerivative: sinc_derivative,
+    sp.besseli: sc.iv, Sinc: np.sinc, XLogY: sc.xlogy, SincDerivative: sinc_derivative, Ndtr: sc.ndtr,
 }
 _RELATIONS: dict[type, Callable[[Any, Any], Any]] = {
     sp.StrictLessThan: np.less, sp.LessThan: np.less_equal, sp.StrictGreaterThan: np.greater,
@@ -137,6 +137,7 @@ class TorchBackend(Backend):
             sp.cot: lambda x: 1 / T.tan(x), sp.sech: lambda x: 1 / T.cosh(x), sp.csch: lambda x: 1 / T.sinh(x),
             sp.coth: lambda x: 1 / T.tanh(x), StopGrad: lambda x: x, LogAbsGamma: T.lgamma,
             sp.besseli: scipy_fn(sc.iv), Sinc: T.sinc, XLogY: sp_.xlogy, SincDerivative: scipy_fn(sinc_derivative),
+            Ndtr: sp_.ndtr,
         }
         self.relations = {sp.StrictLessThan: T.lt, sp.LessThan: T.le, sp.StrictGreaterThan: T.gt,
                           sp.GreaterThan: T.ge, sp.Equality: T.eq, sp.Unequality: T.ne}

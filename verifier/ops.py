@@ -375,9 +375,9 @@ _unary("i0", lambda S, x: S.besseli(0, x), lambda T, x: T.i0(x), "I0" + _T, doc=
 _unary("i0e", lambda S, x: S.exp(-S.Abs(x)) * S.besseli(0, x), _special("i0e"), "SpecialI0E" + _T)
 _unary("i1", lambda S, x: S.besseli(1, x), _special("i1"), "SpecialI1" + _T)
 _unary("i1e", lambda S, x: S.exp(-S.Abs(x)) * S.besseli(1, x), _special("i1e"), "SpecialI1E" + _T)
-_unary("ndtr", lambda S, x: S.erfc(-x / S.sqrt(2)) / 2, _special("ndtr"), None, doc="standard normal CDF")
+_unary("ndtr", lambda S, x: S.Ndtr(x), _special("ndtr"), None, doc="standard normal CDF")
 _unary("ndtri", lambda S, x: S.sqrt(2) * S.erfinv(2 * x - 1), _special("ndtri"), "SpecialNdtri" + _T)
-_unary("log_ndtr", lambda S, x: S.log(S.erfc(-x / S.sqrt(2)) / 2), _special("log_ndtr"), "SpecialLogNdtr" + _T)
+_unary("log_ndtr", lambda S, x: S.log(S.Ndtr(x)), _special("log_ndtr"), "SpecialLogNdtr" + _T)
 _unary("erfcx", lambda S, x: S.exp(x**2) * S.erfc(x), _special("erfcx"), "SpecialErfcx" + _T)
 _unary("entr", lambda S, x: -S.XLogY(x, x), _special("entr"), "SpecialEntr" + _T, doc="-x log x")
 _unary("trigamma", lambda S, x: S.polygamma(1, x), lambda T, x: T.polygamma(1, x), "Polygamma" + _T,

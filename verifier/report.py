@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .compare import KINK, Comparison, Diagnosis, Edge, Fact
+from .compare import KINK, REMOVABLE, Comparison, Diagnosis, Edge, Fact
 from .errors import CaseError
 from .results import EDGE, FINDING, CaseResult, CheckResult, RunResult
 
@@ -206,7 +206,11 @@ def edge_points(result: CaseResult) -> list[tuple[int, Comparison, Edge]]:
     for check in result.checks:
         if check.check not in REVERSE_MODE:
             continue
-        for c in check.comparisons[:1] if check.check == "backward" else [x for x in check.comparisons if "ones" in x.label]:
+        if check.check == "backward":
+            reverse = [x for x in check.comparisons if x.path.startswith("y.backward()")]
+        else:
+            reverse = [x for x in check.comparisons if "ones" in x.label]
+        for c in reverse:
             for e in c.edges:
                 key = (check.point, c.wrt, e.index)
                 if key not in seen:
@@ -228,8 +232,16 @@ def edge_text(result: CaseResult, point: int, c: Comparison, e: Edge) -> str:
         facts = e.reason or "no exact value"
     else:
         facts = f"exact {fmt(e.left)}"
-    verdict = "accepted" if e.accepted else "torch's value is not finite"
-    return f"{e.kind} at {at} (point {point + 1}): {facts}; torch {fmt(e.got)} ({verdict})"
+    return f"{e.kind} at {at} (point {point + 1}): {facts}; torch {fmt(e.got)} ({edge_verdict(e)})"
+
+
+def edge_verdict(e: Edge) -> str:
+    """Whether torch's value at an edge point is one the exact facts allow, in words."""
+    if e.kind == KINK:
+        return f"accepted ({e.side})" if e.accepted else "outside the one-sided derivatives"
+    if e.kind == REMOVABLE:
+        return "agrees with the exact derivative" if e.accepted else "differs from the exact derivative"
+    return "accepted (no derivative exists)"
 
 
 def edge_lines(result: CaseResult, limit: int | None = 8) -> list[str]:

@@ -83,6 +83,23 @@ class SincDerivative(sp.Function):
         return f"sinc^({printer._print(n)})({printer._print(x)})"
 
 
+class Ndtr(sp.Function):
+    """The standard normal CDF, (1 + erf(x / sqrt 2)) / 2, kept as one function: sympy would rewrite erfc(-x/sqrt 2)
+    as 2 - erfc(x/sqrt 2), which cancels catastrophically for large negative x."""
+
+    nargs = 1
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        x = self.args[0]
+        return sp.exp(-(x**2) / 2) / sp.sqrt(2 * sp.pi)
+
+    def _eval_is_real(self) -> bool | None:
+        return self.args[0].is_real
+
+    def _sympystr(self, printer: Any) -> str:
+        return f"ndtr({printer._print(self.args[0])})"
+
+
 class XLogY(sp.Function):
     """torch.xlogy: x log(y), and 0 wherever x = 0 (torch's convention, also at y = 0)."""
 
@@ -114,6 +131,7 @@ S = types.SimpleNamespace(**{n: getattr(sp, n) for n in dir(sp) if not n.startsw
 S.StopGrad = StopGrad
 S.LogAbsGamma = LogAbsGamma
 S.Sinc = Sinc
+S.Ndtr = Ndtr
 S.XLogY = XLogY
 
 NONSMOOTH = (sp.Abs, sp.sign, sp.Max, sp.Min, sp.Heaviside, sp.Piecewise)

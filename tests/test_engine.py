@@ -150,6 +150,10 @@ def test_the_whole_bundled_suite_passes():
     result = run([CASES])
     assert not result.errors
     allowed = {False: {"pass"}, True: {"xfail"}}
+    import torch
+
+    if not torch.cuda.is_available():  # the device cases skip, with the reason
+        allowed = {k: v | {"skip"} if k is False else v for k, v in allowed.items()}
     failing = [(c.name, c.status) for c in result.cases
                if c.status not in ({"pass", "edge", "finding"} if c.case.op else allowed[bool(c.case.expect_failure)])]
     assert not failing

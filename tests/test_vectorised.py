@@ -18,14 +18,17 @@ from verifier.vectorised import VectorReference, vectorisable
 from .conftest import CASES
 from .mutations import sin_exp
 
-BUNDLED = [c for c in load_cases(CASES)
-           if not c.impl and vectorisable(c) is None and sum(i.value.size for i in c.inputs) <= 4096]
+BUNDLED = [c for c in load_cases(CASES) if not c.impl and c.device == "cpu" and not c.compile
+           and vectorisable(c) is None and sum(i.value.size for i in c.inputs) <= 4096]
 
 
 @pytest.mark.parametrize("case", BUNDLED, ids=[c.name for c in BUNDLED])
 def test_same_verdict_as_element_expansion(case):
     vectorised = verify_case(replace(case, reference="vectorised"))
     expanded = verify_case(replace(case, reference="expand"))
+    if any("limit" in e.reason for ch in expanded.checks for c in ch.comparisons for e in c.edges):
+        pytest.xfail("limits at indeterminate formulas (0·inf) are taken by element expansion only; the vectorised "
+                     "reference leaves those points undefined")
     assert vectorised.evaluation.startswith("vectorised")
     assert (vectorised.status, vectorised.diagnoses()) == (expanded.status, expanded.diagnoses())
 

@@ -177,9 +177,11 @@ class ArrayEvaluator(Evaluator):
         if isinstance(node, sp.Piecewise):
             out = np.full(self.size, mpmath.nan, dtype=object)
             taken = np.zeros(self.size, dtype=bool)
-            for value, cond in zip(args[::2], args[1::2]):
+            for value, cond in args:  # each argument is an (expression, condition) pair
                 c = np.broadcast_to(np.asarray(cond, dtype=bool), (self.size,)) & ~taken
-                out = np.where(c, np.broadcast_to(value, (self.size,)), out)
+                column = np.empty(self.size, dtype=object)
+                column[:] = value if isinstance(value, np.ndarray) else [value] * self.size
+                out = np.where(c, column, out)
                 taken |= c
             return out
         if isinstance(node, ExprCondPair):

@@ -314,5 +314,5 @@ def test_sweep_evaluates_where_branches_per_point():
     # Regression: the array evaluator read a where()'s (value, condition) pairs wrongly and raised on every
     # Piecewise (elu, leaky_relu, huber_loss, copysign, where). The NaN of the untaken sqrt branch is counted.
     r = sweep_case(_case("where(x > 0, sqrt(x), 0 * x)", {"x": 0.5}, sweep={"x": [-10, 10]}), n=2000)
-    assert r.points + r.nonfinite == 2000 and r.nonfinite > 500 and r.max_ulps <= 1 and r.finding
+    assert r.points + r.nonfinite == 2000 and r.nonfinite > 500 and r.max_ulps <= 2 and r.finding
     assert sweep_case(_case("elu(x)", {"x": 0.5}, sweep={"x": [-10, 10]}), n=2000).max_ulps <= 2

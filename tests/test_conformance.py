@@ -316,3 +316,12 @@ def test_sweep_evaluates_where_branches_per_point():
     r = sweep_case(_case("where(x > 0, sqrt(x), 0 * x)", {"x": 0.5}, sweep={"x": [-10, 10]}), n=2000)
     assert r.points + r.nonfinite == 2000 and r.nonfinite > 500 and r.max_ulps <= 2 and r.finding
     assert sweep_case(_case("elu(x)", {"x": 0.5}, sweep={"x": [-10, 10]}), n=2000).max_ulps <= 2
+
+
+def test_k_backward_calls_keep_the_facts_of_an_edge():
+    # Regression: k x grad (retain_graph, accumulation) dropped the note of a removable singularity, so torch's 0
+    # at binary_cross_entropy's p = 0 counted as a finding in those comparisons and as an edge in the first
+    result = verify_case(_case("binary_cross_entropy(p, y)", {"p": [0.0, 0.5], "y": [0.0, 1.0]}, op="torch.bce",
+                               checks=["backward", "accumulate"]))
+    assert result.status == "edge", [(c.label, c.path, c.unclassified) for ch in result.checks for c in ch.comparisons
+                                     if c.unclassified]

@@ -138,7 +138,7 @@ class Ctx:
 def scaled(e: Exact, k: float) -> Exact:
     """k times an exact quantity (refining it refines the original)."""
     lo = e.lo * k
-    out = Exact(lo, lo if e.hi is e.lo else e.hi * k, dict(e.undefined), e.kinks)
+    out = Exact(lo, lo if e.hi is e.lo else e.hi * k, dict(e.undefined), e.kinks, notes=dict(e.notes))
     out.exact_at = e.exact_at
     if e.refine is not None:
         def refine(idx: np.ndarray, thorough: bool = True) -> None:

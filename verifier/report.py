@@ -455,6 +455,9 @@ def write_text(path: str | Path, text: str) -> None:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # a report is an ordinary file (mkstemp makes it private)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)

@@ -299,7 +299,7 @@ MAX_SWEEP_POINTS = 10_000_000  # exact values are mpmath numbers: about 1 KB eac
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from . import report, sweep
+    from . import plots, report, sweep
     from .loading import collect
     from .runner import select
 
@@ -340,7 +340,7 @@ def _sweep(args: argparse.Namespace) -> int:
         if args.plot:
             (target / "plots").mkdir(exist_ok=True)
             for r in done:
-                sweep.plot(r, str(target / "plots" / f"{r.case}.png"))
+                plots.plot_ulps(r, target / "plots" / f"{r.case}.png")
         out.print(f"wrote {target / 'sweep.md'}, {target / 'sweep.csv'}" + (f" and {len(done)} plots" if args.plot else ""))
     findings = sum(r.finding for r in done)
     out.print(f"{len(done)} swept, {findings} with findings" + (f", {len(failed)} could not be swept" if failed else ""))

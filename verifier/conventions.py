@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from .compare import KINK, Edge
-from .report import diagnosis_text, edge_points, edge_verdict, fmt
+from .report import _array_text, diagnosis_text, edge_points, edge_verdict, fmt
 from .results import FINDING, CaseResult, RunResult
 from .sweep import _group
 
@@ -19,14 +19,7 @@ KIND_ORDER = ("kink", "removable singularity", "pole", "0·inf", "outside the do
 
 def _point(result: CaseResult, point: int) -> str:
     values = result.points[point] if point < len(result.points) else {}
-    return ", ".join(f"{n} = {_value(v)}" for n, v in values.items())
-
-
-def _value(v: Any) -> str:
-    arr = np.asarray(v, dtype=np.float64)
-    if arr.ndim == 0:
-        return fmt(float(arr))
-    return "[" + ", ".join(_value(a) for a in arr) + "]"
+    return ", ".join(f"{n} = {_array_text(np.asarray(v, dtype=np.float64))}" for n, v in values.items())
 
 
 def _exact(e: Edge) -> str:

@@ -131,14 +131,10 @@ class PointReference:
                         continue
                     scale = max(abs(left), abs(right), 1)
                     if abs(left - right) > mpmath.mpf(10) ** (-DIGITS // 3) * scale:
-                        # a one-sided derivative that grows without bound towards the point (sqrt's at 0) is infinite
-                        steep = [name for name, far, near in (("left", left, closer[0][i]), ("right", right, closer[1][i]))
-                                 if near is not None and abs(near) > 1e6 and abs(near) > 100 * abs(far)]
+                        steep = infinite_sides((left, right), (closer[0][i], closer[1][i]), s, x)
                         if steep:
-                            at = f"{display(s)} = {float(x):.17g}"
                             lo[i, j] = hi[i, j] = None
-                            bad[i * n + j] = f"the function has a pole at {at}: the {' and '.join(steep)} derivative " \
-                                             "is infinite"
+                            bad[i * n + j] = steep
                             continue
                         lo[i, j], hi[i, j] = left, right
                         kinks[i, j] = True
@@ -327,6 +323,18 @@ class PointReference:
         exprs = self.ref.node_gradient(node, weights)
         vals, bad = self._eval(f"node:{node}", exprs)
         return _exact(vals, bad, self.ref.case.shapes[node])
+
+
+def infinite_sides(far: tuple[Any, Any], near: tuple[Any, Any], symbol: sp.Symbol, x: Any) -> str | None:
+    """One-sided derivatives taken at a step and at a million times closer (left, right): a side that grows without
+    bound towards the point (sqrt's at 0, a where() boundary next to a pole) is infinite, a pole and not a kink. The
+    reason, else None."""
+    steep = [name for name, f, c in zip(("left", "right"), far, near)
+             if c is not None and abs(c) > 1e6 and abs(c) > 100 * abs(f)]
+    if not steep:
+        return None
+    return f"the function has a pole at {display(symbol)} = {float(x):.17g}: the {' and '.join(steep)} derivative is " \
+           "infinite"
 
 
 def _value(evaluate_at: Evaluator, e: sp.Expr) -> Any:

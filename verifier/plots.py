@@ -96,3 +96,27 @@ def plot_training(data: dict[str, Any], path: str | Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_ulps(r: Any, path: str | Path) -> None:
+    """A sweep's error in ULPs against the input value (log scale; zero errors drawn at the bottom)."""
+    from .sweep import FINDING_ULPS, WIDE, _g
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    if r.ulps.size:
+        ax.scatter(r.x, np.maximum(r.ulps, 1e-3), s=1, alpha=0.3, color="tab:blue", rasterized=True)
+        ax.set_yscale("log")
+        span = np.nanmax(np.abs(r.x)) if r.x.size else 1
+        positive = r.x[r.x > 0]
+        if span > WIDE:
+            ax.set_xscale("symlog", linthresh=max(1e-8 * span, float(positive.min()) if positive.size else 1e-8))
+        ax.axhline(FINDING_ULPS, color="tab:red", lw=0.8, ls="--", label=f"{FINDING_ULPS:g} ULPs")
+        ax.legend(loc="upper right", fontsize=8)
+    ax.set_xlabel(r.input_name)
+    ax.set_ylabel(f"|torch - exact| in ULPs ({r.dtype})")
+    ax.set_title(f"{r.op} ({r.dtype}): median {_g(r.median_ulps)}, max {_g(r.max_ulps)} ULPs over {r.points} points",
+                 fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

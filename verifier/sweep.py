@@ -17,7 +17,7 @@ import numpy as np
 
 from .case import Case
 from .errors import CaseError
-from .expr import Bin, Call, Cmp, Index, walk
+from .expr import Bin, Call, Index, walk
 from .ops import ELEMENTWISE, OPS
 
 DIGITS = 30  # enough to measure float64 errors to a small fraction of an ULP
@@ -80,8 +80,6 @@ def _elementwise(case: Case) -> bool:
                 return False
             if isinstance(n, Call) and OPS[n.func].kind != ELEMENTWISE and not (n.func in ("max", "min") and len(n.args) == 2):
                 return False
-            if isinstance(n, Cmp):
-                continue
     return True
 
 
@@ -282,33 +280,6 @@ def csv_text(results: list[SweepResult]) -> str:
     for r in results:
         w.writerow(row(r))
     return buf.getvalue()
-
-
-def plot(r: SweepResult, path: str) -> None:
-    """Error in ULPs against the input value (log scale; zero errors drawn at the bottom)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    if r.ulps.size:
-        floor = 1e-3
-        ax.scatter(r.x, np.maximum(r.ulps, floor), s=1, alpha=0.3, color="tab:blue", rasterized=True)
-        ax.set_yscale("log")
-        span = np.nanmax(np.abs(r.x)) if r.x.size else 1
-        positive = r.x[r.x > 0]
-        if span > WIDE:
-            ax.set_xscale("symlog", linthresh=max(1e-8 * span, float(positive.min()) if positive.size else 1e-8))
-        ax.axhline(FINDING_ULPS, color="tab:red", lw=0.8, ls="--", label=f"{FINDING_ULPS:g} ULPs")
-        ax.legend(loc="upper right", fontsize=8)
-    ax.set_xlabel(r.input_name)
-    ax.set_ylabel(f"|torch - exact| in ULPs ({r.dtype})")
-    ax.set_title(f"{r.op} ({r.dtype}): median {_g(r.median_ulps)}, max {_g(r.max_ulps)} ULPs over {r.points} points",
-                 fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def _group(case: Case) -> str:

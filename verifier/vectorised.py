@@ -25,7 +25,7 @@ import sympy as sp
 from .cache import case_key, memo
 from .case import Case
 from .errors import LimitError
-from .evaluation import ZERO_INF_RULE, _is_real, _round, explain_at
+from .evaluation import ZERO_INF_RULE, _is_real, _round, explain_at, infinite_sides
 from .expr import Bin, Call, Cmp, Const, Index, Name, Neg, Node, Num, unparse
 from .limits import LIMITS
 from .mpeval import Evaluator as MpEvaluator
@@ -546,16 +546,9 @@ class Quantity:
 
 def _infinite_sides(expr: sp.Expr, values: dict[sp.Symbol, Any], leaf: sp.Symbol, x: Any, delta: Any,
                     sides: tuple[Any, Any]) -> str | None:
-    """As element expansion does: a one-sided derivative that grows without bound towards the point is infinite (a
-    pole at the boundary of a where(), sqrt's at 0), not a kink; the reason, else None."""
-    steep = []
-    for name, sign, far in (("left", -1, sides[0]), ("right", 1, sides[1])):
-        near, why = _mp(expr, {**values, leaf: x + sign * delta * mpmath.mpf(10) ** -6})
-        if why is None and abs(near) > 1e6 and abs(near) > 100 * abs(far):
-            steep.append(name)
-    if not steep:
-        return None
-    return f"the function has a pole at {display(leaf)} = {float(x):.17g}: the {' and '.join(steep)} derivative is infinite"
+    """Element expansion's rule (evaluation.infinite_sides) for one term: the reason a side is infinite, else None."""
+    near = [_mp(expr, {**values, leaf: x + sign * delta * mpmath.mpf(10) ** -6})[0] for sign in (-1, 1)]
+    return infinite_sides(sides, (near[0], near[1]), leaf, x)
 
 
 def _mp(expr: sp.Expr, values: dict[sp.Symbol, Any]) -> tuple[Any, str | None]:

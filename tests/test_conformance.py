@@ -181,7 +181,7 @@ def test_a_dtype_list_makes_one_case_per_dtype(tmp_path):
 
 
 @pytest.mark.parametrize("extra, key", [
-    ("dtype: [float64, float64]", "dtype"), ("dtype: [float16]", "dtype"), ("dtype: []", "dtype"),
+    ("dtype: [float64, float64]", "dtype"), ("dtype: [float8]", "dtype"), ("dtype: []", "dtype"),
     ("op: 'torch.sin; import os'", "op"), ("op: 3", "op"), ("sweep: {x: [1, 0]}", "sweep.x"),
     ("sweep: {y: [0, 1]}", "sweep"), ("sweep: {x: [0, .inf]}", "sweep.x"),
 ])

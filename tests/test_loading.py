@@ -96,8 +96,9 @@ samples: 3
      ":3, case 'a', key 'inputs.x.shape': constructor 'eye' needs a shape"),
     ("name: a\ninputs:\n  x: [[1, 2], [3]]\nfunction: x\n",
      ":3, case 'a', key 'inputs.x': ragged nested list: every row must have the same length"),
-    ("name: a\ninputs: {x: 1}\nfunction: x\ndtype: float16\n",
-     ":4, case 'a', key 'dtype': dtype 'float16' is not supported; allowed: float64, float32"),
+    ("name: a\ninputs: {x: 1}\nfunction: x\ndtype: int8\n",
+     ":4, case 'a', key 'dtype': dtype 'int8' is not supported; allowed: float64, float32, float16, bfloat16, "
+     "complex128, complex64"),
     ("name: a\ninputs: {x: 1}\nfunction: x\nchecks: [backwards]\n",
      ":4, case 'a', key 'checks': unknown check 'backwards' (did you mean 'backward'?)"),
     ("name: a\ninputs: {x: 1}\nfunction: [x]\n", ":3, case 'a', key 'function': expected an expression string, got list"),

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from verifier import GradientMismatch, assert_gradients_match, load_cases
+from verifier.dtypes import HALF
 from verifier.runner import make_reference, verify_case
 from verifier.symbolic import Reference
 from verifier.validation import case_from_expression
@@ -19,6 +20,7 @@ from .conftest import CASES
 from .mutations import sin_exp
 
 BUNDLED = [c for c in load_cases(CASES) if not c.impl and c.device == "cpu" and not c.compile
+           and c.dtype not in HALF  # only element expansion bounds half-precision rounding per element
            and not (c.op and c.dtype == "float32")  # one dtype of each conformance case: the formulas are the same
            and vectorisable(c) is None and sum(i.value.size for i in c.inputs) <= 4096]
 

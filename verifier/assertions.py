@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .case import DEFAULT_TOLERANCES, Tolerance
+from .case import DEFAULT_TOLERANCES, DTYPES, Tolerance
 from .errors import CaseError, GradientMismatch
 from .results import CaseResult
 
@@ -74,8 +74,8 @@ def _dtype(inputs: Mapping[str, Any]) -> str:
     if not inputs:
         raise CaseError("inputs is empty: give at least one tensor")
     kinds = {str(t.dtype).replace("torch.", "") if isinstance(t, torch.Tensor) else "float64" for t in inputs.values()}
-    if len(kinds) != 1 or not kinds <= {"float64", "float32"}:
-        raise CaseError(f"inputs must all be float64 or all float32 tensors, got {sorted(kinds)}")
+    if len(kinds) != 1 or not kinds <= set(DTYPES):
+        raise CaseError(f"inputs must all be tensors of one dtype, one of {', '.join(DTYPES)}; got {sorted(kinds)}")
     return kinds.pop()
 
 

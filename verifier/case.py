@@ -8,11 +8,12 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from .dtypes import FLOATS, UNIT_ROUNDOFF, smallest_subnormal
 from .expr import Node
 from .ops import Shape
 
 CHECKS = ("value", "backward", "vjp", "grad", "higher", "jvp", "jacobian", "accumulate", "graph", "nograd", "expect",
-          "train", "compile")
+          "train", "compile", "wirtinger")
 CHECK_DOCS = {
     "value": "the forward value against the exact value",
     "backward": "y.backward() fills every leaf's .grad; retain_graph semantics",
@@ -28,12 +29,15 @@ CHECK_DOCS = {
     "train": "a training loop (torch.optim, manual updates, or a user's step) against the loop driven by exact gradients",
     "compile": "torch.compile(fn): value, y.backward(), y.backward(v) and autograd.grad of the compiled function against "
                "the exact derivative, and its gradient against eager torch's",
+    "wirtinger": "complex inputs: both Wirtinger derivatives from the exact reference; torch's z.grad, autograd.grad "
+                 "and torch.func.vjp against conj(ds/dz) g + conj(g) ds/dz̄, its jvp against ds/dz u + ds/dz̄ conj(u)",
 }
 COMPILE_BACKENDS = ("auto", "inductor", "aot_eager", "eager")
 DIAGNOSES = ("accumulated", "missing_zero_grad", "kink", "factor", "relative", "sign", "zero", "none", "nonfinite", "transpose",
+             "conjugate",
              "shape", "partial", "inaccurate",
              "any")
-DTYPES = ("float64", "float32")
+DTYPES = FLOATS
 REFERENCES = ("auto", "expand", "vectorised", "matrix")
 
 
@@ -50,6 +54,10 @@ class Tolerance:
 DEFAULT_TOLERANCES: Mapping[str, Tolerance] = MappingProxyType({
     "float64": Tolerance(rtol=1e-11, atol=1e-13),
     "float32": Tolerance(rtol=2e-5, atol=1e-6),
+    # float16 and bfloat16: one rounding of the result, and the subnormal floor; the rounding the computation itself
+    # does is bounded per element by the reference (verifier.rounding) and added to these
+    "float16": Tolerance(rtol=UNIT_ROUNDOFF["float16"], atol=16 * smallest_subnormal("float16")),
+    "bfloat16": Tolerance(rtol=UNIT_ROUNDOFF["bfloat16"], atol=16 * smallest_subnormal("bfloat16")),
 })
 
 
@@ -133,6 +141,9 @@ class Case:
     sweep: Mapping[str, tuple[float, float]] = field(default_factory=dict)  # `gradverify sweep`'s domain per input
     device: str = "cpu"  # where the torch side runs (cpu, cuda, cuda:N); the reference is the same everywhere
     compile: str | None = None  # a torch.compile backend (auto: inductor where a C++ compiler exists, else aot_eager)
+    # complex inputs (stored as real pairs, shape + (2,), like torch.view_as_real); complex_output: so is the output
+    complex_inputs: tuple[str, ...] = ()
+    complex_output: bool = False
 
     @property
     def differentiable(self) -> tuple[Input, ...]:

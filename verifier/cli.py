@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import __version__
+from .dtypes import FLOATS as DTYPES
 from .limits import Limits, configure, flag
 
 EXIT_OK, EXIT_FAIL, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -26,7 +27,7 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="verify every case under the paths (default: cases/)")
     run.add_argument("paths", nargs="*", default=["cases"], help="case files or directories")
     run.add_argument("-k", dest="pattern", help="only cases whose name contains PATTERN (or matches it as a glob)")
-    run.add_argument("--dtype", choices=("float64", "float32"), help="override every case's dtype")
+    run.add_argument("--dtype", choices=DTYPES, help="override every case's dtype")
     run.add_argument("--seed", type=int, help="seed of the random grad_outputs and tangents (default: each case's)")
     run.add_argument("--json", dest="json_path", metavar="FILE", help="also write a machine-readable report")
     run.add_argument("--strict", action="store_true", default=None, help="fail at kinks instead of accepting "
@@ -47,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("expression")
     check.add_argument("--at", action="append", default=[], metavar="NAME=VALUE",
                        help="an input value: a number or a list like [1, 2]; repeat for several inputs")
-    check.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    check.add_argument("--dtype", choices=DTYPES, default="float64")
     check.add_argument("--order", type=int, default=2, help="highest derivative order (default 2)")
     check.add_argument("--seed", type=int, default=None)
     check.add_argument("--strict", action="store_true", default=None)
@@ -73,7 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     plot.add_argument("paths", nargs="*", default=["cases"], help="where to look for it (default: cases/)")
     plot.add_argument("-o", "--output", default=None, help="PNG file (default: CASE.png)")
     plot.add_argument("--points", type=int, default=200, help="grid points over the domain (default 200)")
-    plot.add_argument("--dtype", choices=("float64", "float32"))
+    plot.add_argument("--dtype", choices=DTYPES)
 
     sweep = sub.add_parser("sweep", help="torch's gradient at >= 10^5 points of each case's domain against the exact "
                                          "derivative: median and max error in ULPs (markdown and CSV tables, plots)")

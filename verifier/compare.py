@@ -12,9 +12,8 @@ from typing import Any
 import numpy as np
 
 from .case import Tolerance
+from .dtypes import ulp
 from .values import Exact
-
-_FLOAT = {"float64": np.float64, "float32": np.float32}
 
 
 @dataclass
@@ -113,6 +112,7 @@ class Comparison:
     edges: list[Edge] = field(default_factory=list)  # up to MAX_EDGES, kinks first
     edge_count: int = 0
     unclassified: int = 0  # mismatched elements that are not at an edge point: findings of a conformance case
+    slack: np.ndarray | None = None  # the rounding bound allowed per element on top of the tolerance (half precision)
 
     @property
     def passed(self) -> bool:
@@ -129,13 +129,6 @@ class Fact:
     got: Any
     passed: bool
     note: str | None = None
-
-
-def ulp(values: np.ndarray, dtype: str) -> np.ndarray:
-    """The spacing of the dtype at each value (the size of one unit in the last place)."""
-    t = _FLOAT[dtype]
-    with np.errstate(over="ignore", invalid="ignore"):
-        return np.abs(np.spacing(np.abs(values).astype(t))).astype(np.float64)
 
 
 def compare(
@@ -167,7 +160,8 @@ def compare(
             base.diagnosis = Diagnosis("shape")
         base.mismatched = base.unclassified = base.n
         return base
-    if _all_close(base, lo, hi, got, tolerance, dtype):
+    base.slack = exact.slack
+    if _all_close(base, lo, hi, got, tolerance, dtype, exact.slack):
         return base
     left, right = lo, hi  # one-sided derivatives at kinks, in either order
     lo, hi = np.fmin(left, right), np.fmax(left, right)
@@ -175,6 +169,8 @@ def compare(
     kinks = left != right
     kinks &= ~undefined
     allowed = tolerance.atol + tolerance.rtol * np.maximum(np.abs(np.nan_to_num(lo)), np.abs(np.nan_to_num(hi)))
+    if exact.slack is not None:
+        allowed = allowed + exact.slack
     with np.errstate(invalid="ignore", over="ignore"):
         below = np.where(np.isfinite(lo), lo - got, np.where(got == lo, 0.0, np.inf))
         above = np.where(np.isfinite(hi), got - hi, np.where(got == hi, 0.0, np.inf))
@@ -244,7 +240,7 @@ def _edges(left: np.ndarray, right: np.ndarray, got: np.ndarray, kinks: np.ndarr
 
 
 def _all_close(base: Comparison, lo: np.ndarray, hi: np.ndarray, got: np.ndarray, tolerance: Tolerance,
-               dtype: str) -> bool:
+               dtype: str, slack: np.ndarray | None = None) -> bool:
     """The common case in few passes over large arrays: no kinks, nothing undefined, every element within
     tolerance. Fills the worst element and returns True; False sends the comparison down the full path."""
     if lo.size < 4096 or not (lo is hi or np.array_equal(lo, hi)):  # array_equal is False on NaN: full path
@@ -257,6 +253,8 @@ def _all_close(base: Comparison, lo: np.ndarray, hi: np.ndarray, got: np.ndarray
         allowed = np.abs(lo)
         allowed *= tolerance.rtol
         allowed += tolerance.atol
+        if slack is not None:
+            allowed += slack
         score /= allowed  # err / allowed: <= 1 passes
     flat = int(np.argmax(score))  # the first NaN if there is one
     if not score.flat[flat] <= 1.0:  # NaN, infinities and mismatches take the full path

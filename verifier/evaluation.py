@@ -13,6 +13,7 @@ import sympy as sp
 
 from .expr import Node
 from .mpeval import Evaluator
+from .rounding import summed_slack
 from .symbolic import DIGITS, Reference, _basic, display, evaluate
 from .values import Exact
 
@@ -37,6 +38,83 @@ class PointReference:
         self.args = [a for i in ref.case.inputs for a in _to_mp(point[i.name])]
         self._cache: dict[str, Any] = {}
         self.resolved: dict[int, str] = {}  # Jacobian entries whose indeterminate formula has a limit, with a note
+        self.rounding: str | None = None  # a half-precision dtype: each Exact gets the rounding error it allows
+
+    def _slack(self, exprs: Sequence[sp.Expr]) -> tuple[np.ndarray, dict[int, str]] | None:
+        """The absolute error rounding in self.rounding can do to each expression's value (SAFETY * u * R), and the
+        elements whose computation overflows the dtype on the way, with the reason; None at full precision."""
+        if self.rounding is None:
+            return None
+        from .dtypes import LARGEST, UNIT_ROUNDOFF
+        from .rounding import SAFETY, RoundingBound
+
+        with mpmath.workdps(30):
+            bound = RoundingBound(Evaluator(dict(zip(self.ref.args, self.args))))
+            found = [bound.bound(e) for e in exprs]
+        scale = SAFETY * UNIT_ROUNDOFF[self.rounding]
+        slack = np.array([scale * r if math.isfinite(r) else 0.0 for r, _ in found])
+        largest = LARGEST[self.rounding]
+        over = {k: f"the exact value or an intermediate of its formula reaches {peak:.4g}, beyond {self.rounding}'s "
+                   f"largest finite value {largest:g}: the dtype cannot carry this computation"
+                for k, (_, peak) in enumerate(found) if peak > largest}
+        return slack, over
+
+    def _jacobian_slack(self) -> tuple[np.ndarray, dict[int, str]] | None:
+        """The rounding slack of every Jacobian entry, shape (out, wrt), and the entries that overflow."""
+        if self.rounding is None:
+            return None
+        if "jac_slack" not in self._cache:
+            jac = self.ref.jacobian()
+            slack, over = self._slack([e for row in jac for e in row])  # type: ignore[misc]
+            slack = slack.reshape(len(jac), len(self.ref.wrt)) + self._forward_rounding(jac)
+            self._cache["jac_slack"] = slack, over
+        return self._cache["jac_slack"]  # type: ignore[no-any-return]
+
+    def _forward_rounding(self, jac: list[list[sp.Expr]]) -> np.ndarray:
+        """What rounding the forward value does to a backward formula that reads it (torch's sigmoid backward is
+        y (1 - y) from the rounded y, tanh's 1 - y², exp's y): a value y_i rounded by u |y_i| is the value at an input
+        moved by u |y_i| / |dy_i/dx_j|, where the derivative is off by |d²y_i/dx_j²| times that. Per Jacobian entry."""
+        out = np.zeros((len(jac), len(self.ref.wrt)))
+        for i, row in enumerate(jac):
+            for j, d in enumerate(row):
+                out[i, j] = self._shift(i, row[j], d, j)
+        return out
+
+    def _forward_rounding_higher(self, keys: list[tuple[int, ...]], exprs: list[sp.Expr]) -> np.ndarray:
+        """The same for the entries of an order-k derivative of a scalar output: along each input j it differentiates
+        by, the shift u |y| / |dy/dx_j| times the entry's own derivative along x_j."""
+        first = self.ref.jacobian()[0]
+        return np.array([sum(self._shift(0, first[j], e, j) for j in set(k)) for k, e in zip(keys, exprs)])
+
+    def _shift(self, i: int, slope: sp.Expr, entry: sp.Expr, j: int) -> float:
+        """u |y_i| / |dy_i/dx_j| (the input shift a rounded y_i stands for) times |d entry / dx_j|; 0 where either
+        derivative is 0 or has no value."""
+        from .dtypes import UNIT_ROUNDOFF
+
+        s = self.ref.wrt[j]
+        if entry == 0 or s not in entry.free_symbols:
+            return 0.0
+        if "shift_at" not in self._cache:
+            self._cache["shift_at"] = Evaluator(dict(zip(self.ref.args, self.args)))
+        at = self._cache["shift_at"]
+        with mpmath.workdps(30):
+            y, dy, curve = (_value(at, e) for e in (self.ref.flat_out[i], slope, sp.diff(entry, s)))
+        if not all(isinstance(v, mpmath.mpf) and mpmath.isfinite(v) for v in (y, dy, curve)) or dy == 0:
+            return 0.0
+        return float(UNIT_ROUNDOFF[self.rounding or "float64"] * abs(curve) * abs(y) / abs(dy))
+
+    def _with_slack(self, ex: Exact, exprs: Sequence[sp.Expr] | None = None,
+                    found: tuple[np.ndarray, dict[int, str]] | None = None) -> Exact:
+        """ex with the rounding slack of its expressions (in order of ex's flat elements), or the one given."""
+        found = found if found is not None or exprs is None else self._slack(exprs)
+        if found is not None:
+            slack, over = found
+            ex.slack = slack.reshape(ex.lo.shape)
+            for k, why in over.items():
+                if k not in ex.undefined:
+                    ex.lo.flat[k] = ex.hi.flat[k] = math.nan
+                    ex.undefined[k] = why
+        return ex
 
     def _eval(self, key: str, exprs: Sequence[sp.Expr], args: list[Any] | None = None) -> tuple[list[Any], dict[int, str]]:
         """Evaluate expressions in DIGITS digits; elements that do not exist come back None with a reason."""
@@ -77,7 +155,7 @@ class PointReference:
 
     def value(self) -> Exact:
         vals, bad = self._eval("value", self.ref.flat_out)
-        return _exact(vals, bad, self.ref.output.shape)
+        return self._with_slack(_exact(vals, bad, self.ref.output.shape), self.ref.flat_out)
 
     def _jacobian_mp(self) -> tuple[np.ndarray, np.ndarray, dict[int, str], np.ndarray]:
         """(lo, hi, undefined, kink mask) of the Jacobian as mp object arrays, shape (out, wrt)."""
@@ -139,6 +217,11 @@ class PointReference:
                         lo[i, j], hi[i, j] = left, right
                         kinks[i, j] = True
                         bad.pop(i * n + j, None)
+        rounding = self._jacobian_slack()
+        for k, why in (rounding[1] if rounding is not None else {}).items():  # beyond a half dtype's range: out, and
+            lo.flat[k] = hi.flat[k] = None  # torch's products meet it as they meet a pole (0·inf)
+            bad.setdefault(k, why)
+            kinks.flat[k] = False
         result = (lo, hi, bad, kinks)
         self._cache["jac"] = result
         return result
@@ -193,6 +276,10 @@ class PointReference:
                 sub_bad[i * width + (j - sl.start)] = why
         ex = _exact(list(lo[:, sl].reshape(-1)), sub_bad, shape, list(hi[:, sl].reshape(-1)))
         ex.kinks = kinks[:, sl].reshape(shape)
+        rounding = self._jacobian_slack()
+        if rounding is not None:
+            slack, over = rounding
+            self._with_slack(ex, found=(slack[:, sl].reshape(-1), _columns(over, n, sl)))
         for flat, note in self.resolved.items():
             i, j = divmod(flat, n)
             if sl.start <= j < sl.stop and i * width + (j - sl.start) not in sub_bad:
@@ -221,6 +308,12 @@ class PointReference:
         ex = _exact(out_lo, out_bad, self.ref.case.shapes[name], out_hi)
         ex.kinks = np.array([kinks[:, j].any() for j in range(sl.start, sl.stop)], dtype=bool).reshape(
             self.ref.case.shapes[name]) if width else None
+        rounding = self._jacobian_slack()
+        n = lo.shape[1]
+        if rounding is not None:  # each term's slack, weighted, and the rounding of the sum over the outputs
+            weights = np.abs(weights.reshape(-1))
+            over = {k % n - sl.start: v for k, v in rounding[1].items() if weights[k // n] and sl.start <= k % n < sl.stop}
+            self._with_slack(ex, found=(summed_slack(weights, rounding[0][:, sl], _finite(lo[:, sl]), self.rounding), over))
         n = lo.shape[1]
         for flat, note in self.resolved.items():
             i, j = divmod(flat, n)
@@ -248,13 +341,21 @@ class PointReference:
             out_hi.append(None if i in out_bad else b)
         ex = _exact(out_lo, out_bad, self.ref.output.shape, out_hi)
         ex.kinks = kinks.any(axis=1).reshape(self.ref.output.shape) if kinks.size else None
+        rounding = self._jacobian_slack()
+        if rounding is not None:
+            t = np.abs(np.array([float(x) for x in u]))
+            n = lo.shape[1]
+            self._with_slack(ex, found=(summed_slack(t, rounding[0].T, _finite(lo).T, self.rounding),
+                                        {k // n: v for k, v in rounding[1].items() if t[k % n]}))
         return ex
 
     def derivative(self, order: int) -> Exact:
         """The order-k derivative tensor of a scalar output, shape (n,) * k over all differentiable elements."""
         if order == 1:
             lo, hi, bad, _ = self._jacobian_mp()
-            return _exact(list(lo.reshape(-1)), bad, (len(self.ref.wrt),), list(hi.reshape(-1)))
+            ex = _exact(list(lo.reshape(-1)), bad, (len(self.ref.wrt),), list(hi.reshape(-1)))
+            rounding = self._jacobian_slack()
+            return ex if rounding is None else self._with_slack(ex, found=(rounding[0].reshape(-1), rounding[1]))
         table = self.ref.derivatives(order)
         keys = list(table)
         vals, bad = self._eval(f"d{order}", [table[k] for k in keys])
@@ -286,6 +387,18 @@ class PointReference:
                     full_bad[int(np.ravel_multi_index(perm, full.shape))] = bad[number]
         ex = _exact(list(full.reshape(-1)), full_bad, full.shape, list(full_hi.reshape(-1)))
         ex.kinks = kinks
+        rounding = self._slack([table[k] for k in keys])
+        if rounding is not None:
+            rounding[0][:] += self._forward_rounding_higher(keys, [table[k] for k in keys])
+            slack = np.zeros(full.shape)
+            over = {}
+            for number, k in enumerate(keys):
+                for perm in set(itertools.permutations(k)):
+                    flat = int(np.ravel_multi_index(perm, full.shape))
+                    slack.flat[flat] = rounding[0][number]
+                    if number in rounding[1]:
+                        over[flat] = rounding[1][number]
+            self._with_slack(ex, found=(slack.reshape(-1), over))
         return ex
 
     def _one_sided(self, keys: list[tuple[int, ...]], exprs: list[sp.Expr]) -> dict[int, tuple[Any, Any]]:
@@ -317,12 +430,12 @@ class PointReference:
         values = np.broadcast_to(evaluate(node, env), shape)
         exprs = [_basic(e) for e in values.reshape(-1)]
         vals, bad = self._eval(f"expr:{id(node)}", exprs)
-        return _exact(vals, bad, shape)
+        return self._with_slack(_exact(vals, bad, shape), exprs)
 
     def node_gradient(self, node: str, weights: np.ndarray) -> Exact:
         exprs = self.ref.node_gradient(node, weights)
         vals, bad = self._eval(f"node:{node}", exprs)
-        return _exact(vals, bad, self.ref.case.shapes[node])
+        return self._with_slack(_exact(vals, bad, self.ref.case.shapes[node]), exprs)
 
 
 def infinite_sides(far: tuple[Any, Any], near: tuple[Any, Any], symbol: sp.Symbol, x: Any) -> str | None:
@@ -335,6 +448,18 @@ def infinite_sides(far: tuple[Any, Any], near: tuple[Any, Any], symbol: sp.Symbo
         return None
     return f"the function has a pole at {display(symbol)} = {float(x):.17g}: the {' and '.join(steep)} derivative is " \
            "infinite"
+
+
+def _columns(entries: dict[int, str], n: int, sl: slice) -> dict[int, str]:
+    """Entries of a (out, n) matrix keyed by flat index, re-keyed for its columns sl."""
+    width = sl.stop - sl.start
+    return {(k // n) * width + (k % n - sl.start): v for k, v in entries.items() if sl.start <= k % n < sl.stop}
+
+
+def _finite(values: np.ndarray) -> np.ndarray:
+    """An object array of mp values (None where undefined) as float magnitudes, 0 where undefined."""
+    return np.array([abs(float(v)) if v is not None and mpmath.isfinite(v) else 0.0 for v in values.reshape(-1)],
+                    dtype=np.float64).reshape(values.shape)
 
 
 def _value(evaluate_at: Evaluator, e: sp.Expr) -> Any:

@@ -89,3 +89,26 @@ def sgd_step_without_zero_grad(params: dict[str, torch.Tensor], loss_fn: Any, lr
         for p in params.values():
             p.sub_(lr * p.grad)
     return loss
+
+
+class ComplexSquare(torch.autograd.Function):
+    """z**2 for complex z with a hand-written backward under torch's convention: grad_in = conj(dz**2/dz) * grad."""
+
+    @staticmethod
+    def forward(ctx: Any, z: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(z)
+        return z * z
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        (z,) = ctx.saved_tensors
+        return grad * (2 * z).conj()
+
+
+class ComplexSquareNoConj(ComplexSquare):
+    """The classic mistake: the holomorphic derivative 2z without the conjugate torch's convention asks for."""
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        (z,) = ctx.saved_tensors
+        return grad * 2 * z

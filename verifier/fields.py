@@ -101,10 +101,33 @@ def number(value: Any, *, finite: bool = True) -> float:
     return out
 
 
-def tensor(value: Any, *, finite: bool = False) -> np.ndarray:
-    """A number or a nested list of numbers as a float64 array; ValueError when ragged or not numeric.
+def complex_number(value: Any) -> complex:
+    """A YAML scalar as a complex number: a real number, or a string such as '1+2j', '-0.5j', '3-4e-2j' (read by
+    Python's complex(), which parses a numeric literal and nothing else)."""
+    if isinstance(value, str) and "j" in value:
+        try:
+            out = complex(value.strip().replace(" ", ""))
+        except ValueError:
+            raise ValueError(f"expected a complex number such as 1+2j, got {kind(value)}") from None
+        if not (math.isfinite(out.real) and math.isfinite(out.imag)):
+            raise ValueError(f"expected a finite complex number, got {value!r}")
+        return out
+    return complex(number(value))
+
+
+def tensor(value: Any, *, finite: bool = False, complex_values: bool = False) -> np.ndarray:
+    """A number or a nested list of numbers as a float64 array (complex128 with complex_values); ValueError when
+    ragged or not numeric.
 
     A numeric numpy array (from the Python API, never from YAML) is taken as it is, copied."""
+    if complex_values:
+        if isinstance(value, np.ndarray) and value.dtype.kind in "fiuc":
+            return np.array(value, dtype=np.complex128)
+        flat: list[Any] = []
+        shape = _nested_shape(value, flat, 0) if isinstance(value, list) else ()
+        if math.prod(shape) > LIMITS.elements:
+            raise ValueError(f"literal has {math.prod(shape)} elements; the limit is {LIMITS.elements}")
+        return np.array([complex_number(v) for v in (flat if shape else [value])], dtype=np.complex128).reshape(shape)
     if isinstance(value, np.ndarray) and value.dtype.kind in "fiu":
         if value.size > LIMITS.elements:
             raise ValueError(f"array has {value.size} elements; the limit is {LIMITS.elements} "
@@ -152,12 +175,14 @@ def _shape(ctx: Ctx, value: Any, key: str, mapping: Any) -> Shape:
     return tuple(dims)
 
 
-def value_spec(ctx: Ctx, spec: Any, key: str, seed: int, *, default_shape: Shape | None = None) -> tuple[np.ndarray, bool]:
-    """Parse an input-like value: number, literal list or {value|sample, shape, ...}; returns (array, requires_grad)."""
+def value_spec(ctx: Ctx, spec: Any, key: str, seed: int, *, default_shape: Shape | None = None,
+               complex_values: bool = False) -> tuple[np.ndarray, bool]:
+    """Parse an input-like value: number, literal list or {value|sample, shape, ...}; returns (array, requires_grad).
+    With complex_values, numbers may be complex ('1+2j') and a sample draws the real and imaginary parts."""
     parent = spec if isinstance(spec, Mapping) else None
     if not isinstance(spec, Mapping):
         try:
-            return tensor(spec), True
+            return tensor(spec, complex_values=complex_values), True
         except ValueError as exc:
             raise ctx.error(key, str(exc)) from None
     check_keys(ctx, spec, INPUT_KEYS, key)
@@ -169,7 +194,8 @@ def value_spec(ctx: Ctx, spec: Any, key: str, seed: int, *, default_shape: Shape
     if "sample" in spec and "value" in spec:
         raise ctx.error(key, "give either value or sample, not both", parent, "sample")
     if "sample" in spec:
-        return _sample(ctx, spec, key, shape or (), spec.get("seed", seed)), requires_grad
+        drawn = _sample(ctx, spec, key, shape or () if not complex_values else (2,) + (shape or ()), spec.get("seed", seed))
+        return (drawn[0] + 1j * drawn[1] if complex_values else drawn), requires_grad
     if "value" not in spec:
         raise ctx.error(key, "needs a value (number, list or one of " + ", ".join(CONSTRUCTORS) + ") or a sample",
                         parent)
@@ -177,9 +203,10 @@ def value_spec(ctx: Ctx, spec: Any, key: str, seed: int, *, default_shape: Shape
     if isinstance(raw, str) and raw in CONSTRUCTORS:
         if shape is None:
             raise ctx.error(f"{key}.shape", f"constructor {raw!r} needs a shape", parent, "value")
-        return _construct(ctx, raw, shape, spec, key), requires_grad
+        made = _construct(ctx, raw, shape, spec, key)
+        return (made.astype(np.complex128) if complex_values else made), requires_grad
     try:
-        array = tensor(raw)
+        array = tensor(raw, complex_values=complex_values)
     except ValueError as exc:
         hint = f"; constructors: {', '.join(CONSTRUCTORS)}" if isinstance(raw, str) else ""
         raise ctx.error(f"{key}.value", f"{exc}{hint}", parent, "value") from None
@@ -187,7 +214,7 @@ def value_spec(ctx: Ctx, spec: Any, key: str, seed: int, *, default_shape: Shape
         if array.ndim:
             raise ctx.error(f"{key}.shape", f"value has shape {list(array.shape)} but shape says {list(shape)}",
                             parent, "shape")
-        array = np.full(shape, float(array))
+        array = np.full(shape, array[()])
     return array, requires_grad
 
 
@@ -212,7 +239,8 @@ def _construct(ctx: Ctx, name: str, shape: Shape, spec: Mapping[str, Any], key: 
 
 def _sample(ctx: Ctx, spec: Mapping[str, Any], key: str, shape: Shape, seed: Any) -> np.ndarray:
     sample = spec["sample"]
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+    # the user's seed is an integer; without one the case's seed and the input's position seed the draw
+    if "seed" in spec and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
         raise ctx.error(f"{key}.seed", f"seed must be a non-negative integer, got {kind(seed)}", spec, "seed")
     if not isinstance(sample, Mapping) or len(sample) != 1 or next(iter(sample)) not in ("uniform", "normal"):
         raise ctx.error(f"{key}.sample", "sample is {uniform: [low, high]} or {normal: [mean, std]}, got "

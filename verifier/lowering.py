@@ -12,7 +12,7 @@ from .case import Case
 from .expr import Bin, Call, Cmp, Const, Index, Name, Neg, Node, Num
 from .ops import OPS
 
-DTYPES = {"float64": torch.float64, "float32": torch.float32}
+DTYPES = {"float64": torch.float64, "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 _CMP: dict[str, Callable[[Any, Any], Any]] = {
     "<": torch.lt, "<=": torch.le, ">": torch.gt, ">=": torch.ge, "==": torch.eq, "!=": torch.ne,
 }
@@ -29,14 +29,29 @@ class Program:
     def __call__(
         self, env: Mapping[str, torch.Tensor], *, retain: tuple[str, ...] = ()
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        scope: dict[str, Any] = dict(env)
+        scope, pairs = self.complex_view(env)
         nodes: dict[str, torch.Tensor] = {}
         for d in self.case.defines:
             value = self._tensor(self.value_of(d.node, scope))
             if d.name in retain and value.requires_grad:
                 value.retain_grad()
             scope[d.name] = nodes[d.name] = value
-        return self._tensor(self.value_of(self.case.function, scope)), nodes
+        return self.pairs_view(self._tensor(self.value_of(self.case.function, scope)), pairs), nodes
+
+    def complex_view(self, env: Mapping[str, torch.Tensor]) -> tuple[dict[str, Any], bool]:
+        """Complex inputs given as real pairs (..., 2) as the complex tensors torch differentiates through (a view:
+        the pairs' gradient is torch's complex gradient); True when any was converted."""
+        scope: dict[str, Any] = dict(env)
+        pairs = [n for n in self.case.complex_inputs if n in scope and not scope[n].is_complex()]
+        for name in pairs:
+            scope[name] = torch.view_as_complex(scope[name])
+        return scope, bool(pairs)
+
+    def pairs_view(self, out: torch.Tensor, pairs: bool) -> torch.Tensor:
+        """A complex output as real pairs again, when the inputs came as pairs."""
+        if not (pairs and self.case.complex_output):
+            return out
+        return torch.view_as_real(out.resolve_conj() if out.is_complex() else torch.complex(out, torch.zeros_like(out)))
 
     def function(self, names: tuple[str, ...], constants: Mapping[str, torch.Tensor]) -> Callable[..., torch.Tensor]:
         """A plain function of the named inputs (positional), the others fixed: the form torch.func wants."""
@@ -115,15 +130,16 @@ class Implementation(Program):
     def __call__(
         self, env: Mapping[str, torch.Tensor], *, retain: tuple[str, ...] = ()
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        args = tuple(env[n] for n in self.names)
+        scope, pairs = self.complex_view(env)
+        args = tuple(scope[n] for n in self.names)
         if self.params:
-            weights = {p: env[n] for p, n in self.params.items()}
+            weights = {p: scope[n] for p, n in self.params.items()}
             out = torch.func.functional_call(self.impl, weights, args)
         else:
             out = self.impl(*args)
         if not isinstance(out, torch.Tensor):
             raise TypeError(f"the implementation returned {type(out).__name__}, not a tensor")
-        return out, {}
+        return self.pairs_view(out, pairs), {}
 
 
 def resolve_impl(target: str, args: tuple[Any, ...] = (), kwargs: Mapping[str, Any] | None = None,

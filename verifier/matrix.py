@@ -45,6 +45,8 @@ class _Val:
 class _Translator:
     def __init__(self, case: Case) -> None:
         self.symbols: dict[str, Any] = {}
+        if case.complex_inputs:
+            raise NotVectorisable("complex inputs are expanded element by element (in real and imaginary parts)")
         for i in case.inputs:
             if len(i.shape) > 2:
                 raise NotVectorisable(f"the input {i.name} has {len(i.shape)} dimensions; matrix calculus takes up to 2")

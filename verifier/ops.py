@@ -276,6 +276,11 @@ _unary("log10", lambda S, x: S.log(x) / S.log(10), lambda T, x: T.log10(x), "Log
 _unary("sqrt", lambda S, x: S.sqrt(x), lambda T, x: T.sqrt(x), "Sqrt" + _T)
 _unary("rsqrt", lambda S, x: 1 / S.sqrt(x), lambda T, x: T.rsqrt(x), "Rsqrt" + _T)
 _unary("abs", lambda S, x: S.Abs(x), lambda T, x: T.abs(x), "Abs" + _T, smooth=False)
+# complex parts (the identity, and 0, of a real value); conj is torch's lazy conjugate view, resolved where needed
+_unary("real", lambda S, x: S.re(x), lambda T, x: T.real(x), doc="the real part of a complex value")
+_unary("imag", lambda S, x: S.im(x), lambda T, x: T.imag(x) if x.is_complex() else T.zeros_like(x),
+       doc="the imaginary part of a complex value")
+_unary("conj", lambda S, x: S.conjugate(x), lambda T, x: T.conj(x), doc="the complex conjugate")
 _unary("sign", lambda S, x: S.sign(x), lambda T, x: T.sign(x), "Sign" + _T, smooth=False)
 _unary("erf", lambda S, x: S.erf(x), lambda T, x: T.erf(x), "Erf" + _T)
 _unary("erfc", lambda S, x: S.erfc(x), lambda T, x: T.erfc(x), "Erfc" + _T)

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from .case import Case
+from .case import DTYPES, Case
 from .errors import CaseError, DeviceUnavailable
 
 SUFFIXES = (".yaml", ".yml")
@@ -22,7 +22,7 @@ SUFFIXES = (".yaml", ".yml")
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("verifier", "gradverify: YAML gradient cases")
-    group.addoption("--verifier-dtype", choices=("float64", "float32"), default=None,
+    group.addoption("--verifier-dtype", choices=DTYPES, default=None,
                     help="override every case's dtype")
     group.addoption("--verifier-seed", type=int, default=None, help="seed of random grad_outputs and tangents")
     group.addoption("--verifier-device", default=None, help="run the torch side on this device (cpu, cuda, cuda:N); "

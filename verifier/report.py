@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from .compare import KINK, REMOVABLE, Comparison, Diagnosis, Edge, Fact
+from .dtypes import HALF, LARGEST
 from .errors import CaseError
 from .results import EDGE, FINDING, CaseResult, CheckResult, RunResult
 
@@ -61,7 +62,14 @@ def diagnosis_text(d: Diagnosis | None, c: Comparison) -> str | None:
     if d.kind == "none":
         return ".grad is None: nothing flowed back to this input (detached, or requires_grad is False)"
     if d.kind == "nonfinite":
+        if c.dtype in HALF:
+            return (f"got NaN/inf where the exact value is finite ({d.count} element(s)): torch's computation left "
+                    f"{c.dtype}'s range on the way (largest finite {LARGEST[c.dtype]:g}) though the result is inside "
+                    "it; the exact formula stays inside")
         return f"got NaN/inf where the exact value is finite ({d.count} element(s))"
+    if d.kind == "conjugate":
+        return ("got ds/dz·g + g·conj(ds/dz̄) where torch's convention is conj(ds/dz)·g + conj(g)·ds/dz̄: a backward "
+                "that returns the (holomorphic) derivative without conjugating it")
     if d.kind == "transpose":
         return "got the transpose of the exact matrix"
     if d.kind == "shape":
@@ -77,9 +85,12 @@ def diagnosis_text(d: Diagnosis | None, c: Comparison) -> str | None:
 def _point_text(result: CaseResult, check: CheckResult, index: tuple[int, ...] | None) -> str:
     point = result.points[check.point] if check.point < len(result.points) else {}
     parts = []
+    complex_inputs = result.case.complex_inputs if result.case is not None else ()
     for name, value in point.items():
         arr = np.asarray(value, dtype=np.float64)
-        if arr.size <= MAX_SHOWN:
+        if name in complex_inputs and arr.size <= 2 * MAX_SHOWN:  # real pairs shown as the complex numbers they are
+            parts.append(f"{name} = {_complex_text(arr[..., 0] + 1j * arr[..., 1])}")
+        elif arr.size <= MAX_SHOWN:
             parts.append(f"{name} = {_array_text(arr)}")
         elif index is not None and len(index) >= arr.ndim and arr.ndim and all(i < d for i, d in zip(index, arr.shape)):
             sub = tuple(index[: arr.ndim])
@@ -87,6 +98,13 @@ def _point_text(result: CaseResult, check: CheckResult, index: tuple[int, ...] |
         else:
             parts.append(f"{name}: shape {list(arr.shape)}, range [{fmt(float(arr.min()))}, {fmt(float(arr.max()))}]")
     return ", ".join(parts)
+
+
+def _complex_text(arr: np.ndarray) -> str:
+    if arr.ndim == 0:
+        z = complex(arr)
+        return f"{fmt(z.real)}{'-' if z.imag < 0 else '+'}{fmt(abs(z.imag))}j"
+    return "[" + ", ".join(_complex_text(a) for a in arr) + "]"
 
 
 def _array_text(arr: np.ndarray) -> str:
@@ -114,8 +132,11 @@ def comparison_text(result: CaseResult, check: CheckResult, c: Comparison) -> st
         lines.append(f"  worst at index {idx}: {src} {fmt(c.expected)}, got {fmt(c.got)}")
     ulps = f", {c.ulps:.3g} ULPs ({c.dtype})" if c.ulps is not None and math.isfinite(c.ulps) else ""
     rel = f", rel err {c.rel_err:.3g}" if c.rel_err is not None else ""
+    bound = ""
+    if c.slack is not None and c.worst is not None and c.slack.shape == c.expected_shape:
+        bound = f" + {float(c.slack[c.worst]):.3g} (the {c.dtype} rounding bound here)"
     lines.append(f"  abs err {fmt(c.abs_err) if c.abs_err is not None else '-'}{rel}{ulps}; allowed |err| <= "
-                 f"{c.tolerance.atol:g} + {c.tolerance.rtol:g} * |exact|")
+                 f"{c.tolerance.atol:g} + {c.tolerance.rtol:g} * |exact|{bound}")
     seed = case.seed if case is not None else 0
     if c.check == "train":
         step = f"; worst at step {c.worst[0] + 1}" if c.worst else ""

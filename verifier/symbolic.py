@@ -70,6 +70,79 @@ def evaluate(node: Node, env: Mapping[str, np.ndarray]) -> np.ndarray:
     return _arr(op.sympy(S, *args, **kw))
 
 
+_A, _B = sp.Dummy("a", real=True), sp.Dummy("b", real=True)
+
+
+def _split(e: sp.Expr, memo: dict[sp.Expr, tuple[sp.Expr, sp.Expr]]) -> tuple[sp.Expr, sp.Expr]:
+    """(real part, imaginary part) of an expression of real symbols and I, built bottom-up so that no re(), im(),
+    arg() or I is left: products by (a+ib)(c+id), powers in polar form (principal branch, as torch), a function by
+    sympy's own real/imaginary form of f(a + ib) for real a, b."""
+    if e in memo:
+        return memo[e]
+    zero = sp.Integer(0)
+    if e is sp.I:
+        out: tuple[sp.Expr, sp.Expr] = (zero, sp.Integer(1))
+    elif e.is_Symbol or e.is_Number or e.is_NumberSymbol:
+        out = (e, zero)
+    elif isinstance(e, sp.Add):
+        parts = [_split(a, memo) for a in e.args]
+        out = (sp.Add(*[p[0] for p in parts]), sp.Add(*[p[1] for p in parts]))
+    elif isinstance(e, sp.Mul):
+        re, im = sp.Integer(1), zero
+        for a in e.args:
+            c, d = _split(a, memo)
+            re, im = re * c - im * d, re * d + im * c
+        out = (re, im)
+    elif isinstance(e, sp.Pow):
+        (a, b), p = _split(e.args[0], memo), e.args[1]
+        if b == 0 and p.is_real and (p.is_integer or a.is_nonnegative):
+            out = (a**p, zero)
+        elif p.is_Integer and abs(int(p)) <= 8:
+            if p < 0:
+                norm = a**2 + b**2
+                a, b, p = a / norm, -b / norm, -p
+            re, im = sp.Integer(1), zero
+            for _ in range(int(p)):
+                re, im = re * a - im * b, re * b + im * a
+            out = (re, im)
+        else:
+            if not p.is_real:
+                raise ValueError("a complex exponent is not supported")
+            r, t = sp.sqrt(a**2 + b**2) ** p, p * sp.atan2(b, a)
+            out = (r * sp.cos(t), r * sp.sin(t))
+    elif isinstance(e, sp.Abs):
+        a, b = _split(e.args[0], memo)
+        out = (sp.sqrt(a**2 + b**2) if b != 0 else sp.Abs(a), zero)
+    elif isinstance(e, (sp.re, sp.im, sp.conjugate)):
+        a, b = _split(e.args[0], memo)
+        out = (a, zero) if isinstance(e, sp.re) else (b, zero) if isinstance(e, sp.im) else (a, -b)
+    elif len(e.args) == 1:
+        a, b = _split(e.args[0], memo)
+        if b == 0:
+            out = (e.func(a), zero)
+        else:
+            re, im = e.func(_A + sp.I * _B).as_real_imag()
+            swap = {_A: a, _B: b}
+            out = tuple(p.replace(sp.arg, lambda u: sp.atan2(*reversed(u.as_real_imag()))).xreplace(swap)
+                        for p in (re, im))  # type: ignore[assignment]
+    else:
+        raise ValueError(f"{type(e).__name__} has no complex form here")
+    memo[e] = out
+    return out
+
+
+def _real_parts(out: np.ndarray, pairs: bool) -> np.ndarray:
+    """Each element's real and imaginary parts (x, y real): stacked as pairs when the output is complex, else the
+    real part alone (its imaginary part is identically 0)."""
+    memo: dict[sp.Expr, tuple[sp.Expr, sp.Expr]] = {}
+    flat = [_split(_basic(e), memo) for e in np.asarray(out, dtype=object).reshape(-1)]
+    shape = np.shape(out)
+    result = np.empty((len(flat), 2), dtype=object)
+    for k, (real, imag) in enumerate(flat):
+        result[k, 0], result[k, 1] = real, imag
+    return result.reshape(shape + (2,)) if pairs else _arr(result[:, 0].reshape(shape))
+
+
 def _basic(e: Any) -> sp.Basic:
     """numpy reductions over object arrays can leave plain Python numbers (an empty sum is 0)."""
     if isinstance(e, sp.Basic):
@@ -120,10 +193,16 @@ class Reference:
     def _expand(self) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """The defines and the function as object arrays of sympy expressions of the element symbols."""
         env = dict(self.symbols)
+        for name in self.case.complex_inputs:  # real pairs -> x + I y, element by element
+            pairs = self.symbols[name]
+            env[name] = _arr(pairs[..., 0] + sp.I * pairs[..., 1])
         nodes: dict[str, np.ndarray] = {}
         for d in self.case.defines:
             env[d.name] = nodes[d.name] = evaluate(d.node, env)
-        return nodes, evaluate(self.case.function, env)
+        out = evaluate(self.case.function, env)
+        if self.case.complex_inputs:  # every value in real coordinates: a complex output as (real, imaginary) pairs
+            out = _real_parts(out, self.case.complex_output)
+        return nodes, out
 
     @staticmethod
     def _symbols(name: str, shape: tuple[int, ...]) -> np.ndarray:

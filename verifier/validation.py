@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from .case import CHECKS, COMPILE_BACKENDS, DIAGNOSES, DTYPES, REFERENCES, Case, Define, Expect, Input, Tolerance
+from .complex_inputs import COMPLEX_DTYPES, check_complex_function, is_complex, to_pairs
 from .errors import CaseError, LimitError
 from .expr import infer_shape, parse
 from .fields import Ctx, check_keys, kind, number, tensor, value_spec, variable_name
@@ -37,13 +38,16 @@ def build_cases(doc: Mapping[str, Any], *, file: str | None = None) -> list[Case
     if not isinstance(dtypes, list):
         return [build_case(doc, file=file)]
     ctx = Ctx(doc, file)
-    if not dtypes or len(set(map(str, dtypes))) != len(dtypes) or any(d not in DTYPES for d in dtypes):
-        raise ctx.error("dtype", f"dtype is one of {', '.join(DTYPES)} or a list of distinct ones, got {kind(dtypes)}")
+    allowed = DTYPES + tuple(COMPLEX_DTYPES)
+    if not dtypes or len(set(map(str, dtypes))) != len(dtypes) or any(d not in allowed for d in dtypes):
+        raise ctx.error("dtype", f"dtype is one of {', '.join(allowed)} or a list of distinct ones, got {kind(dtypes)}")
+    if len({d in COMPLEX_DTYPES for d in dtypes}) > 1:
+        raise ctx.error("dtype", "a dtype list is all real or all complex (the inputs are stored differently)")
     base = build_case(doc, file=file, dtype=dtypes[0])
     names = [f"{base.name}.{d}" for d in dtypes]
     if any(not NAME_RE.match(n) for n in names):
         raise ctx.error("name", f"name {base.name!r} is too long to take a .{dtypes[0]} suffix (100 characters)")
-    return [replace(base, name=n, dtype=d) for n, d in zip(names, dtypes)]
+    return [replace(base, name=n, dtype=COMPLEX_DTYPES.get(d, d)) for n, d in zip(names, dtypes)]
 
 
 def build_case(doc: Mapping[str, Any], *, file: str | None = None, dtype: str | None = None) -> Case:
@@ -64,13 +68,15 @@ def build_case(doc: Mapping[str, Any], *, file: str | None = None, dtype: str | 
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
         raise ctx.error("seed", f"seed must be an integer in [0, 2**32), got {kind(seed)}")
 
+    complex_case = (dtype or doc.get("dtype")) in COMPLEX_DTYPES
     raw_inputs = doc.get("inputs", {})
     if not isinstance(raw_inputs, Mapping):
         raise ctx.error("inputs", f"inputs is a mapping of name: value, got {kind(raw_inputs)}")
     inputs = []
     for i, (iname, spec) in enumerate(raw_inputs.items()):
         iname = variable_name(ctx, iname, "inputs", raw_inputs)
-        array, requires_grad = value_spec(ctx, spec, f"inputs.{iname}", [seed, i])  # type: ignore[arg-type]
+        array, requires_grad = value_spec(ctx, spec, f"inputs.{iname}", [seed, i],  # type: ignore[arg-type]
+                                          complex_values=complex_case)
         inputs.append(Input(iname, array, requires_grad, ctx.line(raw_inputs, iname)))
     shapes: dict[str, Shape] = {i.name: i.shape for i in inputs}
 
@@ -95,18 +101,22 @@ def build_case(doc: Mapping[str, Any], *, file: str | None = None, dtype: str | 
         raise ctx.wrap(exc, "function") from None
 
     dtype = dtype or doc.get("dtype", "float64")
+    if complex_case:
+        dtype = COMPLEX_DTYPES[dtype]  # the parts' dtype; the inputs are complex
     if dtype not in DTYPES:
-        raise ctx.error("dtype", f"dtype {dtype!r:.40} is not supported; allowed: {', '.join(DTYPES)}")
+        raise ctx.error("dtype", f"dtype {dtype!r:.40} is not supported; allowed: "
+                        f"{', '.join(DTYPES + tuple(COMPLEX_DTYPES))}")
     checks = _checks(ctx, doc.get("checks"))
     order = doc.get("order", 2)
     if isinstance(order, bool) or not isinstance(order, int) or not 1 <= order <= MAX_ORDER:
         raise ctx.error("order", f"order is the highest derivative order, an integer 1..{MAX_ORDER}, got {kind(order)}")
     tolerance = _tolerance(ctx, doc.get("tolerance"))
     by_name = {i.name: i for i in inputs}
-    points = _points(ctx, doc, by_name, seed)
+    points = _points(ctx, doc, by_name, seed, complex_case)
     grad_output = None
     if "grad_output" in doc:
-        grad_output, _ = value_spec(ctx, doc["grad_output"], "grad_output", seed, default_shape=output_shape)
+        grad_output, _ = value_spec(ctx, doc["grad_output"], "grad_output", seed, default_shape=output_shape,
+                                    complex_values=complex_case)
         if grad_output.shape != output_shape:
             try:
                 grad_output = np.broadcast_to(grad_output, output_shape).copy() if grad_output.ndim == 0 else None
@@ -158,7 +168,7 @@ def build_case(doc: Mapping[str, Any], *, file: str | None = None, dtype: str | 
         raise ctx.error("checks", "the train check needs a `train` section")
     if train is not None and doc.get("checks") is None:
         checks = checks + ("train",)
-    return Case(
+    case = Case(
         name=name, function=function, function_text=str(doc["function"]), inputs=tuple(inputs),
         defines=tuple(defines), description=description, dtype=dtype, checks=checks, expect=expect,
         tolerance=tolerance, points=points, order=order, grad_output=grad_output, retain_grad=tuple(retain),
@@ -168,6 +178,49 @@ def build_case(doc: Mapping[str, Any], *, file: str | None = None, dtype: str | 
         domain=_domain_bounds(doc), picture=_picture(ctx, doc.get("picture"), set(shapes)), op=op,
         sweep=sweep, device=device, compile=compile_,
     )
+    return as_complex_case(ctx, doc, case) if complex_case else case
+
+
+def as_complex_case(ctx: Ctx, doc: Mapping[str, Any], case: Case) -> Case:
+    """A case with complex inputs: checked for what complex values support, and stored as real pairs."""
+    names = {i.name for i in case.inputs}
+    for d in case.defines:
+        try:
+            check_complex_function(d.node, names)
+        except CaseError as exc:
+            raise ctx.wrap(exc, f"define.{d.name}") from None
+        if is_complex(d.node, names):
+            names.add(d.name)
+    try:
+        check_complex_function(case.function, names)
+    except CaseError as exc:
+        raise ctx.wrap(exc, "function") from None
+    for key, what in (("retain_grad", case.retain_grad), ("expect", case.expect), ("train", case.train),
+                      ("compile", case.compile), ("op", case.op)):
+        if what:
+            raise ctx.error(key, f"{key} is not supported with complex inputs yet (complex cases verify the definition "
+                                 "through every autograd path and the Wirtinger check)")
+    unsupported = [c for c in ("graph", "train", "compile") if c in case.checks]
+    if doc.get("checks") is not None and unsupported:
+        raise ctx.error("checks", f"{', '.join(unsupported)} is not available for complex inputs (torch sees them through "
+                                  "view_as_complex)")
+    checks = tuple(c for c in case.checks if c not in unsupported)
+    if doc.get("checks") is None:
+        checks = checks + ("wirtinger",)
+    complex_output = is_complex(case.function, names)
+    output_shape = case.output_shape + ((2,) if complex_output else ())
+    grad_output = case.grad_output
+    if grad_output is not None:
+        if not complex_output and np.any(np.imag(grad_output) != 0):
+            raise ctx.error("grad_output", "the output is real: grad_output must be real")
+        grad_output = to_pairs(grad_output) if complex_output else np.real(grad_output).astype(np.float64)
+    pairs = {i.name: to_pairs(i.value) for i in case.inputs}
+    return replace(
+        case, checks=checks, complex_output=complex_output, output_shape=output_shape, grad_output=grad_output,
+        inputs=tuple(replace(i, value=pairs[i.name]) for i in case.inputs),
+        complex_inputs=tuple(i.name for i in case.inputs),
+        shapes={**case.shapes, **{n: v.shape for n, v in pairs.items()}},
+        points=tuple({n: to_pairs(v) for n, v in p.items()} for p in case.points))
 
 
 PICTURES = {"line_fit": ("x", "y", "w", "b"), "decision_boundary": ("class0", "class1", "w", "b")}
@@ -233,7 +286,7 @@ def _impl(ctx: Ctx, doc: Mapping[str, Any], inputs: dict[str, Input]) -> dict[st
 
 def _checks(ctx: Ctx, raw: Any) -> tuple[str, ...]:
     if raw is None:
-        return tuple(c for c in CHECKS if c not in ("train", "compile"))
+        return tuple(c for c in CHECKS if c not in ("train", "compile", "wirtinger"))
     if isinstance(raw, str):
         raw = [raw]
     if not isinstance(raw, list) or not raw:
@@ -283,7 +336,8 @@ def _backward(ctx: Ctx, raw: Any) -> tuple[int, bool]:
     return calls, zero
 
 
-def _points(ctx: Ctx, doc: Mapping[str, Any], inputs: dict[str, Input], seed: int) -> tuple[dict[str, np.ndarray], ...]:
+def _points(ctx: Ctx, doc: Mapping[str, Any], inputs: dict[str, Input], seed: int,
+            complex_case: bool = False) -> tuple[dict[str, np.ndarray], ...]:
     base = {n: i.value for n, i in inputs.items()}
     points: list[dict[str, np.ndarray]] = []
     raw = doc.get("points")
@@ -298,7 +352,7 @@ def _points(ctx: Ctx, doc: Mapping[str, Any], inputs: dict[str, Input], seed: in
                 if n not in inputs:
                     raise ctx.error("points", f"point {k + 1} names {n!r}, which is not an input; inputs: "
                                     f"{', '.join(inputs)}", entry, n)
-                point[n] = _fit(ctx, v, inputs[n], f"points[{k + 1}].{n}", entry)
+                point[n] = _fit(ctx, v, inputs[n], f"points[{k + 1}].{n}", entry, complex_values=complex_case)
             points.append(point)
     domain = doc.get("domain")
     if domain is not None:
@@ -314,6 +368,8 @@ def _points(ctx: Ctx, doc: Mapping[str, Any], inputs: dict[str, Input], seed: in
             point = dict(base)
             for n, (lo, hi) in bounds.items():
                 point[n] = rng.uniform(lo, hi, size=inputs[n].shape)
+                if complex_case:  # the imaginary part from the same interval
+                    point[n] = point[n] + 1j * rng.uniform(lo, hi, size=inputs[n].shape)
             points.append(point)
     elif "samples" in doc:
         raise ctx.error("samples", "samples needs a domain: {input: [low, high]}")
@@ -345,17 +401,18 @@ def _bounds(ctx: Ctx, doc: Mapping[str, Any], key: str, inputs: Mapping[str, Inp
     return bounds
 
 
-def _fit(ctx: Ctx, raw: Any, target: Input | Shape, key: str, mapping: Any, subkey: Any = None) -> np.ndarray:
+def _fit(ctx: Ctx, raw: Any, target: Input | Shape, key: str, mapping: Any, subkey: Any = None,
+         complex_values: bool = False) -> np.ndarray:
     """A literal value checked against (or broadcast from a scalar to) the expected shape."""
     shape = target.shape if isinstance(target, Input) else target
     try:
-        array = tensor(raw)
+        array = tensor(raw, complex_values=complex_values)
     except ValueError as exc:
         raise ctx.error(key, str(exc), mapping, subkey if subkey is not None else key.rsplit(".", 1)[-1]) from None
     if array.shape == shape:
         return array
     if array.ndim == 0:
-        return np.full(shape, float(array))
+        return np.full(shape, array[()])
     raise ctx.error(key, f"value has shape {list(array.shape)}, expected {list(shape)}", mapping,
                     subkey if subkey is not None else key.rsplit(".", 1)[-1])
 

@@ -20,6 +20,9 @@ class Exact:
     undefined: dict[int, str] = field(default_factory=dict)
     kinks: np.ndarray | None = None  # bool mask: lo/hi are the left/right derivatives
     notes: dict[int, str] = field(default_factory=dict)  # e.g. the exact value overflows float64
+    # The absolute error that rounding in the case's dtype can do to each element (float16, bfloat16: the running
+    # error bound of verifier.rounding), allowed on top of the dtype's tolerance; None: the tolerance alone.
+    slack: np.ndarray | None = None
     # Set by the vectorised reference, whose lo/hi are float64 evaluations: recompute these flat indices exactly
     # (in place) before a comparison trusts them.
     refine: Callable[..., None] | None = field(default=None, repr=False, compare=False)

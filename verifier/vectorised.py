@@ -194,6 +194,8 @@ class _Builder:
 
 def build_plan(case: Case, cut: str | None = None) -> Plan:
     """The formulas of a case (raises NotVectorisable), with the first partials of each; cached on disk."""
+    if case.complex_inputs:
+        raise NotVectorisable("complex inputs are expanded element by element (in real and imaginary parts)")
 
     def build() -> Plan:
         symbols = {i.name: sp.Symbol(i.name, real=True) for i in case.inputs}

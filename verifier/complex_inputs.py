@@ -11,12 +11,16 @@ derivative, times 2.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from typing import Any
 
 import numpy as np
 
+from .case import Case
 from .errors import CaseError
 from .expr import Bin, Call, Cmp, Name, Node, children
+from .fields import Ctx
 
 COMPLEX_DTYPES = {"complex128": "float64", "complex64": "float32"}  # the dtype of the parts
 # functions whose complex meaning sympy and torch share (principal branches) and whose gradient torch defines
@@ -55,6 +59,48 @@ def check_complex_function(node: Node, complex_names: Iterable[str]) -> None:
                             f"{', '.join(sorted(COMPLEX_FUNCTIONS))}, and + - * / ** @")
         if isinstance(n, Bin) and n.op == "**" and is_complex(n.right, names):
             raise CaseError("a complex exponent (z ** w) is not supported; write exp(w * log(z))")
+
+
+def as_complex_case(ctx: Ctx, doc: Mapping[str, Any], case: Case) -> Case:
+    """A case with complex inputs: checked for what complex values support, and stored as real pairs."""
+    names = {i.name for i in case.inputs}
+    for d in case.defines:
+        try:
+            check_complex_function(d.node, names)
+        except CaseError as exc:
+            raise ctx.wrap(exc, f"define.{d.name}") from None
+        if is_complex(d.node, names):
+            names.add(d.name)
+    try:
+        check_complex_function(case.function, names)
+    except CaseError as exc:
+        raise ctx.wrap(exc, "function") from None
+    for key, what in (("retain_grad", case.retain_grad), ("expect", case.expect), ("train", case.train),
+                      ("compile", case.compile), ("op", case.op)):
+        if what:
+            raise ctx.error(key, f"{key} is not supported with complex inputs yet (complex cases verify the definition "
+                                 "through every autograd path and the Wirtinger check)")
+    unsupported = [c for c in ("graph", "train", "compile") if c in case.checks]
+    if doc.get("checks") is not None and unsupported:
+        raise ctx.error("checks", f"{', '.join(unsupported)} is not available for complex inputs (torch sees them through "
+                                  "view_as_complex)")
+    checks = tuple(c for c in case.checks if c not in unsupported)
+    if doc.get("checks") is None:
+        checks = checks + ("wirtinger",)
+    complex_output = is_complex(case.function, names)
+    output_shape = case.output_shape + ((2,) if complex_output else ())
+    grad_output = case.grad_output
+    if grad_output is not None:
+        if not complex_output and np.any(np.imag(grad_output) != 0):
+            raise ctx.error("grad_output", "the output is real: grad_output must be real")
+        grad_output = to_pairs(grad_output) if complex_output else np.real(grad_output).astype(np.float64)
+    pairs = {i.name: to_pairs(i.value) for i in case.inputs}
+    return replace(
+        case, checks=checks, complex_output=complex_output, output_shape=output_shape, grad_output=grad_output,
+        inputs=tuple(replace(i, value=pairs[i.name]) for i in case.inputs),
+        complex_inputs=tuple(i.name for i in case.inputs),
+        shapes={**case.shapes, **{n: v.shape for n, v in pairs.items()}},
+        points=tuple({n: to_pairs(v) for n, v in p.items()} for p in case.points))
 
 
 def to_pairs(values: np.ndarray) -> np.ndarray:

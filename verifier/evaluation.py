@@ -13,7 +13,7 @@ import sympy as sp
 
 from .expr import Node
 from .mpeval import Evaluator
-from .rounding import summed_slack
+from .rounding import RoundingSlack, summed_slack
 from .symbolic import DIGITS, Reference, _basic, display, evaluate
 from .values import Exact
 
@@ -29,7 +29,7 @@ def _to_mp(values: np.ndarray) -> list[Any]:
     return [mpmath.mpf(float(v)) for v in values.reshape(-1)]
 
 
-class PointReference:
+class PointReference(RoundingSlack):
     """Exact values of one case at one point."""
 
     def __init__(self, ref: Reference, point: Mapping[str, np.ndarray]) -> None:
@@ -39,82 +39,6 @@ class PointReference:
         self._cache: dict[str, Any] = {}
         self.resolved: dict[int, str] = {}  # Jacobian entries whose indeterminate formula has a limit, with a note
         self.rounding: str | None = None  # a half-precision dtype: each Exact gets the rounding error it allows
-
-    def _slack(self, exprs: Sequence[sp.Expr]) -> tuple[np.ndarray, dict[int, str]] | None:
-        """The absolute error rounding in self.rounding can do to each expression's value (SAFETY * u * R), and the
-        elements whose computation overflows the dtype on the way, with the reason; None at full precision."""
-        if self.rounding is None:
-            return None
-        from .dtypes import LARGEST, UNIT_ROUNDOFF
-        from .rounding import SAFETY, RoundingBound
-
-        with mpmath.workdps(30):
-            bound = RoundingBound(Evaluator(dict(zip(self.ref.args, self.args))))
-            found = [bound.bound(e) for e in exprs]
-        scale = SAFETY * UNIT_ROUNDOFF[self.rounding]
-        slack = np.array([scale * r if math.isfinite(r) else 0.0 for r, _ in found])
-        largest = LARGEST[self.rounding]
-        over = {k: f"the exact value or an intermediate of its formula reaches {peak:.4g}, beyond {self.rounding}'s "
-                   f"largest finite value {largest:g}: the dtype cannot carry this computation"
-                for k, (_, peak) in enumerate(found) if peak > largest}
-        return slack, over
-
-    def _jacobian_slack(self) -> tuple[np.ndarray, dict[int, str]] | None:
-        """The rounding slack of every Jacobian entry, shape (out, wrt), and the entries that overflow."""
-        if self.rounding is None:
-            return None
-        if "jac_slack" not in self._cache:
-            jac = self.ref.jacobian()
-            slack, over = self._slack([e for row in jac for e in row])  # type: ignore[misc]
-            slack = slack.reshape(len(jac), len(self.ref.wrt)) + self._forward_rounding(jac)
-            self._cache["jac_slack"] = slack, over
-        return self._cache["jac_slack"]  # type: ignore[no-any-return]
-
-    def _forward_rounding(self, jac: list[list[sp.Expr]]) -> np.ndarray:
-        """What rounding the forward value does to a backward formula that reads it (torch's sigmoid backward is
-        y (1 - y) from the rounded y, tanh's 1 - y², exp's y): a value y_i rounded by u |y_i| is the value at an input
-        moved by u |y_i| / |dy_i/dx_j|, where the derivative is off by |d²y_i/dx_j²| times that. Per Jacobian entry."""
-        out = np.zeros((len(jac), len(self.ref.wrt)))
-        for i, row in enumerate(jac):
-            for j, d in enumerate(row):
-                out[i, j] = self._shift(i, row[j], d, j)
-        return out
-
-    def _forward_rounding_higher(self, keys: list[tuple[int, ...]], exprs: list[sp.Expr]) -> np.ndarray:
-        """The same for the entries of an order-k derivative of a scalar output: along each input j it differentiates
-        by, the shift u |y| / |dy/dx_j| times the entry's own derivative along x_j."""
-        first = self.ref.jacobian()[0]
-        return np.array([sum(self._shift(0, first[j], e, j) for j in set(k)) for k, e in zip(keys, exprs)])
-
-    def _shift(self, i: int, slope: sp.Expr, entry: sp.Expr, j: int) -> float:
-        """u |y_i| / |dy_i/dx_j| (the input shift a rounded y_i stands for) times |d entry / dx_j|; 0 where either
-        derivative is 0 or has no value."""
-        from .dtypes import UNIT_ROUNDOFF
-
-        s = self.ref.wrt[j]
-        if entry == 0 or s not in entry.free_symbols:
-            return 0.0
-        if "shift_at" not in self._cache:
-            self._cache["shift_at"] = Evaluator(dict(zip(self.ref.args, self.args)))
-        at = self._cache["shift_at"]
-        with mpmath.workdps(30):
-            y, dy, curve = (_value(at, e) for e in (self.ref.flat_out[i], slope, sp.diff(entry, s)))
-        if not all(isinstance(v, mpmath.mpf) and mpmath.isfinite(v) for v in (y, dy, curve)) or dy == 0:
-            return 0.0
-        return float(UNIT_ROUNDOFF[self.rounding or "float64"] * abs(curve) * abs(y) / abs(dy))
-
-    def _with_slack(self, ex: Exact, exprs: Sequence[sp.Expr] | None = None,
-                    found: tuple[np.ndarray, dict[int, str]] | None = None) -> Exact:
-        """ex with the rounding slack of its expressions (in order of ex's flat elements), or the one given."""
-        found = found if found is not None or exprs is None else self._slack(exprs)
-        if found is not None:
-            slack, over = found
-            ex.slack = slack.reshape(ex.lo.shape)
-            for k, why in over.items():
-                if k not in ex.undefined:
-                    ex.lo.flat[k] = ex.hi.flat[k] = math.nan
-                    ex.undefined[k] = why
-        return ex
 
     def _eval(self, key: str, exprs: Sequence[sp.Expr], args: list[Any] | None = None) -> tuple[list[Any], dict[int, str]]:
         """Evaluate expressions in DIGITS digits; elements that do not exist come back None with a reason."""

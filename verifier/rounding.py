@@ -19,6 +19,7 @@ safety factor of that). Only sympy and mpmath; never imports torch.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import mpmath
@@ -26,8 +27,9 @@ import numpy as np
 import sympy as sp
 
 from .dag import DagEvaluator
-from .dtypes import UNIT_ROUNDOFF
+from .dtypes import LARGEST, UNIT_ROUNDOFF
 from .mpeval import Evaluator
+from .values import Exact
 
 SAFETY = 1  # the allowance is SAFETY * u * R; R is already a worst-case first-order bound
 
@@ -116,6 +118,87 @@ class RoundingBound(DagEvaluator):
         return total
 
 
+class RoundingSlack:
+    """The half-precision slack of an exact reference at one point (mixed into evaluation.PointReference, which
+    gives ref, args, rounding and _cache)."""
+
+    ref: Any
+    args: list[Any]
+    rounding: str | None
+    _cache: dict[str, Any]
+
+    def _slack(self, exprs: Sequence[sp.Expr]) -> tuple[np.ndarray, dict[int, str]] | None:
+        """The absolute error rounding in self.rounding can do to each expression's value (SAFETY * u * R), and the
+        elements whose computation overflows the dtype on the way, with the reason; None at full precision."""
+        if self.rounding is None:
+            return None
+        with mpmath.workdps(30):
+            bound = RoundingBound(Evaluator(dict(zip(self.ref.args, self.args))))
+            found = [bound.bound(e) for e in exprs]
+        scale = SAFETY * UNIT_ROUNDOFF[self.rounding]
+        slack = np.array([scale * r if math.isfinite(r) else 0.0 for r, _ in found])
+        largest = LARGEST[self.rounding]
+        over = {k: f"the exact value or an intermediate of its formula reaches {peak:.4g}, beyond {self.rounding}'s "
+                   f"largest finite value {largest:g}: the dtype cannot carry this computation"
+                for k, (_, peak) in enumerate(found) if peak > largest}
+        return slack, over
+
+    def _jacobian_slack(self) -> tuple[np.ndarray, dict[int, str]] | None:
+        """The rounding slack of every Jacobian entry, shape (out, wrt), and the entries that overflow."""
+        if self.rounding is None:
+            return None
+        if "jac_slack" not in self._cache:
+            jac = self.ref.jacobian()
+            slack, over = self._slack([e for row in jac for e in row])  # type: ignore[misc]
+            slack = slack.reshape(len(jac), len(self.ref.wrt)) + self._forward_rounding(jac)
+            self._cache["jac_slack"] = slack, over
+        return self._cache["jac_slack"]  # type: ignore[no-any-return]
+
+    def _forward_rounding(self, jac: list[list[sp.Expr]]) -> np.ndarray:
+        """What rounding the forward value does to a backward formula that reads it (torch's sigmoid backward is
+        y (1 - y) from the rounded y, tanh's 1 - y², exp's y): a value y_i rounded by u |y_i| is the value at an input
+        moved by u |y_i| / |dy_i/dx_j|, where the derivative is off by |d²y_i/dx_j²| times that. Per Jacobian entry."""
+        out = np.zeros((len(jac), len(self.ref.wrt)))
+        for i, row in enumerate(jac):
+            for j, d in enumerate(row):
+                out[i, j] = self._shift(i, row[j], d, j)
+        return out
+
+    def _forward_rounding_higher(self, keys: list[tuple[int, ...]], exprs: list[sp.Expr]) -> np.ndarray:
+        """The same for the entries of an order-k derivative of a scalar output: along each input j it differentiates
+        by, the shift u |y| / |dy/dx_j| times the entry's own derivative along x_j."""
+        first = self.ref.jacobian()[0]
+        return np.array([sum(self._shift(0, first[j], e, j) for j in set(k)) for k, e in zip(keys, exprs)])
+
+    def _shift(self, i: int, slope: sp.Expr, entry: sp.Expr, j: int) -> float:
+        """u |y_i| / |dy_i/dx_j| (the input shift a rounded y_i stands for) times |d entry / dx_j|; 0 where either
+        derivative is 0 or has no value."""
+        s = self.ref.wrt[j]
+        if entry == 0 or s not in entry.free_symbols:
+            return 0.0
+        if "shift_at" not in self._cache:
+            self._cache["shift_at"] = Evaluator(dict(zip(self.ref.args, self.args)))
+        at = self._cache["shift_at"]
+        with mpmath.workdps(30):
+            y, dy, curve = (_safe(at, e) for e in (self.ref.flat_out[i], slope, sp.diff(entry, s)))
+        if not all(isinstance(v, mpmath.mpf) and mpmath.isfinite(v) for v in (y, dy, curve)) or dy == 0:
+            return 0.0
+        return float(UNIT_ROUNDOFF[self.rounding or "float64"] * abs(curve) * abs(y) / abs(dy))
+
+    def _with_slack(self, ex: Exact, exprs: Sequence[sp.Expr] | None = None,
+                    found: tuple[np.ndarray, dict[int, str]] | None = None) -> Exact:
+        """ex with the rounding slack of its expressions (in order of ex's flat elements), or the one given."""
+        found = found if found is not None or exprs is None else self._slack(exprs)
+        if found is not None:
+            slack, over = found
+            ex.slack = slack.reshape(ex.lo.shape)
+            for k, why in over.items():
+                if k not in ex.undefined:
+                    ex.lo.flat[k] = ex.hi.flat[k] = math.nan
+                    ex.undefined[k] = why
+        return ex
+
+
 def normwise_slack(exact: np.ndarray, dtype: str, operations: int) -> np.ndarray:
     """Where no per-element bound is known (the large-tensor references): every element may carry the rounding of
     `operations` operations on the largest magnitude of the quantity (a norm-wise bound, as for matrix products)."""
@@ -136,6 +219,14 @@ def summed_slack(weights: np.ndarray, slack: np.ndarray, magnitude: np.ndarray, 
 def _power_of_two(r: sp.Rational) -> bool:
     p, q = abs(int(r.p)), int(r.q)
     return p & (p - 1) == 0 and q & (q - 1) == 0 and p > 0
+
+
+def _safe(at: Evaluator, e: sp.Expr) -> Any:
+    """The value of e, or None where it has none."""
+    try:
+        return at(e)
+    except (ZeroDivisionError, ValueError, TypeError, OverflowError, ArithmeticError):
+        return None
 
 
 def _number(v: Any) -> bool:

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from .case import CHECKS, COMPILE_BACKENDS, DIAGNOSES, DTYPES, REFERENCES, Case, Define, Expect, Input, Tolerance
-from .complex_inputs import COMPLEX_DTYPES, check_complex_function, is_complex, to_pairs
+from .complex_inputs import COMPLEX_DTYPES, as_complex_case
 from .errors import CaseError, LimitError
 from .expr import infer_shape, parse
 from .fields import Ctx, check_keys, kind, number, tensor, value_spec, variable_name
@@ -179,48 +179,6 @@ def build_case(doc: Mapping[str, Any], *, file: str | None = None, dtype: str | 
         sweep=sweep, device=device, compile=compile_,
     )
     return as_complex_case(ctx, doc, case) if complex_case else case
-
-
-def as_complex_case(ctx: Ctx, doc: Mapping[str, Any], case: Case) -> Case:
-    """A case with complex inputs: checked for what complex values support, and stored as real pairs."""
-    names = {i.name for i in case.inputs}
-    for d in case.defines:
-        try:
-            check_complex_function(d.node, names)
-        except CaseError as exc:
-            raise ctx.wrap(exc, f"define.{d.name}") from None
-        if is_complex(d.node, names):
-            names.add(d.name)
-    try:
-        check_complex_function(case.function, names)
-    except CaseError as exc:
-        raise ctx.wrap(exc, "function") from None
-    for key, what in (("retain_grad", case.retain_grad), ("expect", case.expect), ("train", case.train),
-                      ("compile", case.compile), ("op", case.op)):
-        if what:
-            raise ctx.error(key, f"{key} is not supported with complex inputs yet (complex cases verify the definition "
-                                 "through every autograd path and the Wirtinger check)")
-    unsupported = [c for c in ("graph", "train", "compile") if c in case.checks]
-    if doc.get("checks") is not None and unsupported:
-        raise ctx.error("checks", f"{', '.join(unsupported)} is not available for complex inputs (torch sees them through "
-                                  "view_as_complex)")
-    checks = tuple(c for c in case.checks if c not in unsupported)
-    if doc.get("checks") is None:
-        checks = checks + ("wirtinger",)
-    complex_output = is_complex(case.function, names)
-    output_shape = case.output_shape + ((2,) if complex_output else ())
-    grad_output = case.grad_output
-    if grad_output is not None:
-        if not complex_output and np.any(np.imag(grad_output) != 0):
-            raise ctx.error("grad_output", "the output is real: grad_output must be real")
-        grad_output = to_pairs(grad_output) if complex_output else np.real(grad_output).astype(np.float64)
-    pairs = {i.name: to_pairs(i.value) for i in case.inputs}
-    return replace(
-        case, checks=checks, complex_output=complex_output, output_shape=output_shape, grad_output=grad_output,
-        inputs=tuple(replace(i, value=pairs[i.name]) for i in case.inputs),
-        complex_inputs=tuple(i.name for i in case.inputs),
-        shapes={**case.shapes, **{n: v.shape for n, v in pairs.items()}},
-        points=tuple({n: to_pairs(v) for n, v in p.items()} for p in case.points))
 
 
 PICTURES = {"line_fit": ("x", "y", "w", "b"), "decision_boundary": ("class0", "class1", "w", "b")}

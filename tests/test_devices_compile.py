@@ -128,8 +128,11 @@ def test_a_graph_break_is_reported_and_the_gradients_still_checked():
     assert result.status == "pass" and any("graph break" in u for u in check.unsupported)
 
 
-def test_a_compile_failure_is_the_verdict(monkeypatch):
+def test_a_compile_failure_is_the_verdict(monkeypatch, tmp_path):
     import torch._inductor.config as inductor
+
+    # a cache of its own: what a failing build leaves behind never reaches another process's compiles
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
 
     monkeypatch.setattr(inductor.cpp, "cxx", ("/nonexistent/g++",))  # inductor's C++ build cannot run
     result = verify_case(_case("sum(sin(x) * exp(x))", {"x": [0.5, 1.5]}, compile="inductor", checks=["compile"]))

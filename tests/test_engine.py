@@ -154,9 +154,11 @@ def test_the_whole_bundled_suite_passes():
 
     if not torch.cuda.is_available():  # the device cases skip, with the reason
         allowed = {k: v | {"skip"} if k is False else v for k, v in allowed.items()}
-    failing = [(c.name, c.status) for c in result.cases
+    failing = [c for c in result.cases
                if c.status not in ({"pass", "edge", "finding"} if c.case.op else allowed[bool(c.case.expect_failure)])]
-    assert not failing
+    from verifier.report import case_text
+
+    assert not failing, "\n\n".join(case_text(c) for c in failing)  # the reports: a failure here says why
     assert len(result.cases) >= 90
     assert result.exit_code == 0
 

@@ -154,7 +154,14 @@ class Case:
         return f"{self.file}:{self.line}" if self.file and self.line else (self.file or "<memory>")
 
     def tolerance_for(self, dtype: str) -> Tolerance:
-        return self.tolerance or DEFAULT_TOLERANCES[dtype]
+        """The case's tolerance in its own dtype; run in another (--dtype), the looser of it and that dtype's table
+        (a tolerance written for float64 says nothing about float32 rounding)."""
+        default = DEFAULT_TOLERANCES[dtype]
+        if self.tolerance is None:
+            return default
+        if dtype == self.dtype:
+            return self.tolerance
+        return Tolerance(max(self.tolerance.rtol, default.rtol), max(self.tolerance.atol, default.atol))
 
     def with_dtype(self, dtype: str) -> Case:
         from dataclasses import replace

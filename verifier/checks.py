@@ -28,6 +28,7 @@ UNSUPPORTED = ("not implemented", "not supported", "must implement", "must overr
                "functorch transforms", "forward mode ad", "forward-mode ad")
 # torch's words for an op without a kernel for the dtype (float16 and bfloat16 on the CPU, mostly linear algebra)
 NO_KERNEL = ("not implemented for 'Half'", "not implemented for 'BFloat16'", "Low precision dtypes not supported")
+NO_KERNEL_SKIP = "torch has no"
 MAX_JACOBIAN = 250_000  # entries of a Jacobian computed by jacrev/jacfwd
 MAX_BASIS = 16_000_000  # entries of the identity basis torch.func.jacfwd / jacrev materialise
 MAX_HIGHER = 20_000  # entries of an order-k derivative tensor
@@ -56,8 +57,9 @@ class Ctx:
 
         if exact.refine is not None:
             self._refine(exact)  # the seeded sample
-        if self.dtype in HALF and exact.slack is None:
-            self._normwise(exact)
+        if exact.slack is None and (self.dtype in HALF or (self.dtype == "float32" and
+                                                            not isinstance(self.exact, PointReference))):
+            self._normwise(exact)  # float32 too for large tensors: long reductions round more than the table allows
         c = run()
         if exact.refine is not None and c.mismatched:
             # no verdict rests on a float64 evaluation: recompute the disagreements exactly, in rounds (the worst
@@ -91,8 +93,8 @@ class Ctx:
         return c
 
     def _normwise(self, exact: Exact) -> None:
-        """A half-precision quantity from a reference without per-element bounds gets the norm-wise bound over the
-        case's operations (in place)."""
+        """A half-precision (or large float32) quantity from a reference without per-element bounds gets the
+        norm-wise bound over the case's operations (in place)."""
         from .expr import walk
         from .rounding import normwise_slack
 
@@ -219,9 +221,12 @@ def check_backward(ctx: Ctx, r: CheckResult) -> None:
                             note="a gradient must have its input's dtype and shape (a broadcast not reduced back?)"))
     w = ctx.weights()
     second = ctx.torch.second_backward(w)
-    expected_error = bool(second["saved"])
     got_error = second["error"] is not None
-    ok = got_error == expected_error and (not got_error or "second time" in second["error"])
+    freed = got_error and "second time" in second["error"]
+    # the graph's saved tensors are read from its nodes' _saved_* attributes; some torch versions do not list every
+    # one there (cross_entropy's in torch 2.11), and torch's own "second time" error proves that something was saved
+    expected_error = bool(second["saved"]) or freed
+    ok = got_error == expected_error and (not got_error or freed)
     why = "the graph saved tensors, which the first backward freed" if expected_error else \
         "no node of the graph saved a tensor, so nothing was freed"
     r.facts.append(Fact("backward", "second backward without retain_graph raises", expected_error, got_error, ok,
@@ -666,7 +671,7 @@ def run_check(name: str, ctx: Ctx) -> CheckResult:
         if not any(p in str(exc) for p in NO_KERNEL):
             r.error = traceback.format_exc(limit=8)
         else:  # torch has no kernel for this dtype: nothing to verify, and no fault of the gradient
-            r.skipped = f"torch has no {ctx.dtype} kernel for this: {str(exc).strip().splitlines()[0][:200]}"
+            r.skipped = f"{NO_KERNEL_SKIP} {ctx.dtype} kernel for this: {str(exc).strip().splitlines()[0][:200]}"
     except Exception:  # noqa: BLE001 - reported as this check's verdict
         r.error = traceback.format_exc(limit=8)
     return r

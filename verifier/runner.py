@@ -22,7 +22,7 @@ import numpy as np
 
 from . import __version__
 from .case import CHECKS, Case, Input, Tolerance
-from .checks import Ctx, run_check
+from .checks import NO_KERNEL_SKIP, Ctx, run_check
 from .dtypes import HALF, round_to
 from .errors import CaseError, DeviceUnavailable, LimitError
 from .limits import LIMITS, flag
@@ -253,6 +253,9 @@ def _verify(case: Case, result: CaseResult, dtype: str, seed: int | None, wanted
         for name in CHECKS:
             if name in wanted:
                 result.checks.append(run_check(name, ctx))
+    no_kernel = [c.skipped for c in result.checks if c.skipped and c.skipped.startswith(NO_KERNEL_SKIP)]
+    if no_kernel and all(c.skipped for c in result.checks):  # nothing ran: the case is skipped, not passed
+        result.skipped = no_kernel[0]
     result.evaluation = describe(reference)
 
 

@@ -133,44 +133,48 @@ def _exact(case: Case, values: dict[str, np.ndarray], samples: int) -> tuple[np.
     return out, valid
 
 
-def _torch_grads(case: Case, values: dict[str, np.ndarray], samples: int, dtype: str,
-                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """torch's vector-Jacobian product at every sample: (grads (samples, wrt), cotangents (samples, outputs))."""
+def torch_grads(case: Case, values: dict[str, np.ndarray], samples: int, dtype: str,
+                rng: np.random.Generator, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+    """torch's vector-Jacobian product at every sample: (grads (samples, wrt), cotangents (samples, outputs)), the
+    torch side on `device`."""
     import torch
 
     from .lowering import DTYPES, Program
 
-    program = Program(case, dtype)
+    program = Program(case, dtype, device=device)
     tdtype = DTYPES[dtype]
+    kw = {"dtype": tdtype, "device": device}
     diff = case.differentiable
     m = int(np.prod(case.output_shape))
     if _elementwise(case):
         ndim = max([len(i.shape) for i in case.inputs] + [len(case.output_shape)])
         leaves = {i.name: torch.tensor(values[i.name].reshape((samples,) + (1,) * (ndim - len(i.shape)) + i.shape),
-                                       dtype=tdtype, requires_grad=i.requires_grad) for i in case.inputs}
+                                       **kw, requires_grad=i.requires_grad) for i in case.inputs}
         out, _ = program(leaves)
         out = out.expand((samples,) + case.output_shape) if out.dim() else out.expand(samples)
         weights = np.ones((samples, m))
         grads = torch.autograd.grad(out, [leaves[i.name] for i in diff], torch.ones_like(out), allow_unused=True)
         cols = []
         for i, g in zip(diff, grads):
-            g = torch.zeros((samples,) + i.shape, dtype=tdtype) if g is None else g
-            cols.append(g.detach().to(torch.float64).numpy().reshape(samples, -1) if g.shape[0] == samples
-                        else np.broadcast_to(g.detach().to(torch.float64).numpy(), (samples,) + i.shape).reshape(samples, -1))
+            g = torch.zeros((samples,) + i.shape, **kw) if g is None else g
+            g = g.detach().to(torch.float64).cpu().numpy()
+            cols.append(g.reshape(samples, -1) if g.shape[0] == samples
+                        else np.broadcast_to(g, (samples,) + i.shape).reshape(samples, -1))
         return np.concatenate(cols, axis=1), weights
     weights = rng.standard_normal((samples, m)).astype(np.float32).astype(np.float64) if m > 1 else np.ones((samples, 1))
     rows = []
     for s in range(samples):
-        leaves = {i.name: torch.tensor(values[i.name][s], dtype=tdtype, requires_grad=i.requires_grad)
+        leaves = {i.name: torch.tensor(values[i.name][s], **kw, requires_grad=i.requires_grad)
                   for i in case.inputs}
         out, _ = program(leaves)
-        v = torch.tensor(weights[s].reshape(case.output_shape), dtype=tdtype)
+        v = torch.tensor(weights[s].reshape(case.output_shape), **kw)
         try:
             grads = torch.autograd.grad(out, [leaves[i.name] for i in diff], v, allow_unused=True)
         except RuntimeError:  # torch raises here (e.g. a singular matrix): no gradient at this sample
             rows.append(np.full(sum(i.value.size for i in diff), np.nan))
             continue
-        rows.append(np.concatenate([np.zeros(i.value.size) if g is None else g.detach().to(torch.float64).numpy().reshape(-1)
+        rows.append(np.concatenate([np.zeros(i.value.size) if g is None
+                                    else g.detach().to(torch.float64).cpu().numpy().reshape(-1)
                                     for i, g in zip(diff, grads)]))
     return np.array(rows), weights
 
@@ -190,7 +194,7 @@ def sweep_case(case: Case, n: int = 100_000, seed: int = 0) -> SweepResult:
         _EXACT[key] = _exact(case, values, samples)
     jac, valid = _EXACT[key]
     rng = np.random.default_rng([seed, 15485863])
-    got, weights = _torch_grads(case, values, samples, case.dtype, rng)
+    got, weights = torch_grads(case, values, samples, case.dtype, rng)
     with mpmath.workdps(DIGITS):
         exact = np.empty(got.shape, dtype=object)
         w = weights.astype(object)

@@ -556,6 +556,8 @@ def _each_path(r: CheckResult, paths: dict[str, Callable[[], Any]]) -> list[tupl
             out.append((label, thunk()))
         except (NotImplementedError, RuntimeError) as exc:
             text = str(exc)
+            if any(m in text for m in NO_KERNEL):
+                raise  # no kernel for the dtype at all: the check is skipped (run_check), not one path unsupported
             if isinstance(exc, NotImplementedError) or any(m in text.lower() for m in UNSUPPORTED):
                 note = f"{label}: {text.splitlines()[0][:160]}"
                 if note not in r.unsupported:

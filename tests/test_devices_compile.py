@@ -133,9 +133,12 @@ def test_a_compile_failure_is_the_verdict(monkeypatch, tmp_path):
 
     # a cache of its own: what a failing build leaves behind never reaches another process's compiles
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
-
-    monkeypatch.setattr(inductor.cpp, "cxx", ("/nonexistent/g++",))  # inductor's C++ build cannot run
-    result = verify_case(_case("sum(sin(x) * exp(x))", {"x": [0.5, 1.5]}, compile="inductor", checks=["compile"]))
+    # inductor's C++ build cannot run; torch's own config patch restores the setting (monkeypatch.setattr on the
+    # config module deleted it: every later inductor compile in this worker raised "cpp.cxx does not exist")
+    before = inductor.cpp.cxx
+    with inductor.patch({"cpp.cxx": ("/nonexistent/g++",)}):
+        result = verify_case(_case("sum(sin(x) * exp(x))", {"x": [0.5, 1.5]}, compile="inductor", checks=["compile"]))
+    assert inductor.cpp.cxx == before  # the compiles of the tests after this one in the process
     (check,) = result.checks
     (fact,) = check.facts
     assert result.status == "fail" and not fact.passed and fact.note

@@ -30,8 +30,4 @@ def _private_cache(request: pytest.FixtureRequest):
     import os
 
     os.environ["GRADVERIFY_CACHE_DIR"] = str(request.config.cache.mkdir("gradverify-derivations"))
-    # each xdist worker compiles into an inductor cache of its own: a build another worker breaks on purpose
-    # (test_a_compile_failure_is_the_verdict) or leaves half-written is never loaded here
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(request.config.cache.mkdir(f"inductor-{worker}")))
     yield

@@ -157,3 +157,14 @@ def test_a_sampled_input_without_its_own_seed_loads(tmp_path):
     f.write_text("name: c\ninputs:\n  x: {shape: [3], sample: {uniform: [0, 1]}, seed: -1}\nfunction: sum(x**2)\n")
     cases, errors = load_file(f)
     assert not cases and errors[0].key == "inputs.x.seed"
+
+
+@pytest.mark.parametrize("dtype", [[], {"a": 1}, [["complex128"]]])
+def test_an_unhashable_dtype_is_a_case_error(dtype):
+    # found by the fuzz test: the complex check looked a list dtype up in a dict (TypeError)
+    from verifier.errors import CaseError
+    from verifier.validation import build_case
+
+    with pytest.raises(CaseError) as err:
+        build_case({"name": "c", "inputs": {"x": 0.5}, "function": "x", "dtype": dtype})
+    assert err.value.key == "dtype"

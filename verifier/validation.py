@@ -68,7 +68,8 @@ def build_case(doc: Mapping[str, Any], *, file: str | None = None, dtype: str | 
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
         raise ctx.error("seed", f"seed must be an integer in [0, 2**32), got {kind(seed)}")
 
-    complex_case = (dtype or doc.get("dtype")) in COMPLEX_DTYPES
+    wanted = dtype or doc.get("dtype")
+    complex_case = isinstance(wanted, str) and wanted in COMPLEX_DTYPES  # anything else is checked below
     raw_inputs = doc.get("inputs", {})
     if not isinstance(raw_inputs, Mapping):
         raise ctx.error("inputs", f"inputs is a mapping of name: value, got {kind(raw_inputs)}")

@@ -33,22 +33,38 @@ REAL_VALUED = frozenset({"abs", "real", "imag"})  # complex in, real out
 
 def is_complex(node: Node, complex_names: Iterable[str]) -> bool:
     """Whether the node's value is complex, given the names (inputs, defines) that are."""
-    names = set(complex_names)
-    if isinstance(node, Name):
-        return node.id in names
-    if isinstance(node, Call) and node.func in REAL_VALUED:
-        return False
-    return any(is_complex(c, names) for c in children(node))
+    return id(node) in _complex_nodes(node, set(complex_names))
+
+
+def _complex_nodes(node: Node, names: set[str]) -> set[int]:
+    """The ids of the nodes whose value is complex, found in one pass from the leaves up."""
+    found: set[int] = set()
+    order, stack = [], [node]
+    while stack:
+        n = stack.pop()
+        order.append(n)
+        stack.extend(children(n))
+    for n in reversed(order):  # children before their parents
+        if isinstance(n, Name):
+            complex_ = n.id in names
+        elif isinstance(n, Call) and n.func in REAL_VALUED:
+            complex_ = False
+        else:
+            complex_ = any(id(c) in found for c in children(n))
+        if complex_:
+            found.add(id(n))
+    return found
 
 
 def check_complex_function(node: Node, complex_names: Iterable[str]) -> None:
     """CaseError where a complex value meets a comparison, or a function without a complex meaning here."""
     names = set(complex_names)
+    found = _complex_nodes(node, names)
     nodes, stack = [], [node]
     while stack:
         n = stack.pop()
         stack.extend(children(n))
-        if any(is_complex(c, names) for c in children(n)):
+        if any(id(c) in found for c in children(n)):
             nodes.append(n)
     for n in nodes:
         if isinstance(n, Cmp):
@@ -57,7 +73,7 @@ def check_complex_function(node: Node, complex_names: Iterable[str]) -> None:
         if isinstance(n, Call) and n.func not in COMPLEX_FUNCTIONS:
             raise CaseError(f"{n.func}() is not verified for complex arguments here; with complex values use "
                             f"{', '.join(sorted(COMPLEX_FUNCTIONS))}, and + - * / ** @")
-        if isinstance(n, Bin) and n.op == "**" and is_complex(n.right, names):
+        if isinstance(n, Bin) and n.op == "**" and id(n.right) in found:
             raise CaseError("a complex exponent (z ** w) is not supported; write exp(w * log(z))")
 
 

@@ -633,8 +633,8 @@ CHECKS: dict[str, Callable[[Ctx, CheckResult], None]] = {
     "nograd": check_nograd, "expect": check_expect, "train": check_train, "compile": check_compile,
     "wirtinger": lambda ctx, r: check_wirtinger(ctx, r),
 }
-NEEDS_GRAD = {"backward", "vjp", "grad", "higher", "jvp", "jacobian", "accumulate", "train"}
-BACKWARD_BASED = {"backward", "vjp", "grad", "higher", "accumulate"}
+NEEDS_GRAD = {"backward", "vjp", "grad", "higher", "jvp", "jacobian", "accumulate", "train", "wirtinger"}
+BACKWARD_BASED = {"backward", "vjp", "grad", "higher", "accumulate", "wirtinger"}
 
 
 def _check_constant_output(ctx: Ctx, r: CheckResult) -> None:

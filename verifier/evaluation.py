@@ -13,7 +13,7 @@ import sympy as sp
 
 from .expr import Node
 from .mpeval import Evaluator
-from .rounding import RoundingSlack, summed_slack
+from .rounding import RoundingSlack, set_slack, summed_slack
 from .symbolic import DIGITS, Reference, _basic, display, evaluate
 from .values import Exact
 
@@ -200,10 +200,9 @@ class PointReference(RoundingSlack):
                 sub_bad[i * width + (j - sl.start)] = why
         ex = _exact(list(lo[:, sl].reshape(-1)), sub_bad, shape, list(hi[:, sl].reshape(-1)))
         ex.kinks = kinks[:, sl].reshape(shape)
-        rounding = self._jacobian_slack()
+        rounding = self._jacobian_slack()  # (its overflows are undefined in the Jacobian already)
         if rounding is not None:
-            slack, over = rounding
-            self._with_slack(ex, found=(slack[:, sl].reshape(-1), _columns(over, n, sl)))
+            set_slack(ex, rounding[0][:, sl])
         for flat, note in self.resolved.items():
             i, j = divmod(flat, n)
             if sl.start <= j < sl.stop and i * width + (j - sl.start) not in sub_bad:
@@ -233,11 +232,8 @@ class PointReference(RoundingSlack):
         ex.kinks = np.array([kinks[:, j].any() for j in range(sl.start, sl.stop)], dtype=bool).reshape(
             self.ref.case.shapes[name]) if width else None
         rounding = self._jacobian_slack()
-        n = lo.shape[1]
         if rounding is not None:  # each term's slack, weighted, and the rounding of the sum over the outputs
-            weights = np.abs(weights.reshape(-1))
-            over = {k % n - sl.start: v for k, v in rounding[1].items() if weights[k // n] and sl.start <= k % n < sl.stop}
-            self._with_slack(ex, found=(summed_slack(weights, rounding[0][:, sl], _finite(lo[:, sl]), self.rounding), over))
+            set_slack(ex, summed_slack(np.abs(weights.reshape(-1)), rounding[0][:, sl], _finite(lo[:, sl]), self.rounding))
         n = lo.shape[1]
         for flat, note in self.resolved.items():
             i, j = divmod(flat, n)
@@ -268,9 +264,7 @@ class PointReference(RoundingSlack):
         rounding = self._jacobian_slack()
         if rounding is not None:
             t = np.abs(np.array([float(x) for x in u]))
-            n = lo.shape[1]
-            self._with_slack(ex, found=(summed_slack(t, rounding[0].T, _finite(lo).T, self.rounding),
-                                        {k // n: v for k, v in rounding[1].items() if t[k % n]}))
+            set_slack(ex, summed_slack(t, rounding[0].T, _finite(lo).T, self.rounding))
         return ex
 
     def derivative(self, order: int) -> Exact:
@@ -279,7 +273,7 @@ class PointReference(RoundingSlack):
             lo, hi, bad, _ = self._jacobian_mp()
             ex = _exact(list(lo.reshape(-1)), bad, (len(self.ref.wrt),), list(hi.reshape(-1)))
             rounding = self._jacobian_slack()
-            return ex if rounding is None else self._with_slack(ex, found=(rounding[0].reshape(-1), rounding[1]))
+            return ex if rounding is None else set_slack(ex, rounding[0])
         table = self.ref.derivatives(order)
         keys = list(table)
         vals, bad = self._eval(f"d{order}", [table[k] for k in keys])
@@ -322,7 +316,7 @@ class PointReference(RoundingSlack):
                     slack.flat[flat] = rounding[0][number]
                     if number in rounding[1]:
                         over[flat] = rounding[1][number]
-            self._with_slack(ex, found=(slack.reshape(-1), over))
+            set_slack(ex, slack, over)
         return ex
 
     def _one_sided(self, keys: list[tuple[int, ...]], exprs: list[sp.Expr]) -> dict[int, tuple[Any, Any]]:
@@ -372,12 +366,6 @@ def infinite_sides(far: tuple[Any, Any], near: tuple[Any, Any], symbol: sp.Symbo
         return None
     return f"the function has a pole at {display(symbol)} = {float(x):.17g}: the {' and '.join(steep)} derivative is " \
            "infinite"
-
-
-def _columns(entries: dict[int, str], n: int, sl: slice) -> dict[int, str]:
-    """Entries of a (out, n) matrix keyed by flat index, re-keyed for its columns sl."""
-    width = sl.stop - sl.start
-    return {(k // n) * width + (k % n - sl.start): v for k, v in entries.items() if sl.start <= k % n < sl.stop}
 
 
 def _finite(values: np.ndarray) -> np.ndarray:

@@ -133,7 +133,7 @@ class RoundingSlack:
         if self.rounding is None:
             return None
         with mpmath.workdps(30):
-            bound = RoundingBound(Evaluator(dict(zip(self.ref.args, self.args))))
+            bound = RoundingBound(self._at_point())
             found = [bound.bound(e) for e in exprs]
         scale = SAFETY * UNIT_ROUNDOFF[self.rounding]
         slack = np.array([scale * r if math.isfinite(r) else 0.0 for r, _ in found])
@@ -143,8 +143,15 @@ class RoundingSlack:
                 for k, (_, peak) in enumerate(found) if peak > largest}
         return slack, over
 
+    def _at_point(self) -> Evaluator:
+        """One evaluator of sub-expression values at the point, shared by every bound (its memo is the point's)."""
+        if "rounding_at" not in self._cache:
+            self._cache["rounding_at"] = Evaluator(dict(zip(self.ref.args, self.args)))
+        return self._cache["rounding_at"]  # type: ignore[no-any-return]
+
     def _jacobian_slack(self) -> tuple[np.ndarray, dict[int, str]] | None:
-        """The rounding slack of every Jacobian entry, shape (out, wrt), and the entries that overflow."""
+        """The rounding slack of every Jacobian entry, shape (out, wrt), and the entries that overflow (which the
+        Jacobian then leaves out, as a pole: everything built from it sees them undefined)."""
         if self.rounding is None:
             return None
         if "jac_slack" not in self._cache:
@@ -161,7 +168,7 @@ class RoundingSlack:
         out = np.zeros((len(jac), len(self.ref.wrt)))
         for i, row in enumerate(jac):
             for j, d in enumerate(row):
-                out[i, j] = self._shift(i, row[j], d, j)
+                out[i, j] = self._shift(i, d, d, j)  # the slope dy_i/dx_j is the entry itself
         return out
 
     def _forward_rounding_higher(self, keys: list[tuple[int, ...]], exprs: list[sp.Expr]) -> np.ndarray:
@@ -176,27 +183,27 @@ class RoundingSlack:
         s = self.ref.wrt[j]
         if entry == 0 or s not in entry.free_symbols:
             return 0.0
-        if "shift_at" not in self._cache:
-            self._cache["shift_at"] = Evaluator(dict(zip(self.ref.args, self.args)))
-        at = self._cache["shift_at"]
+        at = self._at_point()
         with mpmath.workdps(30):
             y, dy, curve = (_safe(at, e) for e in (self.ref.flat_out[i], slope, sp.diff(entry, s)))
         if not all(isinstance(v, mpmath.mpf) and mpmath.isfinite(v) for v in (y, dy, curve)) or dy == 0:
             return 0.0
         return float(UNIT_ROUNDOFF[self.rounding or "float64"] * abs(curve) * abs(y) / abs(dy))
 
-    def _with_slack(self, ex: Exact, exprs: Sequence[sp.Expr] | None = None,
-                    found: tuple[np.ndarray, dict[int, str]] | None = None) -> Exact:
-        """ex with the rounding slack of its expressions (in order of ex's flat elements), or the one given."""
-        found = found if found is not None or exprs is None else self._slack(exprs)
-        if found is not None:
-            slack, over = found
-            ex.slack = slack.reshape(ex.lo.shape)
-            for k, why in over.items():
-                if k not in ex.undefined:
-                    ex.lo.flat[k] = ex.hi.flat[k] = math.nan
-                    ex.undefined[k] = why
-        return ex
+    def _with_slack(self, ex: Exact, exprs: Sequence[sp.Expr]) -> Exact:
+        """ex with the rounding slack of its expressions (in order of ex's flat elements)."""
+        found = self._slack(exprs)
+        return ex if found is None else set_slack(ex, *found)
+
+
+def set_slack(ex: Exact, slack: np.ndarray, over: dict[int, str] | None = None) -> Exact:
+    """ex (in place) with a slack per element, and the elements whose computation overflows the dtype undefined."""
+    ex.slack = slack.reshape(ex.lo.shape)
+    for k, why in (over or {}).items():
+        if k not in ex.undefined:
+            ex.lo.flat[k] = ex.hi.flat[k] = math.nan
+            ex.undefined[k] = why
+    return ex
 
 
 def normwise_slack(exact: np.ndarray, dtype: str, operations: int) -> np.ndarray:

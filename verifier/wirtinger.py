@@ -55,6 +55,8 @@ def _exact(values: np.ndarray, pairs: bool) -> Exact:
 def check_wirtinger(ctx: Ctx, r: CheckResult) -> None:
     import torch
 
+    from .checks import _each_path  # the checks' own runner of torch paths (unsupported ones noted, not failed)
+
     case = ctx.case
     if not case.complex_inputs:
         r.skipped = "the case has no complex inputs"
@@ -66,6 +68,10 @@ def check_wirtinger(ctx: Ctx, r: CheckResult) -> None:
 
     def leaf(n: str, grad: bool) -> torch.Tensor:
         return torch.tensor(from_pairs(ctx.torch.point[n]), dtype=cdtype, device=device).requires_grad_(grad)
+
+    def leaves(grad: bool = True) -> dict[str, torch.Tensor]:
+        """Fresh complex leaves of every input, the differentiable ones requiring grad (unless grad is False)."""
+        return {i.name: leaf(i.name, grad and i.name in names) for i in case.inputs}
 
     if case.grad_output is not None:
         g = from_pairs(ctx.weights()) if case.complex_output else ctx.weights()
@@ -89,24 +95,24 @@ def check_wirtinger(ctx: Ctx, r: CheckResult) -> None:
         label = f"grad wrt {n}: conj(ds/dz)·g + conj(g)·ds/dz̄" + (" (g = 1: 2·dL/dz̄)" if implicit else "")
 
         def backward(n: str = n) -> Any:
-            leaves = {m: leaf(m, m in names) for m in (i.name for i in case.inputs)}
-            out, _ = program(leaves)
+            env = leaves()
+            out, _ = program(env)
             out.backward() if implicit else out.backward(g_t)
-            return leaves[n].grad
+            return env[n].grad
 
         def autograd_grad(n: str = n) -> Any:
-            leaves = {m: leaf(m, m in names) for m in (i.name for i in case.inputs)}
-            out, _ = program(leaves)
-            return torch.autograd.grad(out, leaves[n], grad_outputs=None if implicit else g_t)[0]
+            env = leaves()
+            out, _ = program(env)
+            return torch.autograd.grad(out, env[n], grad_outputs=None if implicit else g_t)[0]
 
         def func_vjp(n: str = n) -> Any:
-            others = {m: leaf(m, False) for m in (i.name for i in case.inputs) if m != n}
-            _, fn = torch.func.vjp(lambda t: program({**others, n: t})[0], leaf(n, False))
+            others = leaves(grad=False)
+            _, fn = torch.func.vjp(lambda t: program({**others, n: t})[0], others[n])
             return fn(torch.ones((), dtype=ctx.torch.dtype, device=device) if implicit else g_t)[0]
 
         paths = {f"{n}.grad after y.backward({'' if implicit else 'g'})": backward,
                  "torch.autograd.grad": autograd_grad, "torch.func.vjp": func_vjp}
-        for path, got in _run(r, paths):
+        for path, got in _each_path(r, paths):
             values = numpy_complex(got)
             c = ctx.cmp(_exact(expected, True), to_pairs(values), "wirtinger", label, path, n)
             if not c.passed and values.shape == expected.shape and np.allclose(
@@ -121,7 +127,7 @@ def check_wirtinger(ctx: Ctx, r: CheckResult) -> None:
     expected = sum(((dz * t).reshape(dz.shape[:len(logical)] + (-1,)).sum(-1)
                     + (dzbar * np.conj(t)).reshape(dz.shape[:len(logical)] + (-1,)).sum(-1))
                    for (dz, dzbar), t in zip(derivs.values(), tangents.values()))
-    primals = {m: leaf(m, False) for m in (i.name for i in case.inputs)}
+    primals = leaves(grad=False)
     u = tuple(torch.tensor(tangents[n], dtype=cdtype, device=device) for n in names)
 
     def f(*ts: Any) -> Any:
@@ -130,7 +136,7 @@ def check_wirtinger(ctx: Ctx, r: CheckResult) -> None:
     def func_jvp() -> Any:
         return torch.func.jvp(f, tuple(primals[n] for n in names), u)[1]
 
-    for path, got in _run(r, {"torch.func.jvp": func_jvp}):
+    for path, got in _each_path(r, {"torch.func.jvp": func_jvp}):
         values = numpy_complex(got)
         r.comparisons.append(ctx.cmp(_exact(np.asarray(expected), case.complex_output),
                                      to_pairs(values) if case.complex_output else np.real(values),
@@ -145,9 +151,3 @@ def numpy_complex(t: Any) -> np.ndarray:
     if t.is_complex():
         return t.to(torch.complex128).cpu().numpy().copy()
     return t.to(torch.float64).cpu().numpy().astype(np.complex128)
-
-
-def _run(r: CheckResult, paths: dict[str, Any]) -> list[tuple[str, Any]]:
-    from .checks import _each_path
-
-    return _each_path(r, paths)

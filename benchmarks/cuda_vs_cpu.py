@@ -19,9 +19,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from verifier.case.loading import collect  # noqa: E402
 from verifier.dtypes import ulp  # noqa: E402
-from verifier.loading import collect  # noqa: E402
-from verifier.sweep import _elementwise, _points, torch_grads  # noqa: E402
+from verifier.survey.sweep import is_elementwise, sample_points, torch_grads  # noqa: E402
 
 
 def main() -> None:
@@ -43,8 +43,8 @@ def main() -> None:
         if time.perf_counter() - start > args.seconds:
             skipped.append(case.name)
             continue
-        n = args.points if _elementwise(case) else args.loop_points
-        values, samples = _points(case, n, seed=0)
+        n = args.points if is_elementwise(case) else args.loopsample_points
+        values, samples = sample_points(case, n, seed=0)
         try:
             cpu, _ = torch_grads(case, values, samples, case.dtype, np.random.default_rng(1), "cpu")
             gpu, _ = torch_grads(case, values, samples, case.dtype, np.random.default_rng(1), "cuda")

@@ -18,9 +18,10 @@ from hypothesis import HealthCheck, given, settings
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.fuzz.strategies import DOC_INPUTS, any_expression, documents, expressions, yaml_texts  # noqa: E402
+from verifier.case.loading import load_file  # noqa: E402
+from verifier.case.validate import build_case  # noqa: E402
 from verifier.errors import CaseError  # noqa: E402
-from verifier.expr import parse  # noqa: E402
-from verifier.loading import build_case, load_file  # noqa: E402
+from verifier.language.parse import parse  # noqa: E402
 from verifier.runner import verify_case  # noqa: E402
 
 

@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from verifier.case.validate import case_from_expression  # noqa: E402
+from verifier.reference.vectorised.plan import vectorisable  # noqa: E402
 from verifier.runner import verify_case  # noqa: E402
-from verifier.validation import case_from_expression  # noqa: E402
-from verifier.vectorised import vectorisable  # noqa: E402
 
 UN = ["sin", "tanh", "exp", "sigmoid", "softplus", "atan", "erf", "abs", "relu", "gelu", "silu", "log1p", "sqrt", "log"]
 INPUTS = {"x": [0.5, -0.25, 2.0, 0.0, 1.5, -1.0], "w": [0.3, -0.7, 1.1], "s": 0.4,

@@ -19,9 +19,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from verifier.loading import collect  # noqa: E402
-from verifier.lowering import Program  # noqa: E402
+from verifier.case.loading import collect  # noqa: E402
 from verifier.runner import verify_case  # noqa: E402
+from verifier.torchside.lowering import Program  # noqa: E402
 
 
 def scaled_program(error: float) -> type[Program]:

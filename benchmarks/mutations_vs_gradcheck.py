@@ -15,7 +15,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.mutations import MUTANTS, Stateful  # noqa: E402
-from verifier import GradientMismatch, assert_gradients_match  # noqa: E402
+from verifier import GradientMismatch
+from verifier.assertions import assert_gradients_match
 
 
 def with_gradcheck(m) -> bool:

@@ -26,11 +26,12 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import verifier.cache as cache  # noqa: E402
+import verifier.reference.cache as cache  # noqa: E402
 from tests.mutations import sin_exp  # noqa: E402
-from verifier import GradientMismatch, assert_gradients_match  # noqa: E402
+from verifier import GradientMismatch  # noqa: E402
+from verifier.assertions import assert_gradients_match  # noqa: E402
+from verifier.case.validate import case_from_expression  # noqa: E402
 from verifier.runner import _warm_up, verify_case  # noqa: E402
-from verifier.validation import case_from_expression  # noqa: E402
 
 EPSILONS = [10.0**-k for k in range(1, 15)]
 

@@ -8,10 +8,10 @@ import sys
 
 import pytest
 
-from verifier import cache
-from verifier.ops import ELEMENTWISE, OPS, Op, register_op
-from verifier.symbolic import Reference
-from verifier.validation import case_from_expression
+from verifier.case.validate import case_from_expression
+from verifier.language.ops import ELEMENTWISE, OPS, Op, register_op
+from verifier.reference import cache
+from verifier.reference.expanded.reference import Reference
 
 
 @pytest.fixture

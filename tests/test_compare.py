@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from verifier.case import Tolerance
+from verifier.case.model import Tolerance
 from verifier.compare import compare
-from verifier.report import diagnosis_text
+from verifier.report.text import diagnosis_text
 from verifier.values import Exact
 
 TOL = Tolerance(1e-11, 1e-13)

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from verifier import load_cases
-from verifier.complex_inputs import from_pairs
-from verifier.loading import load_file
-from verifier.lowering import Program
-from verifier.runner import make_reference, verify_case
-from verifier.wirtinger import wirtinger
+from verifier.case.complex import from_pairs
+from verifier.case.loading import load_cases, load_file
+from verifier.checks.wirtinger import wirtinger
+from verifier.reference.choice import make_reference
+from verifier.runner import verify_case
+from verifier.torchside.lowering import Program
 
 from .conftest import CASES
 
@@ -162,8 +162,8 @@ def test_a_sampled_input_without_its_own_seed_loads(tmp_path):
 @pytest.mark.parametrize("dtype", [[], {"a": 1}, [["complex128"]]])
 def test_an_unhashable_dtype_is_a_case_error(dtype):
     # found by the fuzz test: the complex check looked a list dtype up in a dict (TypeError)
+    from verifier.case.validate import build_case
     from verifier.errors import CaseError
-    from verifier.validation import build_case
 
     with pytest.raises(CaseError) as err:
         build_case({"name": "c", "inputs": {"x": 0.5}, "function": "x", "dtype": dtype})

@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from verifier import load_cases
+from verifier.case.loading import load_cases, load_file
+from verifier.case.validate import case_from_expression
 from verifier.cli import main
 from verifier.errors import CaseError
-from verifier.loading import load_file
-from verifier.ops import ELEMENTWISE, OPS, Op, register_op
-from verifier.runner import make_reference, verify_case
-from verifier.sweep import sample, sweep_case
-from verifier.validation import case_from_expression
+from verifier.language.ops import ELEMENTWISE, OPS, Op, register_op
+from verifier.reference.choice import make_reference
+from verifier.runner import verify_case
+from verifier.survey.sweep import sample, sweep_case
 
 from .conftest import CASES
 
@@ -55,8 +55,8 @@ def test_an_infinite_one_sided_derivative_is_a_pole_not_a_kink():
 
 
 def test_sinc_derivatives_are_exact_at_zero_and_away():
-    from verifier.mpeval import sinc, sinc_derivative
-    from verifier.npeval import sinc_derivative as sinc_derivative_np
+    from verifier.reference.numeric.arrays import sinc_derivative as sinc_derivative_np
+    from verifier.reference.numeric.mp import sinc, sinc_derivative
 
     with mpmath.workdps(40):
         for x in (0, 1e-9, 0.3, -0.9, 2.5, -7.25):

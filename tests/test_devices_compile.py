@@ -7,12 +7,11 @@ from dataclasses import replace
 import pytest
 import torch
 
-from verifier import load_cases
+from verifier.case.loading import load_cases, load_file
+from verifier.case.validate import case_from_expression
 from verifier.cli import main
-from verifier.loading import load_file
-from verifier.ops import ELEMENTWISE, OPS, Op, register_op
+from verifier.language.ops import ELEMENTWISE, OPS, Op, register_op
 from verifier.runner import verify_case
-from verifier.validation import case_from_expression
 
 from .conftest import CASES
 
@@ -76,7 +75,7 @@ def test_a_cuda_run_reports_the_device_in_a_mismatch():
         result = verify_case(_case("bad_square_cuda(x)", {"x": 1.5}, device="cuda", checks=["backward"]))
     finally:
         OPS.pop("bad_square_cuda")
-    from verifier.report import case_text
+    from verifier.report.text import case_text
 
     assert result.status == "fail" and "(float64, cuda, seed 0)" in case_text(result)
 

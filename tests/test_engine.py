@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from verifier.autodiff import TorchSide
-from verifier.loading import case_from_expression, load_cases
+from verifier.case.loading import load_cases
+from verifier.case.validate import case_from_expression
+from verifier.reference.expanded.reference import Reference
 from verifier.runner import verify_case
-from verifier.symbolic import Reference
+from verifier.torchside.autodiff import TorchSide
 
 from .conftest import CASES
 
@@ -156,7 +157,7 @@ def test_the_whole_bundled_suite_passes():
         allowed = {k: v | {"skip"} if k is False else v for k, v in allowed.items()}
     failing = [c for c in result.cases
                if c.status not in ({"pass", "edge", "finding"} if c.case.op else allowed[bool(c.case.expect_failure)])]
-    from verifier.report import case_text
+    from verifier.report.text import case_text
 
     assert not failing, "\n\n".join(case_text(c) for c in failing)  # the reports: a failure here says why
     assert len(result.cases) >= 90
@@ -185,7 +186,7 @@ def test_constant_output_backward_raises_and_exact_gradient_is_zero():
 
 def test_a_large_integer_literal_is_a_float_for_torch():
     # regression: 1e20 parsed to the int 10**20, which torch cannot take as a scalar (OverflowError)
+    from verifier.case.validate import case_from_expression
     from verifier.runner import verify_case
-    from verifier.validation import case_from_expression
 
     assert verify_case(case_from_expression("x * 1e20 + 2**60", {"x": 1.5}, name="big_literal")).status == "pass"

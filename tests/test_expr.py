@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from verifier.errors import CaseError, LimitError
-from verifier.expr import Bin, Call, Index, Name, Neg, Num, infer_shape, parse, unparse
+from verifier.language.analysis import infer_shape
+from verifier.language.nodes import Bin, Call, Index, Name, Neg, Num, unparse
+from verifier.language.parse import parse
 
 NAMES = {"x", "y", "A", "w"}
 

@@ -9,9 +9,10 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 
+from verifier.case.loading import load_file
+from verifier.case.validate import build_case
 from verifier.errors import CaseError
-from verifier.expr import parse
-from verifier.loading import build_case, load_file
+from verifier.language.parse import parse
 from verifier.runner import verify_case
 
 from .fuzz.strategies import DOC_INPUTS, any_expression, documents, expressions, yaml_texts

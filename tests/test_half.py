@@ -10,13 +10,13 @@ import pytest
 import sympy as sp
 import torch
 
-from verifier import load_cases
+from verifier.case.loading import load_cases
+from verifier.case.validate import case_from_expression
 from verifier.dtypes import round_to, ulp
-from verifier.lowering import Program
-from verifier.mpeval import Evaluator
-from verifier.rounding import RoundingBound
+from verifier.reference.numeric.mp import Evaluator
+from verifier.reference.rounding import RoundingBound
 from verifier.runner import verify_case
-from verifier.validation import case_from_expression
+from verifier.torchside.lowering import Program
 
 from .conftest import CASES
 
@@ -135,7 +135,7 @@ def test_a_case_tolerance_is_not_applied_unchanged_in_another_dtype():
 
 def test_a_second_backward_error_proves_saved_tensors(monkeypatch):
     # torch 2.11 lists no _saved_ attribute on cross_entropy's nodes: torch's own error is the evidence
-    import verifier.autodiff as autodiff
+    import verifier.torchside.autodiff as autodiff
 
     monkeypatch.setattr(autodiff, "has_saved_tensors", lambda fn: False)
     case = case_from_expression("sum(exp(x) * x)", {"x": np.array([0.5, 1.5])}, name="s")

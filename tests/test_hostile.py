@@ -10,9 +10,10 @@ import time
 
 import pytest
 
+from verifier.case.loading import collect
+from verifier.case.validate import case_from_expression
 from verifier.errors import LimitError
 from verifier.limits import LIMITS, configure
-from verifier.loading import case_from_expression, collect
 from verifier.runner import verify_case
 
 from .conftest import ROOT

@@ -8,10 +8,11 @@ import sys
 import pytest
 import torch
 
-from verifier import GradientMismatch, assert_training_step_matches
+from verifier import GradientMismatch
+from verifier.assertions import assert_training_step_matches
+from verifier.case.loading import collect, load_cases
 from verifier.examples import sgd_step, sgd_step_without_zero_grad
-from verifier.loading import collect, load_cases
-from verifier.report import case_text
+from verifier.report.text import case_text
 from verifier.runner import verify_case
 
 from .conftest import CASES, ROOT

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import yaml
 
+from verifier.case.loading import collect, load_cases, load_file
+from verifier.case.validate import build_case
 from verifier.errors import LimitError
-from verifier.loading import build_case, collect, load_cases, load_file
 
 from .conftest import CASES
 
@@ -179,7 +180,7 @@ def test_case_errors_are_value_errors():
 
 
 def _schema():
-    return json.loads(resources.files("verifier").joinpath("case.schema.json").read_text())
+    return json.loads(resources.files("verifier").joinpath("case", "schema.json").read_text())
 
 
 @pytest.mark.parametrize("path", sorted(CASES.rglob("*.yaml")), ids=lambda p: str(p.relative_to(CASES)))

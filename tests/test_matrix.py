@@ -8,12 +8,14 @@ import pytest
 import sympy as sp
 import torch
 
-from verifier import GradientMismatch, assert_gradients_match
-from verifier import matrix as matrix_module
-from verifier.matrix import MatrixReference, _gradient
-from verifier.runner import make_reference, verify_case
-from verifier.validation import case_from_expression
-from verifier.vectorised import NotVectorisable
+from verifier import GradientMismatch
+from verifier.assertions import assert_gradients_match
+from verifier.case.validate import case_from_expression
+from verifier.reference import matrix as matrix_module
+from verifier.reference.base import NotVectorisable
+from verifier.reference.choice import make_reference
+from verifier.reference.matrix import MatrixReference, _gradient
+from verifier.runner import verify_case
 
 
 def _rand(*shape: int, seed: int = 0) -> np.ndarray:

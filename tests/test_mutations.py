@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from verifier import GradientMismatch, assert_gradients_match
+from verifier import GradientMismatch
+from verifier.assertions import assert_gradients_match
 
 from .mutations import MUTANTS, Stateful
 

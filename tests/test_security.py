@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from verifier.case.loading import collect
 from verifier.errors import CaseError
-from verifier.expr import parse
-from verifier.loading import collect
+from verifier.language.parse import parse
 
 CANARY = "/tmp/gradverify-canary-{tag}"
 

@@ -9,12 +9,16 @@ import numpy as np
 import pytest
 import torch
 
-from verifier import GradientMismatch, assert_gradients_match, load_cases
+from verifier import GradientMismatch
+from verifier.assertions import assert_gradients_match
+from verifier.case.loading import load_cases
+from verifier.case.validate import case_from_expression
 from verifier.dtypes import HALF
-from verifier.runner import make_reference, verify_case
-from verifier.symbolic import Reference
-from verifier.validation import case_from_expression
-from verifier.vectorised import VectorReference, vectorisable
+from verifier.reference.choice import make_reference
+from verifier.reference.expanded.reference import Reference
+from verifier.reference.vectorised.plan import vectorisable
+from verifier.reference.vectorised.reference import VectorReference
+from verifier.runner import verify_case
 
 from .conftest import CASES
 from .mutations import sin_exp
@@ -138,10 +142,12 @@ def test_both_numeric_backends_agree(monkeypatch, backend):
 
 
 def test_mismatches_beyond_the_refinement_budget_are_named(monkeypatch):
-    import verifier.vectorised as vectorised
+    from verifier.reference.vectorised import plan, quantity, reference
 
-    monkeypatch.setattr(vectorised, "REFINE_ELEMENTS", 10)
-    monkeypatch.setattr(vectorised, "REFINE_SECONDS", 0.0)
+    for module in (plan, quantity, reference):  # the budget's constants, where each module reads them
+        for name, value in (("REFINE_ELEMENTS", 10), ("REFINE_SECONDS", 0.0)):
+            if hasattr(module, name):
+                monkeypatch.setattr(module, name, value)
     x = torch.tensor(np.random.default_rng(6).uniform(-2, 2, 5_000))
     with pytest.raises(GradientMismatch) as info:
         assert_gradients_match(sin_exp(1e-6).apply, "sin(x) * exp(x)", {"x": x}, checks=["grad"])

@@ -18,10 +18,11 @@ __all__ = [
 ]
 
 from .errors import CaseError, GradientMismatch, LimitError, VerifierError
-from .ops import Op, register_op
+from .language.ops import Op, register_op
 
 _LAZY = {
-    "Case": "case", "Tolerance": "case", "load_cases": "loading", "CaseResult": "results", "CheckResult": "results",
+    "Case": "case.model", "Tolerance": "case.model", "load_cases": "case.loading", "CaseResult": "results",
+    "CheckResult": "results",
     "RunResult": "results", "Comparison": "compare", "run": "runner", "verify": "runner", "verify_case": "runner",
     "assert_gradients_match": "assertions", "assert_training_step_matches": "assertions",
 }

@@ -7,14 +7,14 @@ from typing import Any
 
 import numpy as np
 
-from .case import DEFAULT_TOLERANCES, DTYPES, Tolerance
+from .case.catalog import HELPER
+from .case.model import DEFAULT_TOLERANCES, DTYPES, Tolerance
 from .errors import CaseError, GradientMismatch
 from .results import CaseResult
 
 # What the helper checks by default: the forward value, backward (grad_output ones, .grad shape and dtype, a second
 # backward), random grad_outputs, autograd.grad, repeated backward calls, forward mode and torch.func where the
 # implementation supports them, no_grad; plus, for order >= 2, double backward (Hessian and Hessian-vector products).
-HELPER_CHECKS = ("value", "backward", "vjp", "grad", "jvp", "jacobian", "accumulate", "nograd")
 
 
 def assert_gradients_match(
@@ -58,11 +58,11 @@ def assert_gradients_match(
     if rtol is not None or atol is not None:
         base = DEFAULT_TOLERANCES[dtype]
         tolerance = Tolerance(base.rtol if rtol is None else float(rtol), base.atol if atol is None else float(atol))
-    wanted = tuple(checks) if checks is not None else HELPER_CHECKS + (("higher",) if order >= 2 else ())
+    wanted = tuple(checks) if checks is not None else HELPER + (("higher",) if order >= 2 else ())
     result = verify_implementation(impl, reference, values, dtype=dtype, order=order, checks=wanted,
                                    tolerance=tolerance, seed=seed, strict=strict, timeout=timeout)
     if result.status != "pass":
-        from .report import case_text
+        from .report.text import case_text
 
         raise GradientMismatch(case_text(result) or f"verdict: {result.status}", result)
     return result
@@ -111,9 +111,9 @@ def assert_training_step_matches(
     __tracebackhide__ = True
     from dataclasses import replace
 
+    from .case.train import TrainSpec
+    from .case.validate import case_from_expression
     from .runner import verify_case
-    from .training import TrainSpec
-    from .validation import case_from_expression
 
     dtype = _dtype(inputs)
     names = tuple(params)
@@ -130,7 +130,7 @@ def assert_training_step_matches(
     case = replace(case, train=spec, checks=("train",), tolerance=tolerance)
     result = verify_case(case)
     if result.status != "pass":
-        from .report import case_text
+        from .report.text import case_text
 
         raise GradientMismatch(case_text(result) or f"verdict: {result.status}", result)
     return result

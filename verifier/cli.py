@@ -113,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         os.environ["GRADVERIFY_NUMERIC"] = args.numeric  # read by the vectorised reference (and -j workers)
     if getattr(args, "no_cache", False):
-        from .cache import set_enabled
+        from .reference.cache import set_enabled
 
         set_enabled(False)
     try:
@@ -125,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _cache(args: argparse.Namespace) -> int:
-    from . import cache
+    from .reference import cache
 
     where = cache.cache_dir()
     if args.action == "clear":
@@ -233,9 +233,9 @@ def _parse_at(items: Sequence[str]) -> dict[str, Any]:
 
 def _check(args: argparse.Namespace) -> int:
     from . import report
+    from .case.validate import case_from_expression
     from .errors import CaseError
     from .runner import verify_case, versions
-    from .validation import case_from_expression
 
     out = _console()
     try:
@@ -263,8 +263,8 @@ def _check(args: argparse.Namespace) -> int:
 
 def _plot(args: argparse.Namespace) -> int:
     from . import report
+    from .case.loading import collect
     from .errors import CaseError
-    from .loading import collect
 
     found = collect(args.paths)
     matches = [c for c in found.cases if c.name == args.case]
@@ -278,8 +278,8 @@ def _plot(args: argparse.Namespace) -> int:
         return EXIT_INPUT
     import numpy as np
 
-    from . import plots
-    from .runner import sweep_1d, training_curves
+    from .report import plots
+    from .survey.curves import sweep_1d, training_curves
 
     try:
         if case.train is not None:
@@ -300,9 +300,12 @@ MAX_SWEEP_POINTS = 10_000_000  # exact values are mpmath numbers: about 1 KB eac
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from . import plots, report, sweep
-    from .loading import collect
-    from .runner import select
+    from . import report
+    from .case.loading import collect, select
+    from .report import plots, sweep_tables
+    from .report.sweep_tables import short_number
+    from .results import SweepResult
+    from .survey import sweep
 
     out = _console()
     found = collect(args.paths)
@@ -318,15 +321,15 @@ def _sweep(args: argparse.Namespace) -> int:
     err = _console(stderr=True)
     results = sweep.sweep_all(cases, args.points, args.seed, max(1, args.jobs),
                               progress=lambda k, n: err.print(f"swept {k}/{n}", end="\r") if err.is_terminal else None)
-    done = [r for r in results if isinstance(r, sweep.SweepResult)]
-    failed = [r for r in results if not isinstance(r, sweep.SweepResult)]
+    done = [r for r in results if isinstance(r, SweepResult)]
+    failed = [r for r in results if not isinstance(r, SweepResult)]
     from rich.table import Table
 
     t = Table(header_style="bold")
     for col in ("case", "points", "median ULPs", "max ULPs", "non-finite", "undefined", "finding"):
         t.add_column(col, justify="left" if col == "case" else "right")
     for r in done:
-        t.add_row(r.case, str(r.points), sweep._g(r.median_ulps), sweep._g(r.max_ulps), str(r.nonfinite),
+        t.add_row(r.case, str(r.points), short_number(r.median_ulps), short_number(r.max_ulps), str(r.nonfinite),
                   str(r.undefined), "[magenta]yes[/]" if r.finding else "")
     out.print(t)
     for e in failed:
@@ -336,8 +339,8 @@ def _sweep(args: argparse.Namespace) -> int:
         target.mkdir(parents=True, exist_ok=True)
         command = "gradverify sweep " + " ".join(args.paths) + (f" -k {args.pattern}" if args.pattern else "") + \
             (f" --points {args.points}" if args.points != 100_000 else "") + f" -o {args.out}" + (" --plot" if args.plot else "")
-        report.write_text(target / "sweep.md", sweep.markdown(done, command))
-        report.write_text(target / "sweep.csv", sweep.csv_text(done))
+        report.write_text(target / "sweep.md", sweep_tables.markdown(done, command))
+        report.write_text(target / "sweep.csv", sweep_tables.csv_text(done))
         if args.plot:
             (target / "plots").mkdir(exist_ok=True)
             for r in done:
@@ -350,7 +353,7 @@ def _sweep(args: argparse.Namespace) -> int:
 
 def _conventions(args: argparse.Namespace) -> int:
     from . import report
-    from .conventions import document
+    from .report.conventions import document
     from .runner import run
 
     if args.output and (Path(args.output).suffix.lower() != ".md" or _refuse_overwrite(args.output, args.paths)):
@@ -373,7 +376,7 @@ def _conventions(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from .loading import collect
+    from .case.loading import collect
 
     found = collect(args.paths)
     cases = found.cases

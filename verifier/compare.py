@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .case import Tolerance
+from .case.model import Tolerance
 from .dtypes import ulp
 from .values import Exact
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from .case import DTYPES, Case
+from .case.model import DTYPES, Case
 from .errors import CaseError, DeviceUnavailable
 
 SUFFIXES = (".yaml", ".yml")
@@ -45,7 +45,7 @@ def _version(name: str) -> str:
 
 def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("verifier_no_cache", default=False):
-        from .cache import set_enabled
+        from .reference.cache import set_enabled
 
         set_enabled(False)
 
@@ -89,7 +89,7 @@ class CaseFile(pytest.File):
     """One YAML file: an item per case and check, and a failing item per broken case."""
 
     def collect(self) -> Any:
-        from .loading import load_file
+        from .case.loading import load_file
 
         cases, errors = load_file(self.path)
         self._results: dict[str, Any] = {}

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .case import Case
+import numpy as np
+
+from .case.model import Case
 from .compare import Comparison, Fact
 from .errors import CaseError
 
@@ -143,3 +145,31 @@ class RunResult:
         if self.errors:
             out[INVALID] = out.get(INVALID, 0) + len(self.errors)
         return out
+
+
+FINDING_ULPS = 16.0  # a max error above this many ULPs of the dtype is marked a finding in the table
+
+
+@dataclass
+class SweepResult:
+    """One case swept: error statistics in ULPs of its dtype over every sampled gradient element."""
+
+    case: str
+    op: str
+    dtype: str
+    points: int  # gradient elements compared (both finite)
+    samples: int
+    median_ulps: float
+    max_ulps: float
+    p999_ulps: float
+    worst: dict[str, Any]  # inputs at the worst sample, the element, exact and torch values
+    nonfinite: int  # torch NaN/inf where the exact derivative is finite
+    undefined: int  # elements where the exact derivative does not exist or overflows the dtype
+    seconds: float
+    x: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))  # first input's value per element (plots)
+    ulps: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
+    input_name: str = ""
+
+    @property
+    def finding(self) -> bool:
+        return self.max_ulps > FINDING_ULPS or self.nonfinite > 0

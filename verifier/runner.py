@@ -5,8 +5,6 @@ The CLI, the pytest plugin and the assertion helper are thin faces over :func:`v
 
 from __future__ import annotations
 
-import fnmatch
-import os
 import platform
 import signal
 import threading
@@ -21,17 +19,19 @@ from typing import Iterator
 import numpy as np
 
 from . import __version__
-from .case import CHECKS, Case, Input, Tolerance
-from .checks import NO_KERNEL_SKIP, Ctx, run_check
+from .case.catalog import CHECKS
+from .case.loading import collect, select
+from .case.model import Case, Input, Tolerance
+from .checks.context import NO_KERNEL_SKIP, Ctx
+from .checks.run import run_check
 from .dtypes import HALF, round_to
 from .errors import CaseError, DeviceUnavailable, LimitError
-from .limits import LIMITS, flag
-from .loading import collect
+from .reference.choice import EVALUATION, describe, make_reference
 from .results import CaseResult, RunResult
-from .symbolic import DIGITS, Reference
+from .torchside.devices import check_device
+from .torchside.impl import implementation_program
 
 DEFAULT_TIMEOUT = 120.0  # seconds per case
-EVALUATION = f"exact: sympy derivatives evaluated with mpmath at {DIGITS} digits"
 
 
 class CaseTimeout(BaseException):  # not an Exception: no handler of a check may swallow it
@@ -69,7 +69,7 @@ def _warm_up() -> None:
         return
     import torch
 
-    from . import autodiff  # noqa: F401
+    from .torchside import autodiff  # noqa: F401
 
     x = torch.ones(1, dtype=torch.float64)
     torch.func.hessian(lambda t: (t**3).sum())(x)
@@ -138,7 +138,7 @@ def verify_case(
     start = time.perf_counter()
     if program is None and case.impl:
         try:
-            program = _implementation(case, dtype)
+            program = implementation_program(case, dtype)
         except Exception:  # noqa: BLE001 - the user's code failed to import or build: this case's verdict
             result.user_error = traceback.format_exc(limit=6)
             result.seconds = time.perf_counter() - start
@@ -159,21 +159,6 @@ def verify_case(
     return result
 
 
-def check_device(device: str) -> None:
-    """DeviceUnavailable unless torch can run on the device here."""
-    if not device.startswith("cuda"):
-        return
-    import torch
-
-    built = f"built with CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
-    if not torch.cuda.is_available():
-        raise DeviceUnavailable(f"device {device}: CUDA is not available on this machine (torch {torch.__version__}, "
-                                f"{built}); run on a machine with a GPU, or without --device / device:")
-    index = int(device.split(":")[1]) if ":" in device else 0
-    if index >= torch.cuda.device_count():
-        raise DeviceUnavailable(f"device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-
-
 def verify_implementation(
     impl: Callable[..., object],
     reference: str,
@@ -188,8 +173,8 @@ def verify_implementation(
     timeout: float | None,
 ) -> CaseResult:
     """Verify a user's callable against the exact derivatives of a reference expression (the assertion helper)."""
-    from .lowering import Implementation
-    from .validation import case_from_expression
+    from .case.validate import case_from_expression
+    from .torchside.impl import Implementation
 
     case = case_from_expression(reference, dict(values), name="implementation",
                                 file="<assert_gradients_match>", dtype=dtype, order=max(order, 1),
@@ -201,24 +186,9 @@ def verify_implementation(
     return verify_case(case, seed=seed, timeout=timeout, program=lambda c: Implementation(c, impl, dtype))
 
 
-def _implementation(case: Case, dtype: str) -> Callable[[Case], object]:
-    """Import the case's impl (only now, for this case) and build the torch program that calls it."""
-    import torch
-
-    from .checks import _search_dirs
-    from .lowering import DTYPES, Implementation, resolve_impl
-
-    impl = resolve_impl(case.impl, case.impl_args, case.impl_kwargs, search=_search_dirs(case))  # type: ignore[arg-type]
-    if isinstance(impl, torch.nn.Module):
-        complex_dtype = {"float64": torch.complex128, "float32": torch.complex64}.get(dtype)
-        impl = impl.to(complex_dtype if case.complex_inputs and complex_dtype else DTYPES[dtype])
-    Implementation(case, impl, dtype, case.module_params)  # validates module_params now, as this case's verdict
-    return lambda c: Implementation(c, impl, dtype, case.module_params)
-
-
 def _scalarized(impl: Callable[..., object], case: Case, dtype: str, seed: int, timeout: float | None) -> CaseResult:
-    from .expr import Bin, Call, Name
-    from .lowering import Implementation
+    from .language.nodes import Bin, Call, Name
+    from .torchside.impl import Implementation
 
     weight = "grad_output_weight"
     w = np.random.default_rng([seed, 99]).standard_normal(case.output_shape)
@@ -236,7 +206,7 @@ def _scalarized(impl: Callable[..., object], case: Case, dtype: str, seed: int, 
 
 def _verify(case: Case, result: CaseResult, dtype: str, seed: int | None, wanted: list[str], strict: bool,
             program: Callable[[Case], object] | None = None) -> None:
-    from .autodiff import TorchSide
+    from .torchside.autodiff import TorchSide
 
     reference = make_reference(case)
     tolerance = case.tolerance_for(dtype)
@@ -257,73 +227,6 @@ def _verify(case: Case, result: CaseResult, dtype: str, seed: int | None, wanted
     if no_kernel and all(c.skipped for c in result.checks):  # nothing ran: the case is skipped, not passed
         result.skipped = no_kernel[0]
     result.evaluation = describe(reference)
-
-
-EXPAND_UP_TO = 32  # input (and output) elements up to which element expansion (exact everywhere) is the reference
-
-
-def make_reference(case: Case) -> object:
-    """The exact reference for a case: element expansion for small tensors (exact everywhere, kinks per element),
-    the vectorised formulas for large element-wise / reduction cases, the matrix calculus for large linear algebra.
-    A case's ``reference:`` key forces one."""
-    from .matrix import MatrixReference
-    from .vectorised import NotVectorisable, VectorReference
-
-    choice = getattr(case, "reference", "auto")
-    total = sum(i.value.size for i in case.inputs)
-    if choice == "expand":
-        return _expanded(case, "forced by the case's reference key")
-    small = total <= EXPAND_UP_TO and int(np.prod(case.output_shape)) <= EXPAND_UP_TO
-    if choice == "auto" and small:
-        return _expanded(case, f"{total} input element(s): small enough to expand")
-    reasons = []
-    order = [("vectorised", VectorReference), ("matrix", MatrixReference)]
-    if _uses_linear_algebra(case):  # closed forms from sympy's matrix calculus first, where they apply
-        order.reverse()
-    for kind, build in order:
-        if choice not in ("auto", kind):
-            continue
-        try:
-            return build(case)
-        except NotVectorisable as exc:
-            if choice == kind:
-                raise CaseError(f"reference: {kind} does not apply: {exc}") from None
-            reasons.append(f"{kind}: {exc}")
-    if total > LIMITS.symbols:
-        raise LimitError(f"the inputs have {total} elements; element-wise expansion is limited to {LIMITS.symbols} "
-                         f"(raise it with {flag('symbols')}), and neither large-tensor reference applies ("
-                         + "; ".join(reasons) + ")")
-    return _expanded(case, "; ".join(reasons))
-
-
-def _expanded(case: Case, why: str) -> Reference:
-    ref = Reference(case)
-    ref.why = why  # type: ignore[attr-defined]
-    return ref
-
-
-def _uses_linear_algebra(case: Case) -> bool:
-    from .expr import Bin, Call, walk
-
-    nodes = [n for node in [d.node for d in case.defines] + [case.function] for n in walk(node)]
-    return any((isinstance(n, Bin) and n.op == "@") or (isinstance(n, Call) and n.func in
-               ("matmul", "transpose", "dot", "trace", "det", "inv")) for n in nodes)
-
-
-def describe(reference: object) -> str:
-    if hasattr(reference, "describe"):
-        return reference.describe()  # type: ignore[no-any-return]
-    why = getattr(reference, "why", None)
-    return f"{EVALUATION} (element expansion: {why})" if why else EVALUATION
-
-
-def select(cases: list[Case], pattern: str | None) -> list[Case]:
-    """Cases whose name contains the pattern (or matches it as a glob when it has * ? [)."""
-    if not pattern:
-        return cases
-    if any(ch in pattern for ch in "*?["):
-        return [c for c in cases if fnmatch.fnmatchcase(c.name, pattern)]
-    return [c for c in cases if pattern in c.name]
 
 
 def run(
@@ -353,7 +256,16 @@ def run(
                "compile": compile}
     try:
         if jobs > 1 and len(chosen) > 1:
-            _run_parallel(chosen, options, jobs, out, progress)
+            from .parallel import map_unordered
+
+            results: dict[int, CaseResult] = {}
+            try:
+                for done, (k, res) in enumerate(map_unordered(verify_case, chosen, jobs, **options), start=1):
+                    results[k] = res
+                    if progress:
+                        progress(res, done, len(chosen))
+            finally:  # an interrupt keeps what finished, in case order
+                out.cases.extend(results[k] for k in sorted(results))
         else:
             for i, case in enumerate(chosen, start=1):
                 res = verify_case(case, **options)  # type: ignore[arg-type]
@@ -366,123 +278,8 @@ def run(
     return out
 
 
-def _worker_init(limits: dict[str, int], threads: int) -> None:
-    import torch
-
-    from .limits import configure
-
-    configure(**limits)
-    torch.set_num_threads(threads)  # the cores are shared between the workers: no oversubscription
-
-
-def _run_parallel(cases: list[Case], options: dict[str, object], jobs: int, out: RunResult,
-                  progress: Callable[[CaseResult, int, int], None] | None) -> None:
-    """Verify cases in worker processes (spawned: torch must not be forked once initialised)."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-    from dataclasses import asdict
-
-    from .limits import LIMITS
-
-    results: dict[int, CaseResult] = {}
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_worker_init,
-                             initargs=(asdict(LIMITS), max(1, (os.cpu_count() or 1) // jobs))) as pool:
-        futures = {pool.submit(verify_case, case, **options): k for k, case in enumerate(cases)}  # type: ignore[arg-type]
-        try:
-            for done, future in enumerate(as_completed(futures), start=1):
-                results[futures[future]] = future.result()
-                if progress:
-                    progress(results[futures[future]], done, len(cases))
-        except KeyboardInterrupt:
-            pool.shutdown(wait=False, cancel_futures=True)
-            out.cases.extend(results[k] for k in sorted(results))
-            raise
-    out.cases.extend(results[k] for k in sorted(results))
-
-
 def verify(target: Case | str | Path, **options: object) -> CaseResult | RunResult:
     """Verify a Case (-> CaseResult) or every case under a file or directory (-> RunResult)."""
     if isinstance(target, Case):
         return verify_case(target, **options)  # type: ignore[arg-type]
     return run([target], **options)  # type: ignore[arg-type]
-
-
-def sweep_1d(case: Case, n: int = 200, dtype: str | None = None) -> dict[str, object]:
-    """A function of one scalar input over its domain: exact value and derivative (one sided at kinks), torch's
-    derivative by each path, and each path's error in ULPs. The data behind `gradverify plot`."""
-    from .autodiff import TorchSide
-    from .compare import ulp
-    from .errors import CaseError
-
-    dtype = dtype or case.dtype
-    diff = case.differentiable
-    if len(diff) != 1 or diff[0].value.size != 1 or int(np.prod(case.output_shape)) != 1:
-        raise CaseError("plot draws functions of one scalar input with a scalar output; this case has "
-                        f"{sum(i.value.size for i in diff)} differentiable elements and output shape "
-                        f"{list(case.output_shape)}", file=case.file, line=case.line, case=case.name)
-    name = diff[0].name
-    x0 = float(diff[0].value.reshape(-1)[0])
-    lo, hi = case.domain.get(name, (x0 - 3.0, x0 + 3.0))
-    xs = round_to(np.linspace(lo, hi, n), dtype)
-    reference = make_reference(case)
-    base = {i.name: round_to(i.value, dtype) for i in case.inputs}
-    shape = diff[0].shape
-    out: dict[str, object] = {"x": xs, "name": name, "function": case.function_text, "dtype": dtype}
-    f, left, right, paths = [], [], [], {}
-    one = np.ones(case.output_shape)
-    for x in xs:
-        point = {**base, name: np.full(shape, x)}
-        at = reference.at(point)
-        f.append(float(at.value().lo.reshape(-1)[0]))
-        d = at.jacobian(name)
-        left.append(float(d.lo.reshape(-1)[0]))
-        right.append(float(d.hi.reshape(-1)[0]))
-        side = TorchSide(case, point, dtype)
-        got = {
-            "y.backward()": side.vjp(one)["y.backward(v)"]()[name],
-            "autograd.grad": side.grad(one if case.output_shape else None)[0][name],
-            "forward_ad": side.jvp({name: np.ones(shape)})["forward_ad"](),
-            "torch.func.jacrev": side.jacobian()["torch.func.jacrev"]()[name],
-        }
-        for label, value in got.items():
-            paths.setdefault(label, []).append(float(np.asarray(value).reshape(-1)[0]))
-    exact = np.array(left)
-    out.update(f=np.array(f), exact=exact, exact_right=np.array(right), paths={k: np.array(v) for k, v in paths.items()})
-    tol = case.tolerance_for(dtype)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        spacing = ulp(exact, dtype)
-        out["ulps"] = {k: np.abs(v - exact) / spacing for k, v in out["paths"].items()}  # type: ignore[union-attr]
-        out["bad"] = {k: np.abs(v - exact) > tol.atol + tol.rtol * np.abs(exact)
-                      for k, v in out["paths"].items()}  # type: ignore[union-attr]
-    return out
-
-
-def training_curves(case: Case, dtype: str | None = None) -> dict[str, object]:
-    """Loss per step of the loop driven by exact gradients and of torch's loop, and the final parameters and data
-    for the case's picture. The data behind `gradverify plot` for train cases."""
-    from .autodiff import TorchSide
-    from .errors import CaseError
-    from .training import exact_loop
-
-    if case.train is None:
-        raise CaseError("this case has no train section", file=case.file, line=case.line, case=case.name)
-    dtype = dtype or case.dtype
-    point = {n: round_to(v, dtype) for n, v in case.points[0].items()}
-    reference = make_reference(case)
-
-    def loss_and_grad(params: dict[str, np.ndarray]) -> tuple[float, dict[str, np.ndarray]]:
-        at = reference.at({**point, **params})
-        return float(at.value().lo), {n: at.jacobian(n).lo.reshape(case.shapes[n]) for n in case.train.params}
-
-    trajectory, losses = exact_loop(case.train, {n: point[n] for n in case.train.params}, loss_and_grad)
-    side = TorchSide(case, point, dtype)
-    records = side.train(case.train, "optim")
-    final = {**point, **{n: v for n, v in trajectory[-1].items()}}
-    import torch
-
-    with torch.no_grad():
-        _, nodes, leaves = TorchSide(case, final, dtype).forward()
-    values = {n: t.detach().numpy() for n, t in {**leaves, **nodes}.items()}
-    return {"exact_loss": np.array(losses), "torch_loss": np.array([r["loss"] for r in records]),
-            "values": values, "picture": dict(case.picture), "optimizer": case.train.optimizer}

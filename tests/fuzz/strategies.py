@@ -5,7 +5,7 @@ from __future__ import annotations
 import yaml
 from hypothesis import strategies as st
 
-from verifier.ops import OPS
+from verifier.language.ops import OPS
 
 NAMES = ["x", "y", "v", "A"]  # x, y scalars; v a 3-vector; A a 2x3 matrix (see DOC_INPUTS)
 DOC_INPUTS = {"x": 0.7, "y": -1.3, "v": [0.5, -0.25, 2.0], "A": [[1.0, 2.0, -0.5], [0.3, -1.1, 0.8]]}

@@ -1,0 +1,207 @@
+"""Each check of the runner: one exact quantity from the symbolic side, the same from torch, compared.
+
+Part of the runner (the only place where stages meet): ``run_check`` is called by :mod:`verifier.runner`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from ..case.model import Case, Tolerance
+from ..compare import Comparison, compare
+from ..dtypes import HALF, round_to
+from ..reference.expanded.point import PointReference
+from ..results import CheckResult
+from ..torchside.autodiff import TorchSide
+from ..values import Exact
+
+UNSUPPORTED = ("not implemented", "not supported", "must implement", "must override the setup_context",
+               "does not currently support",
+               "functorch transforms", "forward mode ad", "forward-mode ad")
+# torch's words for an op without a kernel for the dtype (float16 and bfloat16 on the CPU, mostly linear algebra)
+NO_KERNEL = ("not implemented for 'Half'", "not implemented for 'BFloat16'", "Low precision dtypes not supported")
+NO_KERNEL_SKIP = "torch has no"
+MAX_JACOBIAN = 250_000  # entries of a Jacobian computed by jacrev/jacfwd
+MAX_BASIS = 16_000_000  # entries of the identity basis torch.func.jacfwd / jacrev materialise
+MAX_HIGHER = 20_000  # entries of an order-k derivative tensor
+
+
+@dataclass
+class Ctx:
+    """What a check needs: the case at one point, both sides, and the comparison settings."""
+
+    case: Case
+    point: int
+    exact: PointReference
+    torch: TorchSide
+    dtype: str
+    tolerance: Tolerance
+    strict: bool
+    rng: np.random.Generator
+
+    def cmp(self, exact: Exact, got: np.ndarray | None, check: str, label: str, path: str, wrt: str | None = None,
+            formula: str | None = None, source: str = "sympy") -> Comparison:
+        def run() -> Comparison:
+            if self.dtype in HALF:
+                _beyond_range(exact, self.dtype)  # again after each refinement
+            return compare(exact, got, check=check, label=label, path=path, wrt=wrt, tolerance=self.tolerance,
+                           dtype=self.dtype, strict=self.strict)
+
+        if exact.refine is not None:
+            self._refine(exact)  # the seeded sample
+        if exact.slack is None and (self.dtype in HALF or (self.dtype == "float32" and
+                                                            not isinstance(self.exact, PointReference))):
+            self._normwise(exact)  # float32 too for large tensors: long reductions round more than the table allows
+        c = run()
+        if exact.refine is not None and c.mismatched:
+            # no verdict rests on a float64 evaluation: recompute the disagreements exactly, in rounds (the worst
+            # first) while new ones remain and the time budget lasts
+            import time
+
+            from ..reference.vectorised.plan import REFINE_SECONDS
+
+            deadline = time.perf_counter() + REFINE_SECONDS
+            while c.mismatched and self._refine(exact, np.zeros_like(exact.lo) if got is None else got):
+                c = run()
+                if time.perf_counter() > deadline:
+                    break
+            if c.mismatched:
+                left = self._unrefined(exact, got)
+                if left:
+                    c.notes[-1] = (f"{left} mismatched element(s) were judged against the float64 screen, not the "
+                                   "exact value (the refinement budget ran out)")
+        c.exact_source = source
+        if not c.passed and c.worst is not None:
+            try:
+                if formula == "value":
+                    c.formula = self.exact.ref.value_formula(int(np.ravel_multi_index(c.worst, c.expected_shape))
+                                                       if c.expected_shape else 0)
+                elif formula == "partials" and wrt is not None:
+                    shape = self.case.shapes[wrt]
+                    k = int(np.ravel_multi_index(c.worst[-len(shape):], shape)) if shape else 0
+                    c.formula = self.exact.ref.column_formula(wrt, k)
+            except (ValueError, IndexError):
+                c.formula = None
+        return c
+
+    def _normwise(self, exact: Exact) -> None:
+        """A half-precision (or large float32) quantity from a reference without per-element bounds gets the
+        norm-wise bound over the case's operations (in place)."""
+        from ..language.nodes import walk
+        from ..reference.rounding import normwise_slack
+
+        case = self.case
+        nodes = sum(1 for node in [d.node for d in case.defines] + [case.function] for _ in walk(node))
+        elements = sum(i.value.size for i in case.inputs)
+        with np.errstate(invalid="ignore"):
+            exact.slack = normwise_slack(exact.lo, self.dtype, nodes + int(np.ceil(np.log2(max(elements, 2)))))
+
+    def _unrefined(self, exact: Exact, got: np.ndarray | None) -> int:
+        if got is None or np.shape(got) != exact.lo.shape:
+            return 0
+        return int(np.setdiff1d(self._off(exact, got), np.fromiter(exact.exact_at, dtype=np.int64)).size)
+
+    def _off(self, exact: Exact, got: np.ndarray) -> np.ndarray:
+        lo, hi = exact.lo.reshape(-1), exact.hi.reshape(-1)
+        g = np.asarray(got, dtype=np.float64).reshape(-1)
+        tol = self.tolerance
+        slack = 0.0 if exact.slack is None else exact.slack.reshape(-1)
+        with np.errstate(invalid="ignore", over="ignore"):
+            inside = (g >= np.fmin(lo, hi) - tol.atol - tol.rtol * np.abs(lo) - slack) & \
+                (g <= np.fmax(lo, hi) + tol.atol + tol.rtol * np.abs(hi) + slack)
+        return np.flatnonzero(~inside & ~(np.isnan(lo) & np.isnan(hi)) | (np.isnan(g) & ~np.isnan(lo)))
+
+    def _refine(self, exact: Exact, got: np.ndarray | None = None) -> bool:
+        """A float64-evaluated reference is recomputed exactly wherever torch disagrees with it (the worst first)
+        and at a seeded sample, before any verdict rests on it."""
+        from ..reference.vectorised.plan import REFINE_ELEMENTS, SAMPLE
+
+        lo = exact.lo.reshape(-1)
+        if got is None:
+            picks = np.random.default_rng([self.case.seed, lo.size]).choice(lo.size, min(SAMPLE, lo.size), replace=False)
+        elif np.shape(got) == exact.lo.shape:
+            bad = np.setdiff1d(self._off(exact, got), np.fromiter(exact.exact_at, dtype=np.int64))
+            if bad.size > REFINE_ELEMENTS:
+                g = np.asarray(got, dtype=np.float64).reshape(-1)
+                with np.errstate(invalid="ignore", over="ignore"):
+                    err = np.nan_to_num(np.abs(g[bad] - lo[bad]), nan=np.inf)
+                bad = bad[np.argsort(-err)[:REFINE_ELEMENTS]]
+            picks = bad
+        else:
+            return False
+        if not len(picks):
+            return False
+        exact.refine(picks, got is not None)  # type: ignore[misc,call-arg]
+        return True
+
+    def rounded(self, values: np.ndarray) -> np.ndarray:
+        return round_to(values, self.dtype)
+
+    def weights(self) -> np.ndarray:
+        if self.case.grad_output is not None:
+            return self.rounded(self.case.grad_output)
+        return np.ones(self.case.output_shape)
+
+    def random(self, shape: tuple[int, ...]) -> np.ndarray:
+        return self.rounded(self.rng.standard_normal(shape))
+
+    @property
+    def scalar(self) -> bool:
+        return self.case.output_shape == ()
+
+
+def _beyond_range(exact: Exact, dtype: str) -> None:
+    """Exact values the dtype cannot hold are undefined there (in place): torch can only give inf."""
+    from ..dtypes import LARGEST
+
+    largest = LARGEST[dtype]
+    with np.errstate(invalid="ignore"):
+        beyond = np.flatnonzero((np.abs(exact.lo) > largest) | (np.abs(exact.hi) > largest))
+    for k in beyond:
+        exact.undefined.setdefault(int(k), f"the exact value {exact.lo.flat[k]:.4g} is beyond {dtype}'s largest finite "
+                                           f"value {largest:g}")
+        exact.lo.flat[k] = exact.hi.flat[k] = np.nan
+
+
+def scaled(e: Exact, k: float) -> Exact:
+    """k times an exact quantity (refining it refines the original)."""
+    lo = e.lo * k
+    out = Exact(lo, lo if e.hi is e.lo else e.hi * k, dict(e.undefined), e.kinks, notes=dict(e.notes),
+                slack=None if e.slack is None else e.slack * abs(k))
+    out.exact_at = e.exact_at
+    if e.refine is not None:
+        def refine(idx: np.ndarray, thorough: bool = True) -> None:
+            e.refine(idx, thorough)  # type: ignore[misc,call-arg]
+            out.lo = e.lo * k
+            out.hi = out.lo if e.hi is e.lo else e.hi * k
+            out.undefined, out.kinks = dict(e.undefined), e.kinks
+
+        out.refine = refine
+    return out
+
+
+def weight_label(ctx: Ctx) -> str:
+    return "grad_output" if ctx.case.grad_output is not None else "v = ones"
+
+
+def each_path(r: CheckResult, paths: dict[str, Callable[[], Any]]) -> list[tuple[str, Any]]:
+    """Run each torch path; one that torch or the implementation does not support in that mode is 'unsupported',
+    not a failure (e.g. forward AD through a custom Function without jvp)."""
+    out = []
+    for label, thunk in paths.items():
+        try:
+            out.append((label, thunk()))
+        except (NotImplementedError, RuntimeError) as exc:
+            text = str(exc)
+            if any(m in text for m in NO_KERNEL):
+                raise  # no kernel for the dtype at all: the check is skipped (run_check), not one path unsupported
+            if isinstance(exc, NotImplementedError) or any(m in text.lower() for m in UNSUPPORTED):
+                note = f"{label}: {text.splitlines()[0][:160]}"
+                if note not in r.unsupported:
+                    r.unsupported.append(note)
+                continue
+            raise
+    return out

@@ -1,0 +1,140 @@
+"""The gradient checks: value, backward, vjp, grad, higher orders, jvp and the Jacobian, each against the exact quantity."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..compare import Fact
+from ..reference.rounding import summed_slack
+from ..results import CheckResult
+from ..values import Exact
+from .context import MAX_BASIS, MAX_HIGHER, MAX_JACOBIAN, Ctx, each_path, scaled, weight_label
+
+
+def check_value(ctx: Ctx, r: CheckResult) -> None:
+    r.comparisons.append(ctx.cmp(ctx.exact.value(), ctx.torch.value(), "value", "value", "forward", formula="value"))
+
+
+def check_backward(ctx: Ctx, r: CheckResult) -> None:
+    case = ctx.case
+    if not ctx.scalar:
+        err = ctx.torch.backward_error(implicit=True)
+        r.facts.append(Fact("backward", "y.backward() on a non-scalar output raises", True, err is not None,
+                            err is not None, note=err))
+    else:
+        grads, others = ctx.torch.backward(case.backward_calls, case.zero_grad)
+        path = "y.backward()"
+        if case.backward_calls > 1:
+            path += f" x{case.backward_calls}" + ("" if case.zero_grad else " without zero_()")
+        for name, got in grads.items():
+            # y.backward() is v^T J with v = 1: no zero weight meets a pole of another input (jacobian() allows for
+            # those, the Jacobian's own rule)
+            r.comparisons.append(ctx.cmp(ctx.exact.vjp(np.ones(()), name), got, "backward", f"grad wrt {name}", path, name,
+                                         formula="partials"))
+        for name, got in others.items():
+            r.facts.append(Fact("backward", f"{name}.grad (requires_grad=False)", None, None if got is None else "a tensor",
+                                got is None))
+    for name, meta in ctx.torch.grad_metadata().items():
+        want = (ctx.dtype, ctx.case.shapes[name])
+        r.facts.append(Fact("backward", f"{name}.grad dtype and shape", want, meta, meta in (want, None),
+                            note="a gradient must have its input's dtype and shape (a broadcast not reduced back?)"))
+    w = ctx.weights()
+    second = ctx.torch.second_backward(w)
+    got_error = second["error"] is not None
+    freed = got_error and "second time" in second["error"]
+    # the graph's saved tensors are read from its nodes' _saved_* attributes; some torch versions do not list every
+    # one there (cross_entropy's in torch 2.11), and torch's own "second time" error proves that something was saved
+    expected_error = bool(second["saved"]) or freed
+    ok = got_error == expected_error and (not got_error or freed)
+    why = "the graph saved tensors, which the first backward freed" if expected_error else \
+        "no node of the graph saved a tensor, so nothing was freed"
+    r.facts.append(Fact("backward", "second backward without retain_graph raises", expected_error, got_error, ok,
+                        note=f"{why}; torch said: {second['error']}" if got_error else why))
+    for name, got in second["retained"].items():
+        r.comparisons.append(ctx.cmp(scaled(ctx.exact.vjp(w, name), 2), got, "backward", f"grad wrt {name}",
+                                     "backward(retain_graph=True) then backward(): 2x", name))
+
+
+def check_vjp(ctx: Ctx, r: CheckResult) -> None:
+    weights = [("v = seeded random", ctx.random(ctx.case.output_shape))]
+    if not ctx.scalar:  # a scalar output's v = 1 is the backward check; a random scalar v catches an ignored grad_output
+        weights.insert(0, (weight_label(ctx), ctx.weights()))
+    for label, v in weights:
+        for path, grads in each_path(r, ctx.torch.vjp(v)):
+            for name, got in grads.items():
+                r.comparisons.append(ctx.cmp(ctx.exact.vjp(v, name), got, "vjp", f"v^T J wrt {name} ({label})", path,
+                                             name, formula="partials"))
+
+
+def check_grad(ctx: Ctx, r: CheckResult) -> None:
+    w = None if ctx.scalar else ctx.weights()
+    grads, touched = ctx.torch.grad(w)
+    path = "autograd.grad" if w is None else f"autograd.grad(grad_outputs={weight_label(ctx)})"
+    for name, got in grads.items():
+        exact = ctx.exact.vjp(np.ones(()) if w is None else w, name)  # a scalar's implicit grad_output is 1
+        r.comparisons.append(ctx.cmp(exact, got, "grad", f"grad wrt {name}", path, name, formula="partials"))
+    r.facts.append(Fact("grad", "autograd.grad leaves .grad untouched", False, touched, not touched))
+
+
+def check_higher(ctx: Ctx, r: CheckResult) -> None:
+    n = sum(i.value.size for i in ctx.case.differentiable)
+    if not ctx.scalar:
+        r.skipped = "higher orders are checked for scalar outputs"
+        return
+    if ctx.case.order < 2:
+        r.skipped = "order is 1"
+        return
+    for k in range(2, ctx.case.order + 1):
+        if n**k > MAX_HIGHER:
+            r.skipped = f"the order-{k} derivative has {n**k} entries; the limit is {MAX_HIGHER}"
+            return
+        exact = ctx.exact.derivative(k)
+        for path, got in each_path(r, {"autograd.grad(create_graph=True)": lambda: ctx.torch.derivatives(k)}):
+            r.comparisons.append(ctx.cmp(exact, got, "higher", f"d{k}y (order {k})", path))
+        if r.unsupported and not r.comparisons:
+            return
+        if k == 2:
+            for path, got in each_path(r, ctx.torch.hessians()):
+                r.comparisons.append(ctx.cmp(exact, got, "higher", "Hessian", path))
+            u = ctx.random((n,))
+            rows = {flat // n: why for flat, why in exact.undefined.items()}  # a row with a hole has no H u
+            hu = Exact(exact.lo @ u, exact.hi @ u, rows)
+            if exact.slack is not None:
+                hu.slack = summed_slack(np.abs(u), exact.slack.T, np.abs(np.nan_to_num(exact.lo)).T, ctx.dtype)
+            double = "double backward: grad(grad(y, create_graph=True) . u)"
+            for path, got in each_path(r, {double: lambda: ctx.torch.hvp(u)}):
+                r.comparisons.append(ctx.cmp(hu, got, "higher", "H u (u = seeded random)", path))
+
+
+def check_jvp(ctx: Ctx, r: CheckResult) -> None:
+    u = {i.name: ctx.random(i.shape) for i in ctx.case.differentiable}
+    exact = ctx.exact.jvp(u)
+    for path, got in each_path(r, ctx.torch.jvp(u)):
+        r.comparisons.append(ctx.cmp(exact, got, "jvp", "J u (u = seeded random)", path))
+
+
+def check_jacobian(ctx: Ctx, r: CheckResult) -> None:
+    m, n = int(np.prod(ctx.case.output_shape)), sum(i.value.size for i in ctx.case.differentiable)
+    if m * n > MAX_JACOBIAN:
+        r.skipped = f"the Jacobian has {m * n} entries; the limit is {MAX_JACOBIAN}"
+        return
+    if max(m, n) ** 2 > MAX_BASIS:  # jacfwd builds an n x n basis of tangents, jacrev an m x m one
+        r.skipped = (f"torch.func would build a {max(m, n)} x {max(m, n)} basis ({max(m, n) ** 2} entries); the "
+                     f"limit is {MAX_BASIS}")
+        return
+    for path, grads in each_path(r, ctx.torch.jacobian()):
+        for name, got in grads.items():
+            r.comparisons.append(ctx.cmp(ctx.exact.jacobian(name), got, "jacobian", f"J wrt {name}", path, name))
+
+
+def check_constant_output(ctx: Ctx, r: CheckResult) -> None:
+    """An output that requires no grad: backward must raise, and the exact derivative must be zero."""
+    err = ctx.torch.backward_error(implicit=False)
+    r.facts.append(Fact("backward", "y.backward() raises: the output does not require grad", True,
+                        err is not None and "does not require grad" in err, err is not None and
+                        "does not require grad" in err, note=err))
+    w = ctx.weights()
+    for i in ctx.case.differentiable:
+        zero = np.zeros(i.shape)
+        r.comparisons.append(ctx.cmp(ctx.exact.vjp(w, i.name), zero, "backward", f"grad wrt {i.name}",
+                                     "exact derivative vs 0 (nothing reaches the input)", i.name))

@@ -1,0 +1,129 @@
+"""The case language's AST: small frozen node types, their walks and their text (no numpy, sympy or torch)."""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Iterator, Union
+
+BINARY = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**", ast.MatMult: "@"}
+COMPARE = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!="}
+
+
+@dataclass(frozen=True)
+class Num:
+    text: str
+
+    @property
+    def value(self) -> Fraction:
+        return Fraction(self.text)
+
+
+@dataclass(frozen=True)
+class Const:
+    name: str
+
+
+@dataclass(frozen=True)
+class Name:
+    id: str
+
+
+@dataclass(frozen=True)
+class Neg:
+    operand: Node
+
+
+@dataclass(frozen=True)
+class Bin:
+    op: str
+    left: Node
+    right: Node
+
+
+@dataclass(frozen=True)
+class Cmp:
+    op: str
+    left: Node
+    right: Node
+
+
+@dataclass(frozen=True)
+class Call:
+    func: str
+    args: tuple[Node, ...]
+    axis: int | tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Index:
+    base: Node
+    index: tuple[int, ...]
+
+
+Node = Union[Num, Const, Name, Neg, Bin, Cmp, Call, Index]
+
+
+def names_in(node: Node) -> set[str]:
+    """The variable names a node reads."""
+    if isinstance(node, Name):
+        return {node.id}
+    out: set[str] = set()
+    for child in children(node):
+        out |= names_in(child)
+    return out
+
+
+def children(node: Node) -> tuple[Node, ...]:
+    if isinstance(node, Neg):
+        return (node.operand,)
+    if isinstance(node, (Bin, Cmp)):
+        return (node.left, node.right)
+    if isinstance(node, Call):
+        return node.args
+    if isinstance(node, Index):
+        return (node.base,)
+    return ()
+
+
+def walk(node: Node) -> Iterator[Node]:
+    """The node and every node below it."""
+    yield node
+    for child in children(node):
+        yield from walk(child)
+
+
+def depth(node: Node) -> int:
+    return 1 + max((depth(c) for c in children(node)), default=0)
+
+
+_PREC = {"+": 1, "-": 1, "*": 2, "/": 2, "@": 2, "**": 4}
+
+
+def unparse(node: Node) -> str:
+    """Render a node back to case-language text."""
+    if isinstance(node, Num):
+        return node.text
+    if isinstance(node, (Const,)):
+        return node.name
+    if isinstance(node, Name):
+        return node.id
+    if isinstance(node, Neg):
+        return f"-{_wrap(node.operand, 3)}"
+    if isinstance(node, Bin):
+        p = _PREC[node.op]
+        return f"{_wrap(node.left, p)} {node.op} {_wrap(node.right, p + (node.op != '**'))}"
+    if isinstance(node, Cmp):
+        return f"{unparse(node.left)} {node.op} {unparse(node.right)}"
+    if isinstance(node, Index):
+        return f"{_wrap(node.base, 5)}[{', '.join(map(str, node.index))}]"
+    assert isinstance(node, Call)
+    args = ", ".join(unparse(a) for a in node.args)
+    return f"{node.func}({args}{'' if node.axis is None else f', axis={node.axis}'})"
+
+
+def _wrap(node: Node, prec: int) -> str:
+    inner = unparse(node)
+    mine = _PREC.get(node.op, 5) if isinstance(node, Bin) else (3 if isinstance(node, Neg) else 5)
+    return f"({inner})" if mine < prec else inner

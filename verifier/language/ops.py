@@ -1,0 +1,583 @@
+"""The op table: one entry per function of the case language, with its sympy meaning and its torch meaning.
+
+This module imports neither sympy nor torch: each meaning is a function that receives the module (``S`` for the
+symbolic namespace, ``T`` for torch) as its first argument, so the symbolic stage never loads torch and the autodiff
+stage never loads sympy. Users add entries with :func:`register_op`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .shapes import Shape, broadcast_shapes, normalize_axis, reduced_shape
+
+# kinds
+ELEMENTWISE = "elementwise"  # sympy meaning acts on one scalar expression; broadcast like torch
+REDUCTION = "reduction"  # sympy meaning acts on an object array and an axis
+TENSOR = "tensor"  # sympy meaning acts on object arrays; shape rule given explicitly
+
+
+@dataclass(frozen=True)
+class Op:
+    """One function of the case language.
+
+    Args:
+        name: the name used in case expressions.
+        kind: ELEMENTWISE, REDUCTION or TENSOR.
+        arity: (min, max) number of positional arguments.
+        sympy: ``(S, *args, **kw) -> expr``; S is the symbolic namespace (sympy plus gradverify's functions).
+        torch: ``(T, *args, **kw) -> tensor``; T is the torch module.
+        shape: for TENSOR ops, ``(*shapes, **kw) -> shape``; raise ValueError with a readable reason.
+        grad_fn: the class name torch gives the node's ``grad_fn`` when this op is the last one applied.
+        smooth: False where the op has kinks or jumps (the reference then computes one-sided derivatives).
+        doc: one line for the documentation and error messages.
+        keywords: the keyword arguments accepted (``axis`` for reductions).
+    """
+
+    name: str
+    kind: str
+    arity: tuple[int, int]
+    sympy: Callable[..., Any]
+    torch: Callable[..., Any]
+    shape: Callable[..., Shape] | None = None
+    grad_fn: str | None = None
+    smooth: bool = True
+    doc: str = ""
+    keywords: tuple[str, ...] = ()
+
+
+def _same_shape(shape: Shape, axis: Any = -1) -> Shape:
+    normalize_axis(axis, len(shape))
+    return shape
+
+
+def _matmul_shape(a: Shape, b: Shape) -> Shape:
+    if not a or not b:
+        raise ValueError("matmul needs tensors of at least one dimension, got a scalar")
+    a2 = (1,) + a if len(a) == 1 else a
+    b2 = b + (1,) if len(b) == 1 else b
+    if a2[-1] != b2[-2]:
+        raise ValueError(f"matmul of shapes {list(a)} and {list(b)}: inner dimensions {a2[-1]} and {b2[-2]} differ")
+    batch = broadcast_shapes(a2[:-2], b2[:-2])
+    out = batch + (a2[-2], b2[-1])
+    if len(a) == 1:
+        out = out[:-2] + out[-1:]
+    if len(b) == 1:
+        out = out[:-1]
+    return out
+
+
+def _transpose_shape(a: Shape) -> Shape:
+    return a if len(a) < 2 else a[:-2] + (a[-1], a[-2])
+
+
+def _dot_shape(a: Shape, b: Shape) -> Shape:
+    if len(a) != 1 or len(b) != 1 or a != b:
+        raise ValueError(f"dot needs two 1-D tensors of the same length, got shapes {list(a)} and {list(b)}")
+    return ()
+
+
+def _square(name: str) -> Callable[[Shape], Shape]:
+    def rule(a: Shape) -> Shape:
+        if len(a) != 2 or a[0] != a[1]:
+            raise ValueError(f"{name} needs a square 2-D matrix, got shape {list(a)}")
+        return () if name in ("det", "trace") else a
+
+    return rule
+
+
+# --- symbolic meanings of the tensor ops (object arrays of sympy expressions) -------------------------------------
+
+
+def _np() -> Any:
+    import numpy
+
+    return numpy
+
+
+def _sym_reduce(fn: Callable[[Any, list[Any]], Any]) -> Callable[..., Any]:
+    """Lift a reduction over a list of scalar expressions to an object array reduced along ``axis``."""
+
+    def reduce(S: Any, a: Any, axis: Any = None) -> Any:
+        np = _np()
+        axes = normalize_axis(axis, a.ndim)
+        if axes is None:
+            return np.array(fn(S, list(a.reshape(-1))), dtype=object)
+        keep = [i for i in range(a.ndim) if i not in axes]
+        moved = np.transpose(a, keep + list(axes))
+        lead = moved.shape[: len(keep)]
+        flat = moved.reshape(lead + (-1,))
+        out = np.empty(lead, dtype=object)
+        for idx in np.ndindex(*lead):
+            out[idx] = fn(S, list(flat[idx]))
+        return out
+
+    return reduce
+
+
+def _sym_softmax(log: bool) -> Callable[..., Any]:
+    def softmax(S: Any, a: Any, axis: int = -1) -> Any:
+        np = _np()
+        (ax,) = normalize_axis(axis, a.ndim) or (0,)
+        if a.ndim == 0:
+            return np.array(S.Integer(0) if log else S.Integer(1), dtype=object)
+        ex = np.frompyfunc(S.exp, 1, 1)(a)
+        total = np.sum(ex, axis=ax, keepdims=True)
+        if log:
+            return a - np.frompyfunc(S.log, 1, 1)(total)
+        return ex / total
+
+    return softmax
+
+
+def _sym_matrix(fn: str) -> Callable[..., Any]:
+    def matrix_op(S: Any, a: Any) -> Any:
+        np = _np()
+        m = S.Matrix(a.tolist())
+        if fn == "det":
+            return np.array(m.det(method="berkowitz"), dtype=object)
+        inv = m.inv(method="LU")
+        return np.array(inv.tolist(), dtype=object).reshape(a.shape)
+
+    return matrix_op
+
+
+def _torch_reduce(name: str) -> Callable[..., Any]:
+    def reduce(T: Any, a: Any, axis: Any = None) -> Any:
+        if axis is None:
+            if name == "logsumexp":
+                return T.logsumexp(a.reshape(-1), 0)
+            if name == "norm":
+                return T.linalg.vector_norm(a)
+            if name == "amax":
+                return T.amax(a)
+            if name == "amin":
+                return T.amin(a)
+            return getattr(T, name)(a)
+        if name == "prod":
+            out = a
+            for ax in sorted((axis if isinstance(axis, tuple) else (axis,)), key=lambda d: d % a.ndim, reverse=True):
+                out = T.prod(out, dim=ax)
+            return out
+        if name == "norm":
+            return T.linalg.vector_norm(a, dim=axis)
+        return getattr(T, name)(a, dim=axis)
+
+    return reduce
+
+
+def _max_min(kind: str) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """``max(x)`` is a reduction, ``max(a, b)`` the elementwise maximum."""
+
+    def sym(S: Any, a: Any, b: Any = None, axis: Any = None) -> Any:
+        np = _np()
+        f = S.Max if kind == "max" else S.Min
+        if b is None:
+            return _sym_reduce(lambda S, xs: f(*xs))(S, a, axis)
+        return np.frompyfunc(f, 2, 1)(a, b)
+
+    def tch(T: Any, a: Any, b: Any = None, axis: Any = None) -> Any:
+        if b is None:
+            return _torch_reduce("amax" if kind == "max" else "amin")(T, a, axis)
+        return (T.maximum if kind == "max" else T.minimum)(a, b)
+
+    return sym, tch
+
+
+def _max_min_shape(a: Shape, b: Shape | None = None, axis: Any = None) -> Shape:
+    if b is None:
+        return reduced_shape(a, axis)
+    if axis is not None:
+        raise ValueError("axis applies to the one-argument (reduction) form only")
+    return broadcast_shapes(a, b)
+
+
+OPS: dict[str, Op] = {}
+
+
+def register_op(op: Op, *, replace: bool = False) -> Op:
+    """Add a function to the case language (sympy meaning, torch meaning, shape rule)."""
+    if not op.name.isidentifier() or op.name.startswith("_"):
+        raise ValueError(f"op name {op.name!r} must be an identifier not starting with '_'")
+    if op.name in OPS and not replace:
+        raise ValueError(f"op {op.name!r} is already registered; pass replace=True to override it")
+    OPS[op.name] = op
+    return op
+
+
+def _unary(name: str, sym: Callable[..., Any], tch: Callable[..., Any], grad_fn: str | None = None, **kw: Any) -> None:
+    register_op(Op(name, ELEMENTWISE, (1, 1), sym, tch, grad_fn=grad_fn, **kw))
+
+
+def _reduction(name: str, sym_fn: Callable[[Any, list[Any]], Any], torch_name: str, grad_fn: str, doc: str) -> None:
+    register_op(
+        Op(name, REDUCTION, (1, 1), _sym_reduce(sym_fn), _torch_reduce(torch_name),
+           shape=lambda a, axis=None: reduced_shape(a, axis), grad_fn=grad_fn, doc=doc, keywords=("axis",))
+    )
+
+
+_T = "Backward0"
+_unary("sin", lambda S, x: S.sin(x), lambda T, x: T.sin(x), "Sin" + _T)
+_unary("cos", lambda S, x: S.cos(x), lambda T, x: T.cos(x), "Cos" + _T)
+_unary("tan", lambda S, x: S.tan(x), lambda T, x: T.tan(x), "Tan" + _T)
+_unary("asin", lambda S, x: S.asin(x), lambda T, x: T.asin(x), "Asin" + _T)
+_unary("acos", lambda S, x: S.acos(x), lambda T, x: T.acos(x), "Acos" + _T)
+_unary("atan", lambda S, x: S.atan(x), lambda T, x: T.atan(x), "Atan" + _T)
+_unary("sinh", lambda S, x: S.sinh(x), lambda T, x: T.sinh(x), "Sinh" + _T)
+_unary("cosh", lambda S, x: S.cosh(x), lambda T, x: T.cosh(x), "Cosh" + _T)
+_unary("tanh", lambda S, x: S.tanh(x), lambda T, x: T.tanh(x), "Tanh" + _T)
+_unary("asinh", lambda S, x: S.asinh(x), lambda T, x: T.asinh(x), "Asinh" + _T)
+_unary("acosh", lambda S, x: S.acosh(x), lambda T, x: T.acosh(x), "Acosh" + _T)
+_unary("atanh", lambda S, x: S.atanh(x), lambda T, x: T.atanh(x), "Atanh" + _T)
+_unary("exp", lambda S, x: S.exp(x), lambda T, x: T.exp(x), "Exp" + _T)
+_unary("exp2", lambda S, x: S.Integer(2) ** x, lambda T, x: T.exp2(x), "Exp2" + _T)
+_unary("expm1", lambda S, x: S.exp(x) - 1, lambda T, x: T.expm1(x), "Expm1" + _T)
+_unary("log", lambda S, x: S.log(x), lambda T, x: T.log(x), "Log" + _T)
+_unary("log1p", lambda S, x: S.log(1 + x), lambda T, x: T.log1p(x), "Log1P" + _T)
+_unary("log2", lambda S, x: S.log(x) / S.log(2), lambda T, x: T.log2(x), "Log2" + _T)
+_unary("log10", lambda S, x: S.log(x) / S.log(10), lambda T, x: T.log10(x), "Log10" + _T)
+_unary("sqrt", lambda S, x: S.sqrt(x), lambda T, x: T.sqrt(x), "Sqrt" + _T)
+_unary("rsqrt", lambda S, x: 1 / S.sqrt(x), lambda T, x: T.rsqrt(x), "Rsqrt" + _T)
+_unary("abs", lambda S, x: S.Abs(x), lambda T, x: T.abs(x), "Abs" + _T, smooth=False)
+# complex parts (the identity, and 0, of a real value); conj is torch's lazy conjugate view, resolved where needed
+_unary("real", lambda S, x: S.re(x), lambda T, x: T.real(x), doc="the real part of a complex value")
+_unary("imag", lambda S, x: S.im(x), lambda T, x: T.imag(x) if x.is_complex() else T.zeros_like(x),
+       doc="the imaginary part of a complex value")
+_unary("conj", lambda S, x: S.conjugate(x), lambda T, x: T.conj(x), doc="the complex conjugate")
+_unary("sign", lambda S, x: S.sign(x), lambda T, x: T.sign(x), "Sign" + _T, smooth=False)
+_unary("erf", lambda S, x: S.erf(x), lambda T, x: T.erf(x), "Erf" + _T)
+_unary("erfc", lambda S, x: S.erfc(x), lambda T, x: T.erfc(x), "Erfc" + _T)
+_unary("erfinv", lambda S, x: S.erfinv(x), lambda T, x: T.erfinv(x), "Erfinv" + _T)
+_unary("lgamma", lambda S, x: S.LogAbsGamma(x), lambda T, x: T.lgamma(x), "Lgamma" + _T)
+_unary("digamma", lambda S, x: S.polygamma(0, x), lambda T, x: T.digamma(x), "Digamma" + _T)
+_unary("sigmoid", lambda S, x: 1 / (1 + S.exp(-x)), lambda T, x: T.sigmoid(x), "Sigmoid" + _T)
+_unary("logit", lambda S, x: S.log(x / (1 - x)), lambda T, x: T.logit(x), "Logit" + _T)
+_unary("softplus", lambda S, x: S.log(1 + S.exp(x)), lambda T, x: T.nn.functional.softplus(x), "Softplus" + _T)
+_unary("relu", lambda S, x: S.Max(0, x), lambda T, x: T.relu(x), "Relu" + _T, smooth=False)
+_unary("silu", lambda S, x: x / (1 + S.exp(-x)), lambda T, x: T.nn.functional.silu(x), "Silu" + _T)
+_unary("gelu", lambda S, x: x * (1 + S.erf(x / S.sqrt(2))) / 2, lambda T, x: T.nn.functional.gelu(x), "Gelu" + _T)
+_unary("mish", lambda S, x: x * S.tanh(S.log(1 + S.exp(x))), lambda T, x: T.nn.functional.mish(x), "Mish" + _T)
+_unary("detach", lambda S, x: S.StopGrad(x), lambda T, x: x.detach(), None,
+       doc="a stop-gradient: the argument is a constant for the derivative")
+
+register_op(Op("atan2", ELEMENTWISE, (2, 2), lambda S, y, x: S.atan2(y, x), lambda T, y, x: T.atan2(y, x),
+               grad_fn="Atan2" + _T))
+register_op(Op("where", ELEMENTWISE, (3, 3), lambda S, c, a, b: S.Piecewise((a, c), (b, True)),
+               lambda T, c, a, b: T.where(c, a, b), grad_fn="Where" + _T, smooth=False,
+               doc="where(condition, a, b): a where the comparison holds, else b"))
+
+_max_sym, _max_torch = _max_min("max")
+_min_sym, _min_torch = _max_min("min")
+register_op(Op("max", TENSOR, (1, 2), _max_sym, _max_torch, shape=_max_min_shape, grad_fn=None, smooth=False,
+               doc="max(x[, axis=]) reduces; max(a, b) is the elementwise maximum", keywords=("axis",)))
+register_op(Op("min", TENSOR, (1, 2), _min_sym, _min_torch, shape=_max_min_shape, grad_fn=None, smooth=False,
+               doc="min(x[, axis=]) reduces; min(a, b) is the elementwise minimum", keywords=("axis",)))
+
+_reduction("sum", lambda S, xs: S.Add(*xs), "sum", "Sum" + _T, "sum over all elements or along axis")
+_reduction("mean", lambda S, xs: S.Add(*xs) / len(xs), "mean", "Mean" + _T, "mean over all elements or along axis")
+_reduction("prod", lambda S, xs: S.Mul(*xs), "prod", "Prod" + _T, "product over all elements or along axis")
+_reduction("logsumexp", lambda S, xs: S.log(S.Add(*(S.exp(x) for x in xs))), "logsumexp", "Logsumexp" + _T,
+           "log of the sum of exponentials")
+_reduction("norm", lambda S, xs: S.sqrt(S.Add(*(x**2 for x in xs))), "norm", "LinalgVectorNorm" + _T,
+           "Euclidean norm")
+
+register_op(Op("matmul", TENSOR, (2, 2), lambda S, a, b: _np().matmul(a, b), lambda T, a, b: T.matmul(a, b),
+               shape=_matmul_shape, doc="matrix product (also the @ operator)"))
+register_op(Op("transpose", TENSOR, (1, 1),
+               lambda S, a: a if a.ndim < 2 else _np().swapaxes(a, -1, -2),
+               lambda T, a: a if a.dim() < 2 else a.transpose(-2, -1),
+               shape=_transpose_shape, grad_fn="Transpose" + _T, doc="swap the last two axes (also .T)"))
+register_op(Op("dot", TENSOR, (2, 2), lambda S, a, b: _np().array(_np().dot(a, b), dtype=object),
+               lambda T, a, b: T.dot(a, b), shape=_dot_shape, grad_fn="Dot" + _T, doc="inner product of 1-D tensors"))
+register_op(Op("trace", TENSOR, (1, 1), lambda S, a: _np().array(_np().trace(a), dtype=object),
+               lambda T, a: T.trace(a), shape=_square("trace"), grad_fn="Trace" + _T, doc="sum of the diagonal"))
+register_op(Op("det", TENSOR, (1, 1), _sym_matrix("det"), lambda T, a: T.linalg.det(a),
+               shape=_square("det"), grad_fn="LinalgDet" + _T, doc="determinant of a square matrix"))
+register_op(Op("inv", TENSOR, (1, 1), _sym_matrix("inv"), lambda T, a: T.linalg.inv(a),
+               shape=_square("inv"), doc="inverse of a square matrix"))
+register_op(Op("softmax", TENSOR, (1, 1), _sym_softmax(False), lambda T, a, axis=-1: T.softmax(a, dim=axis),
+               shape=_same_shape, grad_fn="Softmax" + _T, doc="softmax along axis (default -1)", keywords=("axis",)))
+register_op(Op("log_softmax", TENSOR, (1, 1), _sym_softmax(True), lambda T, a, axis=-1: T.log_softmax(a, dim=axis),
+               shape=_same_shape, grad_fn="LogSoftmax" + _T, doc="log of softmax along axis (default -1)",
+               keywords=("axis",)))
+
+# --- more of torch's differentiable ops (the conformance suite in cases/ops verifies each one's own derivative) ----
+
+_F = "torch.nn.functional"
+
+
+def _F_(name: str, **kw: Any) -> Callable[..., Any]:
+    return lambda T, *a: getattr(T.nn.functional, name)(*a, **kw)
+
+
+def _special(name: str) -> Callable[..., Any]:
+    return lambda T, *a: getattr(T.special, name)(*a)
+
+
+_SELU_ALPHA = "1.6732632423543772848170429916717"
+_SELU_SCALE = "1.0507009873554804934193349852946"
+
+_unary("sinc", lambda S, x: S.Sinc(x), lambda T, x: T.sinc(x), "Sinc" + _T, doc="sin(pi x) / (pi x), 1 at 0")
+_unary("elu", lambda S, x: S.Piecewise((x, x > 0), (S.exp(x) - 1, True)), _F_("elu"), "Elu" + _T)
+_unary("celu", lambda S, x: S.Piecewise((x, x > 0), (S.exp(x) - 1, True)), _F_("celu"), "Celu" + _T)
+_unary("selu", lambda S, x: S.Float(_SELU_SCALE, 40) * S.Piecewise((x, x > 0), (S.Float(_SELU_ALPHA, 40) * (S.exp(x) - 1), True)),
+       _F_("selu"), "Elu" + _T)
+_unary("leaky_relu", lambda S, x: S.Piecewise((x, x > 0), (x * S.Rational(1, 100), True)), _F_("leaky_relu"),
+       "LeakyRelu" + _T, doc="negative slope 0.01")
+_unary("relu6", lambda S, x: S.Min(S.Max(x, 0), 6), _F_("relu6"), None)
+_unary("hardtanh", lambda S, x: S.Min(S.Max(x, -1), 1), _F_("hardtanh"), "Hardtanh" + _T)
+_unary("hardsigmoid", lambda S, x: S.Min(S.Max(x / 6 + S.Rational(1, 2), 0), 1), _F_("hardsigmoid"), "Hardsigmoid" + _T)
+_unary("hardswish", lambda S, x: x * S.Min(S.Max(x + 3, 0), 6) / 6, _F_("hardswish"), "Hardswish" + _T)
+_unary("softsign", lambda S, x: x / (1 + S.Abs(x)), _F_("softsign"), None)
+_unary("logsigmoid", lambda S, x: -S.log(1 + S.exp(-x)), _F_("logsigmoid"), "LogSigmoid" + _T)
+_unary("tanhshrink", lambda S, x: x - S.tanh(x), _F_("tanhshrink"), None)
+_unary("softshrink", lambda S, x: S.Piecewise((x - S.Rational(1, 2), x > S.Rational(1, 2)),
+                                              (x + S.Rational(1, 2), x < -S.Rational(1, 2)), (0, True)),
+       _F_("softshrink"), "Softshrink" + _T, doc="lambda 0.5")
+_unary("square", lambda S, x: x**2, lambda T, x: T.square(x), "Pow" + _T)
+_unary("reciprocal", lambda S, x: 1 / x, lambda T, x: T.reciprocal(x), "Reciprocal" + _T)
+_unary("neg", lambda S, x: -x, lambda T, x: T.neg(x), "Neg" + _T)
+_unary("deg2rad", lambda S, x: x * S.pi / 180, lambda T, x: T.deg2rad(x), "Deg2Rad" + _T)
+_unary("rad2deg", lambda S, x: x * 180 / S.pi, lambda T, x: T.rad2deg(x), "Rad2Deg" + _T)
+_unary("i0", lambda S, x: S.besseli(0, x), lambda T, x: T.i0(x), "I0" + _T, doc="modified Bessel function I0")
+_unary("i0e", lambda S, x: S.exp(-S.Abs(x)) * S.besseli(0, x), _special("i0e"), "SpecialI0E" + _T)
+_unary("i1", lambda S, x: S.besseli(1, x), _special("i1"), "SpecialI1" + _T)
+_unary("i1e", lambda S, x: S.exp(-S.Abs(x)) * S.besseli(1, x), _special("i1e"), "SpecialI1E" + _T)
+_unary("ndtr", lambda S, x: S.Ndtr(x), _special("ndtr"), None, doc="standard normal CDF")
+_unary("ndtri", lambda S, x: S.sqrt(2) * S.erfinv(2 * x - 1), _special("ndtri"), "SpecialNdtri" + _T)
+_unary("log_ndtr", lambda S, x: S.log(S.Ndtr(x)), _special("log_ndtr"), "SpecialLogNdtr" + _T)
+_unary("erfcx", lambda S, x: S.exp(x**2) * S.erfc(x), _special("erfcx"), "SpecialErfcx" + _T)
+_unary("entr", lambda S, x: -S.XLogY(x, x), _special("entr"), "SpecialEntr" + _T, doc="-x log x")
+_unary("trigamma", lambda S, x: S.polygamma(1, x), lambda T, x: T.polygamma(1, x), "Polygamma" + _T,
+       doc="polygamma(1, x)")
+
+
+def _elementwise(name: str, arity: int, sym: Callable[..., Any], tch: Callable[..., Any], grad_fn: str | None = None,
+                 **kw: Any) -> None:
+    register_op(Op(name, ELEMENTWISE, (arity, arity), sym, tch, grad_fn=grad_fn, **kw))
+
+
+_elementwise("hypot", 2, lambda S, a, b: S.sqrt(a**2 + b**2), lambda T, a, b: T.hypot(a, b), "Hypot" + _T)
+_elementwise("xlogy", 2, lambda S, a, b: S.XLogY(a, b), lambda T, a, b: T.xlogy(a, b), "Xlogy" + _T,
+             doc="x log y, 0 where x = 0")
+_elementwise("xlog1py", 2, lambda S, a, b: S.XLogY(a, 1 + b), _special("xlog1py"), "SpecialXlog1Py" + _T,
+             doc="x log(1 + y), 0 where x = 0")
+_elementwise("copysign", 2, lambda S, a, b: S.Piecewise((S.Abs(a), b >= 0), (-S.Abs(a), True)),
+             lambda T, a, b: T.copysign(a, b), "Copysign" + _T, smooth=False, doc="|a| with the sign of b")
+_elementwise("logaddexp", 2, lambda S, a, b: S.log(S.exp(a) + S.exp(b)), lambda T, a, b: T.logaddexp(a, b),
+             "Logaddexp" + _T)
+_elementwise("logaddexp2", 2, lambda S, a, b: S.log(2**a + 2**b) / S.log(2), lambda T, a, b: T.logaddexp2(a, b),
+             "Logaddexp2" + _T)
+_elementwise("lerp", 3, lambda S, a, b, w: a + w * (b - a), lambda T, a, b, w: T.lerp(a, b, w), "LerpBackward1",
+             doc="lerp(a, b, w) = a + w (b - a)")
+_elementwise("clamp", 3, lambda S, x, lo, hi: S.Min(S.Max(x, lo), hi), lambda T, x, lo, hi: T.clamp(x, lo, hi),
+             "ClampBackward0", smooth=False, doc="clamp(x, low, high) = min(max(x, low), high)")
+_elementwise("addcmul", 3, lambda S, a, b, c: a + b * c, lambda T, a, b, c: T.addcmul(a, b, c), "Addcmul" + _T)
+_elementwise("addcdiv", 3, lambda S, a, b, c: a + b / c, lambda T, a, b, c: T.addcdiv(a, b, c), "Addcdiv" + _T)
+
+
+def _variance(S: Any, xs: list[Any]) -> Any:
+    mean = S.Add(*xs) / len(xs)
+    return S.Add(*((x - mean) ** 2 for x in xs)) / (len(xs) - 1)
+
+
+_reduction("var", _variance, "var", "Var" + _T, "variance (Bessel's correction, like torch.var)")
+_reduction("std", lambda S, xs: S.sqrt(_variance(S, xs)), "std", "Std" + _T,
+           "standard deviation (Bessel's correction, like torch.std)")
+
+
+def _sym_cumulative(kind: str) -> Callable[..., Any]:
+    def cumulative(S: Any, a: Any, axis: int = -1) -> Any:
+        np = _np()
+        if a.ndim == 0:
+            return a
+        (ax,) = normalize_axis(axis, a.ndim) or (0,)
+        moved = np.moveaxis(a, ax, -1)
+        out = np.empty(moved.shape, dtype=object)
+        for idx in np.ndindex(*moved.shape[:-1]):
+            acc = None
+            for k, x in enumerate(moved[idx]):
+                term = S.exp(x) if kind == "logcumsumexp" else x
+                acc = term if acc is None else (acc * term if kind == "cumprod" else acc + term)
+                out[idx + (k,)] = S.log(acc) if kind == "logcumsumexp" else acc
+        return np.moveaxis(out, -1, ax)
+
+    return cumulative
+
+
+for _name in ("cumsum", "cumprod", "logcumsumexp"):
+    register_op(Op(_name, TENSOR, (1, 1), _sym_cumulative(_name),
+                   (lambda n: lambda T, a, axis=-1: a if a.dim() == 0 else getattr(T, n)(a, dim=axis))(_name),
+                   shape=_same_shape, doc=f"{_name} along axis (default -1)", keywords=("axis",)))
+
+
+def _pair_shape(name: str) -> Callable[..., Shape]:
+    def rule(*shapes: Shape) -> Shape:
+        if len(set(shapes)) != 1:
+            raise ValueError(f"{name} takes tensors of one shape, got " + " and ".join(str(list(s)) for s in shapes))
+        return ()
+
+    return rule
+
+
+def _loss(name: str, per_element: Callable[..., Any], tch: Callable[..., Any], arity: int = 2, doc: str = "") -> None:
+    """A loss with torch's default reduction='mean' over tensors of one shape."""
+
+    def sym(S: Any, *args: Any) -> Any:
+        np = _np()
+        terms = np.frompyfunc(lambda *xs: per_element(S, *xs), len(args), 1)(*args)
+        return np.array(S.Add(*terms.reshape(-1)) / max(terms.size, 1), dtype=object)
+
+    register_op(Op(name, TENSOR, (arity, arity), sym, tch, shape=_pair_shape(name), doc=doc or f"{_F}.{name}"))
+
+
+def _huber(S: Any, a: Any, b: Any) -> Any:
+    d = a - b
+    return S.Piecewise((d**2 / 2, S.Abs(d) < 1), (S.Abs(d) - S.Rational(1, 2), True))
+
+
+_loss("mse_loss", lambda S, a, b: (a - b) ** 2, _F_("mse_loss"))
+_loss("l1_loss", lambda S, a, b: S.Abs(a - b), _F_("l1_loss"))
+_loss("huber_loss", _huber, _F_("huber_loss"), doc="huber_loss with delta 1")
+_loss("smooth_l1_loss", _huber, _F_("smooth_l1_loss"), doc="smooth_l1_loss with beta 1")
+_loss("soft_margin_loss", lambda S, x, y: S.log(1 + S.exp(-y * x)), _F_("soft_margin_loss"))
+_loss("binary_cross_entropy", lambda S, p, y: -(S.XLogY(y, p) + S.XLogY(1 - y, 1 - p)), _F_("binary_cross_entropy"),
+      doc="binary_cross_entropy(probabilities, targets)")
+_loss("binary_cross_entropy_with_logits", lambda S, x, y: S.log(1 + S.exp(x)) - y * x,
+      _F_("binary_cross_entropy_with_logits"))
+def _kl_div(T: Any, x: Any, t: Any) -> Any:
+    import warnings
+
+    with warnings.catch_warnings():  # torch's notice that reduction='mean' (its default) will change
+        warnings.simplefilter("ignore", UserWarning)
+        return T.nn.functional.kl_div(x, t)
+
+
+_loss("kl_div", lambda S, x, t: S.XLogY(t, t) - t * x, _kl_div,
+      doc="kl_div(log-probabilities, probabilities), reduction 'mean'")
+_loss("poisson_nll_loss", lambda S, x, y: S.exp(x) - y * x, _F_("poisson_nll_loss"), doc="log_input=True")
+_loss("gaussian_nll_loss", lambda S, x, t, v: (S.log(v) + (x - t) ** 2 / v) / 2, _F_("gaussian_nll_loss"), arity=3,
+      doc="gaussian_nll_loss(input, target, var)")
+
+
+def _sym_cross_entropy(S: Any, x: Any, t: Any) -> Any:
+    np = _np()
+    terms = -t * _sym_softmax(True)(S, x, -1)
+    if x.ndim == 1:
+        return np.array(S.Add(*terms), dtype=object)
+    return np.array(S.Add(*terms.reshape(-1)) / x.shape[0], dtype=object)
+
+
+def _cross_entropy_shape(x: Shape, t: Shape) -> Shape:
+    if x != t or len(x) not in (1, 2):
+        raise ValueError(f"cross_entropy takes logits and target probabilities of one shape, [C] or [N, C], got "
+                         f"{list(x)} and {list(t)}")
+    return ()
+
+
+register_op(Op("cross_entropy", TENSOR, (2, 2), _sym_cross_entropy, _F_("cross_entropy"), shape=_cross_entropy_shape,
+               doc="cross_entropy(logits, target probabilities), [C] or [N, C], mean over N"))
+
+
+def _last_axis_shape(name: str, keep: bool) -> Callable[..., Shape]:
+    def rule(*shapes: Shape, axis: Any = -1) -> Shape:
+        if len(set(shapes)) != 1 or not shapes[0]:
+            raise ValueError(f"{name} takes tensors of one shape with at least one dimension")
+        return shapes[0] if keep else reduced_shape(shapes[0], axis)
+
+    return rule
+
+
+def _sym_normalize(S: Any, a: Any, axis: int = -1) -> Any:
+    np = _np()
+    norm = np.frompyfunc(S.sqrt, 1, 1)(np.sum(a * a, axis=axis, keepdims=True))
+    return a / norm
+
+
+def _sym_cosine(S: Any, a: Any, b: Any, axis: int = -1) -> Any:
+    np = _np()
+    sq = np.frompyfunc(S.sqrt, 1, 1)
+    return _arr_obj(np.sum(a * b, axis=axis) / (sq(np.sum(a * a, axis=axis)) * sq(np.sum(b * b, axis=axis))))
+
+
+def _arr_obj(v: Any) -> Any:
+    np = _np()
+    return v if isinstance(v, np.ndarray) else np.array(v, dtype=object)
+
+
+def _sym_layer_norm(S: Any, a: Any) -> Any:
+    np = _np()
+    n = a.shape[-1]
+    mean = np.sum(a, axis=-1, keepdims=True) / n
+    var = np.sum((a - mean) ** 2, axis=-1, keepdims=True) / n
+    eps = S.Rational(1e-5)  # torch's default eps, the float64 number exactly
+    return (a - mean) / np.frompyfunc(S.sqrt, 1, 1)(var + eps)
+
+
+register_op(Op("normalize", TENSOR, (1, 1), _sym_normalize, lambda T, a, axis=-1: T.nn.functional.normalize(a, dim=axis),
+               shape=_last_axis_shape("normalize", True), keywords=("axis",),
+               doc="x / ||x|| along axis (default -1; torch clamps the norm at 1e-12)"))
+register_op(Op("cosine_similarity", TENSOR, (2, 2), _sym_cosine,
+               lambda T, a, b, axis=-1: T.nn.functional.cosine_similarity(a, b, dim=axis),
+               shape=_last_axis_shape("cosine_similarity", False), keywords=("axis",),
+               doc="cosine of the angle between a and b along axis (default -1)"))
+register_op(Op("layer_norm", TENSOR, (1, 1), _sym_layer_norm,
+               lambda T, a: T.nn.functional.layer_norm(a, a.shape[-1:]),
+               shape=_last_axis_shape("layer_norm", True), doc="layer_norm over the last axis, no weight, eps 1e-5"))
+
+
+def _sym_logdet(absolute: bool) -> Callable[..., Any]:
+    def logdet(S: Any, a: Any) -> Any:
+        d = _sym_matrix("det")(S, a).item()
+        return _np().array(S.log(S.Abs(d) if absolute else d), dtype=object)
+
+    return logdet
+
+
+register_op(Op("slogdet", TENSOR, (1, 1), _sym_logdet(True), lambda T, a: T.linalg.slogdet(a).logabsdet,
+               shape=_square("det"), doc="log |det A| (the logabsdet of torch.linalg.slogdet)"))
+register_op(Op("logdet", TENSOR, (1, 1), _sym_logdet(False), lambda T, a: T.logdet(a),
+               shape=_square("det"), doc="log det A (NaN where det A < 0)"))
+
+
+def _solve_shape(a: Shape, b: Shape) -> Shape:
+    _square("inv")(a)
+    if not b or b[0] != a[0] or len(b) > 2:
+        raise ValueError(f"solve(A, b) needs b of shape [{a[0]}] or [{a[0]}, k], got {list(b)}")
+    return b
+
+
+register_op(Op("solve", TENSOR, (2, 2), lambda S, a, b: _np().matmul(_sym_matrix("inv")(S, a), b),
+               lambda T, a, b: T.linalg.solve(a, b), shape=_solve_shape, doc="solve(A, b) = inv(A) @ b"))
+
+
+def _outer_shape(a: Shape, b: Shape) -> Shape:
+    if len(a) != 1 or len(b) != 1:
+        raise ValueError(f"outer needs two 1-D tensors, got shapes {list(a)} and {list(b)}")
+    return a + b
+
+
+def _cross_shape(a: Shape, b: Shape) -> Shape:
+    if a != (3,) or b != (3,):
+        raise ValueError(f"cross needs two vectors of length 3, got shapes {list(a)} and {list(b)}")
+    return a
+
+
+def _sym_cross(S: Any, a: Any, b: Any) -> Any:
+    return _np().array([a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]], dtype=object)
+
+
+register_op(Op("outer", TENSOR, (2, 2), lambda S, a, b: _np().multiply.outer(a, b), lambda T, a, b: T.outer(a, b),
+               shape=_outer_shape, doc="outer product of 1-D tensors"))
+register_op(Op("cross", TENSOR, (2, 2), _sym_cross, lambda T, a, b: T.linalg.cross(a, b), shape=_cross_shape,
+               doc="cross product of 3-vectors"))
+
+# Constants a case may use by name.
+CONSTANTS = {"pi": "pi", "E": "E"}
+
+
+def known_names() -> str:
+    """The function names, for error messages."""
+    return ", ".join(sorted(OPS))

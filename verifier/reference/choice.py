@@ -1,0 +1,73 @@
+"""Which exact reference a case gets: element expansion for small tensors, the vectorised formulas or the matrix
+calculus for large ones."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..case.model import Case
+from ..errors import CaseError, LimitError
+from ..limits import LIMITS, flag
+from .expanded.reference import Reference
+from .symbols import DIGITS
+
+EVALUATION = f"exact: sympy derivatives evaluated with mpmath at {DIGITS} digits"
+
+
+EXPAND_UP_TO = 32  # input (and output) elements up to which element expansion (exact everywhere) is the reference
+
+
+def make_reference(case: Case) -> object:
+    """The exact reference for a case: element expansion for small tensors (exact everywhere, kinks per element),
+    the vectorised formulas for large element-wise / reduction cases, the matrix calculus for large linear algebra.
+    A case's ``reference:`` key forces one."""
+    from .base import NotVectorisable
+    from .matrix import MatrixReference
+    from .vectorised.reference import VectorReference
+
+    choice = getattr(case, "reference", "auto")
+    total = sum(i.value.size for i in case.inputs)
+    if choice == "expand":
+        return _expanded(case, "forced by the case's reference key")
+    small = total <= EXPAND_UP_TO and int(np.prod(case.output_shape)) <= EXPAND_UP_TO
+    if choice == "auto" and small:
+        return _expanded(case, f"{total} input element(s): small enough to expand")
+    reasons = []
+    order = [("vectorised", VectorReference), ("matrix", MatrixReference)]
+    if _uses_linear_algebra(case):  # closed forms from sympy's matrix calculus first, where they apply
+        order.reverse()
+    for kind, build in order:
+        if choice not in ("auto", kind):
+            continue
+        try:
+            return build(case)
+        except NotVectorisable as exc:
+            if choice == kind:
+                raise CaseError(f"reference: {kind} does not apply: {exc}") from None
+            reasons.append(f"{kind}: {exc}")
+    if total > LIMITS.symbols:
+        raise LimitError(f"the inputs have {total} elements; element-wise expansion is limited to {LIMITS.symbols} "
+                         f"(raise it with {flag('symbols')}), and neither large-tensor reference applies ("
+                         + "; ".join(reasons) + ")")
+    return _expanded(case, "; ".join(reasons))
+
+
+def _expanded(case: Case, why: str) -> Reference:
+    ref = Reference(case)
+    ref.why = why  # type: ignore[attr-defined]
+    return ref
+
+
+def _uses_linear_algebra(case: Case) -> bool:
+    from ..language.nodes import Bin, Call, walk
+
+    nodes = [n for node in [d.node for d in case.defines] + [case.function] for n in walk(node)]
+    return any((isinstance(n, Bin) and n.op == "@") or (isinstance(n, Call) and n.func in
+               ("matmul", "transpose", "dot", "trace", "det", "inv")) for n in nodes)
+
+
+def describe(reference: object) -> str:
+    if hasattr(reference, "describe"):
+        return reference.describe()  # type: ignore[no-any-return]
+    why = getattr(reference, "why", None)
+    return f"{EVALUATION} (element expansion: {why})" if why else EVALUATION

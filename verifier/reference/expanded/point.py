@@ -1,0 +1,360 @@
+"""The exact reference at one point: sympy's derivative expressions evaluated at 50 digits, one-sided at kinks,
+with a reason wherever a value does not exist."""
+
+from __future__ import annotations
+
+import itertools
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+import mpmath
+import numpy as np
+import sympy as sp
+
+from ...language.nodes import Node
+from ...values import Exact
+from ..facts import exact_from_mp, explain_at, finite_magnitudes, infinite_sides, is_real, value_or_reason
+from ..numeric.mp import Evaluator
+from ..rounding import RoundingSlack, set_slack, summed_slack
+from ..symbols import DIGITS, as_basic, display, evaluate
+
+if TYPE_CHECKING:  # the reference that builds this point (it imports this module)
+    from .reference import Reference
+
+# The prefix of the reason of an entry that exists mathematically but meets a pole elsewhere in torch's products
+# (0 * inf = NaN): reverse mode's zero weights, forward mode's zero tangents, double backward's zero directions.
+ZERO_INF_RULE = "0·inf (a zero weight times a pole elsewhere): "
+# The prefix of the note on an entry whose formula is indeterminate at the point but whose limit exists there.
+REMOVABLE_NOTE = "removable singularity: "
+LIMIT_OPS = 200  # sympy.limit is asked only of formulas up to this many operations
+
+
+def _to_mp(values: np.ndarray) -> list[Any]:
+    return [mpmath.mpf(float(v)) for v in values.reshape(-1)]
+
+
+class PointReference(RoundingSlack):
+    """Exact values of one case at one point."""
+
+    def __init__(self, ref: Reference, point: Mapping[str, np.ndarray]) -> None:
+        self.ref = ref
+        self.point = point
+        self.args = [a for i in ref.case.inputs for a in _to_mp(point[i.name])]
+        self._cache: dict[str, Any] = {}
+        self.resolved: dict[int, str] = {}  # Jacobian entries whose indeterminate formula has a limit, with a note
+        self.rounding: str | None = None  # a half-precision dtype: each Exact gets the rounding error it allows
+
+    def _eval(self, key: str, exprs: Sequence[sp.Expr], args: list[Any] | None = None) -> tuple[list[Any], dict[int, str]]:
+        """Evaluate expressions in DIGITS digits; elements that do not exist come back None with a reason."""
+        args = self.args if args is None else args
+        out: list[Any] = []
+        bad: dict[int, str] = {}
+        nonfinite = {s for s, a in zip(self.ref.args, args) if not mpmath.isfinite(a)}
+        with mpmath.workdps(DIGITS):
+            evaluate_at = Evaluator(dict(zip(self.ref.args, args)))
+            for k, e in enumerate(exprs):
+                if nonfinite and e.free_symbols & nonfinite:  # the point is not in R^n: nothing is defined there
+                    bad[k] = self.explain(e, None)
+                    out.append(None)
+                    continue
+                v = value_or_reason(evaluate_at, e)
+                if isinstance(v, Exception) or not is_real(v) or mpmath.isinf(v):
+                    # cancellation can leave an exact 0 where a tiny number belongs (log(1 - erfc(y)/2) for large
+                    # y): before calling it a pole, ask again with six times the digits
+                    with mpmath.workdps(DIGITS * 6):
+                        v = value_or_reason(Evaluator(dict(zip(self.ref.args, args))), e)
+                if isinstance(v, Exception) or not is_real(v) or mpmath.isinf(v):  # an infinite value is a pole
+                    bad[k] = self.explain(e, v)
+                    out.append(None)
+                else:
+                    out.append(v if isinstance(v, mpmath.mpf) else mpmath.mpf(v))
+        return out, bad
+
+    def explain(self, expr: sp.Expr, value: Any) -> str:
+        """Why an expression has no real value here: a non-finite input, or the first sub-expression outside its
+        domain."""
+        return explain_at(expr, dict(zip(self.ref.args, self.args)), value)
+
+    def nonfinite_wrt(self) -> dict[int, str]:
+        """Differentiable input elements that are NaN or infinite, by position in wrt, with the reason."""
+        values = dict(zip(self.ref.args, self.args))
+        return {j: f"the input {display(s)} = {float(values[s])} is not a finite number"
+                for j, s in enumerate(self.ref.wrt) if not mpmath.isfinite(values[s])}
+
+    def value(self) -> Exact:
+        vals, bad = self._eval("value", self.ref.flat_out)
+        return self._with_slack(exact_from_mp(vals, bad, self.ref.output.shape), self.ref.flat_out)
+
+    def _jacobian_mp(self) -> tuple[np.ndarray, np.ndarray, dict[int, str], np.ndarray]:
+        """(lo, hi, undefined, kink mask) of the Jacobian as mp object arrays, shape (out, wrt)."""
+        if "jac" in self._cache:
+            return self._cache["jac"]
+        jac = self.ref.jacobian()
+        m, n = len(jac), len(self.ref.wrt)
+        flat = [e for row in jac for e in row]
+        vals, bad = self._eval("jac", flat)
+        _, value_bad = self._eval("value", self.ref.flat_out)
+        for i, why in value_bad.items():  # no derivative where the function itself does not exist
+            for j in range(n):
+                vals[i * n + j] = None
+                bad[i * n + j] = why
+        for j, why in self.nonfinite_wrt().items():  # nor with respect to an input that is not a number
+            for i in range(m):
+                vals[i * n + j] = None
+                bad[i * n + j] = why
+        lo = np.array(vals, dtype=object).reshape(m, n)
+        hi = lo.copy()
+        kinks = np.zeros((m, n), dtype=bool)
+        resolved: dict[int, str] = {}
+        for k, why in list(bad.items()):  # 0·inf in the formula: the derivative may still exist, as a limit
+            i, j = divmod(k, n)
+            if "indeterminate" in why and i not in value_bad:
+                sides = self._limits(i, j, jac[i][j])
+                if sides is not None:
+                    (lo[i, j], hi[i, j]), kinks[i, j] = sides, sides[0] != sides[1]
+                    resolved[k] = (f"{REMOVABLE_NOTE}{why}; its limit is {mpmath.nstr(sides[0], 17)}"
+                                   if sides[0] == sides[1] else f"a kink: {why}; its one-sided limits are "
+                                   f"{mpmath.nstr(sides[0], 17)} and {mpmath.nstr(sides[1], 17)}")
+                    del bad[k]
+        self.resolved = resolved
+        if not self.ref.smooth:
+            positions = {id(s): k for k, s in enumerate(self.ref.args)}
+            for j, s in enumerate(self.ref.wrt):
+                k = positions[id(s)]
+                x = self.args[k]
+                delta = mpmath.mpf(10) ** (-DIGITS // 2) * max(1, abs(x))
+                sides, closer = [], []
+                for sign in (-1, 1):
+                    for step, out in ((delta, sides), (delta * mpmath.mpf(10) ** -6, closer)):
+                        args = list(self.args)
+                        with mpmath.workdps(DIGITS):  # at the default 15 digits, x + 1e-25 would round back to x
+                            args[k] = x + sign * step
+                        col, _ = self._eval("jac", flat, args)
+                        out.append(np.array(col, dtype=object).reshape(m, n)[:, j])
+                for i in range(m):
+                    left, right = sides[0][i], sides[1][i]
+                    if left is None or right is None:
+                        continue
+                    scale = max(abs(left), abs(right), 1)
+                    if abs(left - right) > mpmath.mpf(10) ** (-DIGITS // 3) * scale:
+                        steep = infinite_sides((left, right), (closer[0][i], closer[1][i]), s, x)
+                        if steep:
+                            lo[i, j] = hi[i, j] = None
+                            bad[i * n + j] = steep
+                            continue
+                        lo[i, j], hi[i, j] = left, right
+                        kinks[i, j] = True
+                        bad.pop(i * n + j, None)
+        rounding = self._jacobian_slack()
+        for k, why in (rounding[1] if rounding is not None else {}).items():  # beyond a half dtype's range: out, and
+            lo.flat[k] = hi.flat[k] = None  # torch's products meet it as they meet a pole (0·inf)
+            bad.setdefault(k, why)
+            kinks.flat[k] = False
+        result = (lo, hi, bad, kinks)
+        self._cache["jac"] = result
+        return result
+
+    def _limits(self, i: int, j: int, derivative: sp.Expr) -> tuple[Any, Any] | None:
+        """The one-sided limits of d out[i] / d wrt[j] along wrt[j], the other inputs fixed at their values, where
+        out[i] is continuous along that line (else the derivative does not exist); None when sympy cannot say or
+        the expression is too large to ask."""
+        if sp.count_ops(derivative) > LIMIT_OPS:
+            return None
+        s = self.ref.wrt[j]
+        values = {a: sp.Rational(float(v)) for a, v in zip(self.ref.args, self.args)}  # the floats, exactly
+        at = values.pop(s)
+        value = self.ref.flat_out[i].xreplace(values)
+        d = derivative.xreplace(values)
+        try:
+            here = value.xreplace({s: at})
+            sides = []
+            for direction in ("-", "+"):
+                if sp.limit(value, s, at, direction) != here:
+                    return None  # a jump (atan2 across b = 0): no derivative
+                sides.append(sp.limit(d, s, at, direction))
+        except Exception:  # noqa: BLE001 - sympy could not decide: the entry stays undefined
+            return None
+        if not all(v.is_real and v.is_finite for v in sides):
+            return None
+        with mpmath.workdps(DIGITS):
+            return tuple(Evaluator({})(v) for v in sides)  # type: ignore[return-value]
+
+    def jacobian(self, name: str) -> Exact:
+        """d out / d input, shaped out_shape + input_shape."""
+        lo, hi, bad, kinks = self._jacobian_mp()
+        # Where one partial does not exist (a pole), the whole row and column are out: jacrev multiplies the pole by
+        # the zero weights of the other outputs, jacfwd by the zero tangents of the other inputs, and IEEE says
+        # 0 * inf is NaN. Neither is a gradient bug.
+        m, n = lo.shape
+        lo, hi, bad = lo.copy(), hi.copy(), dict(bad)
+        for hole, why in list(bad.items()):
+            i0, j0 = divmod(hole, n)
+            for k in [i0 * n + j for j in range(n)] + [i * n + j0 for i in range(m)]:
+                if k not in bad:
+                    lo.flat[k] = hi.flat[k] = None
+                    bad[k] = f"{ZERO_INF_RULE}{why}"
+        sl = self.ref.slices[name]
+        n = lo.shape[1]
+        shape = self.ref.output.shape + self.ref.case.shapes[name]
+        sub_bad = {}
+        width = sl.stop - sl.start
+        for flat, why in bad.items():
+            i, j = divmod(flat, n)
+            if sl.start <= j < sl.stop:
+                sub_bad[i * width + (j - sl.start)] = why
+        ex = exact_from_mp(list(lo[:, sl].reshape(-1)), sub_bad, shape, list(hi[:, sl].reshape(-1)))
+        ex.kinks = kinks[:, sl].reshape(shape)
+        rounding = self._jacobian_slack()  # (its overflows are undefined in the Jacobian already)
+        if rounding is not None:
+            set_slack(ex, rounding[0][:, sl])
+        for flat, note in self.resolved.items():
+            i, j = divmod(flat, n)
+            if sl.start <= j < sl.stop and i * width + (j - sl.start) not in sub_bad:
+                ex.notes[i * width + (j - sl.start)] = note
+        return ex
+
+    def vjp(self, weights: np.ndarray, name: str) -> Exact:
+        """sum_m weights[m] * d out[m] / d input; at kinks the left and right derivatives of that sum."""
+        lo, hi, bad, kinks = self._jacobian_mp()
+        sl = self.ref.slices[name]
+        w = _to_mp(weights)
+        width = sl.stop - sl.start
+        out_lo, out_hi, out_bad = [], [], {}
+        for j in range(sl.start, sl.stop):
+            a = b = mpmath.mpf(0)
+            for i, wi in enumerate(w):
+                if lo[i, j] is None:
+                    why = bad.get(i * lo.shape[1] + j, "undefined")
+                    out_bad[j - sl.start] = why if wi != 0 else f"{ZERO_INF_RULE}{why}"
+                    break
+                if wi == 0:
+                    continue
+                a, b = a + wi * lo[i, j], b + wi * hi[i, j]  # the one-sided derivative of sum(w f) is sum(w f')
+            out_lo.append(None if j - sl.start in out_bad else a)
+            out_hi.append(None if j - sl.start in out_bad else b)
+        ex = exact_from_mp(out_lo, out_bad, self.ref.case.shapes[name], out_hi)
+        ex.kinks = np.array([kinks[:, j].any() for j in range(sl.start, sl.stop)], dtype=bool).reshape(
+            self.ref.case.shapes[name]) if width else None
+        rounding = self._jacobian_slack()
+        if rounding is not None:  # each term's slack, weighted, and the rounding of the sum over the outputs
+            set_slack(ex, summed_slack(np.abs(weights.reshape(-1)), rounding[0][:, sl], finite_magnitudes(lo[:, sl]),
+                                       self.rounding))
+        n = lo.shape[1]
+        for flat, note in self.resolved.items():
+            i, j = divmod(flat, n)
+            if sl.start <= j < sl.stop and w[i] != 0 and j - sl.start not in out_bad:
+                ex.notes[j - sl.start] = note
+        return ex
+
+    def jvp(self, tangents: Mapping[str, np.ndarray]) -> Exact:
+        """sum_n d out / d input[n] * tangent[n] over every differentiable input."""
+        lo, hi, bad, kinks = self._jacobian_mp()
+        u = [t for i in self.ref.case.differentiable for t in _to_mp(tangents[i.name])]
+        out_lo, out_hi, out_bad = [], [], {}
+        for i in range(lo.shape[0]):
+            a = b = mpmath.mpf(0)
+            for j, uj in enumerate(u):
+                if lo[i, j] is None:
+                    why = bad.get(i * lo.shape[1] + j, "undefined")
+                    out_bad[i] = why if uj != 0 else f"{ZERO_INF_RULE}{why}"
+                    break
+                if uj == 0:
+                    continue
+                p, q = uj * lo[i, j], uj * hi[i, j]
+                a, b = a + min(p, q), b + max(p, q)
+            out_lo.append(None if i in out_bad else a)
+            out_hi.append(None if i in out_bad else b)
+        ex = exact_from_mp(out_lo, out_bad, self.ref.output.shape, out_hi)
+        ex.kinks = kinks.any(axis=1).reshape(self.ref.output.shape) if kinks.size else None
+        rounding = self._jacobian_slack()
+        if rounding is not None:
+            t = np.abs(np.array([float(x) for x in u]))
+            set_slack(ex, summed_slack(t, rounding[0].T, finite_magnitudes(lo).T, self.rounding))
+        return ex
+
+    def derivative(self, order: int) -> Exact:
+        """The order-k derivative tensor of a scalar output, shape (n,) * k over all differentiable elements."""
+        if order == 1:
+            lo, hi, bad, _ = self._jacobian_mp()
+            ex = exact_from_mp(list(lo.reshape(-1)), bad, (len(self.ref.wrt),), list(hi.reshape(-1)))
+            rounding = self._jacobian_slack()
+            return ex if rounding is None else set_slack(ex, rounding[0])
+        table = self.ref.derivatives(order)
+        keys = list(table)
+        vals, bad = self._eval(f"d{order}", [table[k] for k in keys])
+        n = len(self.ref.wrt)
+        full = np.empty((n,) * order, dtype=object)
+        full_bad: dict[int, str] = {}
+        nonfinite = self.nonfinite_wrt()
+        # As for the Jacobian: where a first derivative does not exist (a pole), every higher derivative through that
+        # input is out too; torch's double backward multiplies the pole by zero weights there and IEEE gives NaN.
+        _, _, first_bad, _ = self._jacobian_mp()
+        holes = {**{j % n: why for j, why in first_bad.items()}, **nonfinite}
+        sides = self._one_sided(keys, [table[k] for k in keys]) if not self.ref.smooth else {}
+        full_hi = np.empty_like(full)
+        kinks = np.zeros(full.shape, dtype=bool)
+        for number, (k, v) in enumerate(zip(keys, vals)):
+            why = next((holes[j] for j in k if j in holes), None)
+            if why is not None:
+                if v is not None:  # it exists, but torch meets the pole of input j on the way
+                    bad[number] = f"{ZERO_INF_RULE}{why}"
+                left = right = None
+            elif number in sides:  # a kink: both one-sided values
+                (left, right), _ = sides[number], bad.pop(number, None)
+            else:
+                left = right = v
+            for perm in set(itertools.permutations(k)):
+                full[perm], full_hi[perm] = left, right
+                kinks[perm] = number in sides
+                if left is None:
+                    full_bad[int(np.ravel_multi_index(perm, full.shape))] = bad[number]
+        ex = exact_from_mp(list(full.reshape(-1)), full_bad, full.shape, list(full_hi.reshape(-1)))
+        ex.kinks = kinks
+        rounding = self._slack([table[k] for k in keys])
+        if rounding is not None:
+            rounding[0][:] += self._forward_rounding_higher(keys, [table[k] for k in keys])
+            slack = np.zeros(full.shape)
+            over = {}
+            for number, k in enumerate(keys):
+                for perm in set(itertools.permutations(k)):
+                    flat = int(np.ravel_multi_index(perm, full.shape))
+                    slack.flat[flat] = rounding[0][number]
+                    if number in rounding[1]:
+                        over[flat] = rounding[1][number]
+            set_slack(ex, slack, over)
+        return ex
+
+    def _one_sided(self, keys: list[tuple[int, ...]], exprs: list[sp.Expr]) -> dict[int, tuple[Any, Any]]:
+        """Higher derivatives at a kink: each entry evaluated just below and just above the point along each input it
+        differentiates by; the entries whose nearby values differ, with the smallest and the largest."""
+        positions = {id(s): k for k, s in enumerate(self.ref.args)}
+        out: dict[int, tuple[Any, Any]] = {}
+        for moved in sorted({tuple(sorted(set(k))) for k in keys}):
+            numbers = [i for i, k in enumerate(keys) if tuple(sorted(set(k))) == moved]
+            values = []
+            for j in moved:
+                a = positions[id(self.ref.wrt[j])]
+                for sign in (-1, 1):
+                    args = list(self.args)
+                    with mpmath.workdps(DIGITS):
+                        args[a] = args[a] + sign * mpmath.mpf(10) ** (-DIGITS // 2) * max(1, abs(args[a]))
+                    values.append(self._eval("sides", [exprs[i] for i in numbers], args)[0])
+            for i, near in zip(numbers, zip(*values)):
+                if any(v is None for v in near):
+                    continue
+                lo, hi = min(near), max(near)
+                if hi - lo > mpmath.mpf(10) ** (-DIGITS // 3) * max(abs(lo), abs(hi), 1):
+                    out[i] = (lo, hi)
+        return out
+
+    def expression(self, node: Node, shape: tuple[int, ...]) -> Exact:
+        """The exact value of another case-language expression (a hand-derived formula) at this point."""
+        env = {**self.ref.symbols, **self.ref.nodes}
+        values = np.broadcast_to(evaluate(node, env), shape)
+        exprs = [as_basic(e) for e in values.reshape(-1)]
+        vals, bad = self._eval(f"expr:{id(node)}", exprs)
+        return self._with_slack(exact_from_mp(vals, bad, shape), exprs)
+
+    def node_gradient(self, node: str, weights: np.ndarray) -> Exact:
+        exprs = self.ref.node_gradient(node, weights)
+        vals, bad = self._eval(f"node:{node}", exprs)
+        return self._with_slack(exact_from_mp(vals, bad, self.ref.case.shapes[node]), exprs)

@@ -1,0 +1,77 @@
+"""The results tables for the terminal (rich)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ..compare import Comparison
+from ..results import CaseResult, RunResult
+from .text import fmt, reference_kind
+
+
+def table(run: RunResult) -> Any:
+    """A rich Table: one row per case."""
+    from rich.table import Table
+
+    t = Table(show_lines=False, header_style="bold")
+    for col in ("case", "where", "reference", "checks", "points", "verdict", "time"):
+        t.add_column(col, justify="right" if col in ("checks", "points", "time") else "left")
+    style = {"pass": "green", "xfail": "green", "edge": "cyan", "finding": "magenta", "fail": "bold red",
+             "error": "bold red", "timeout": "yellow", "invalid": "yellow", "skip": "dim"}
+    for r in run.cases:
+        applied = [c for c in r.checks if c.status != "skip"]
+        passed = sum(c.status == "pass" for c in applied)
+        t.add_row(r.name, r.location, reference_kind(r.evaluation), f"{passed}/{len(applied)}", str(len(r.points)),
+                  f"[{style.get(r.status, 'default')}]{r.status}[/]", f"{r.seconds:.2f}s")
+    for e in run.errors:
+        t.add_row(e.case or "-", f"{e.file}:{e.line}" if e.line else (e.file or ""), "-", "-", "-", "[yellow]invalid[/]",
+                  "-")
+    return t
+
+
+def check_table(result: CaseResult) -> Any:
+    """A rich Table for one case: one row per check and torch path."""
+    from rich.table import Table
+
+    t = Table(header_style="bold")
+    for col in ("check", "quantity", "path", "exact", "torch", "ULPs", "verdict"):
+        t.add_column(col)
+    for check in result.checks:
+        if check.status == "skip":
+            t.add_row(check.check, "-", "-", "-", "-", "-", f"skip: {check.skipped}")
+            continue
+        comparisons = check.comparisons
+        if check.check == "accumulate":
+            comparisons = _grouped(comparisons)
+        for c in comparisons:
+            if isinstance(c, tuple):
+                label, path, exact, got, ok = c
+                t.add_row(check.check, label, path, exact, got, "-", "[green]pass[/]" if ok else "[bold red]FAIL[/]")
+                continue
+            exact = fmt(c.expected) if c.expected == c.expected_hi else f"[{fmt(c.expected)}, {fmt(c.expected_hi)}]"
+            ulps = f"{c.ulps:.2g}" if c.ulps is not None and math.isfinite(c.ulps) else "-"
+            t.add_row(check.check, c.label, c.path, exact, fmt(c.got), ulps,
+                      "[green]pass[/]" if c.passed else "[bold red]FAIL[/]")
+        for f in check.facts:
+            t.add_row(check.check, f.label, "-", repr(f.expected), repr(f.got), "-",
+                      "[green]pass[/]" if f.passed else "[bold red]FAIL[/]")
+        for u in check.unsupported:
+            t.add_row(check.check, "-", u[:60], "-", "-", "-", "not supported")
+        if check.error:
+            t.add_row(check.check, "-", "-", "-", "-", "-", "[bold red]error[/]")
+    return t
+
+
+def _grouped(comparisons: list[Comparison]) -> list[tuple[str, str, str, str, bool]]:
+    """Accumulation rows folded per path and input: 'x.grad after calls 1..4' with the sequences."""
+    groups: dict[tuple[str, str | None], list[Comparison]] = {}
+    for c in comparisons:
+        groups.setdefault((c.path, c.wrt), []).append(c)
+    rows = []
+    for (path, wrt), items in groups.items():
+        scalar = all(c.n == 1 for c in items)
+        exact = ", ".join(fmt(c.expected) for c in items) if scalar else f"{len(items)} tensors"
+        got = ", ".join(fmt(c.got) for c in items) if scalar else "-"
+        rows.append((f"{wrt}.grad after calls 1..{len(items)}", path, exact, got, all(c.passed for c in items)))
+    return rows

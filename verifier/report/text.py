@@ -1,0 +1,322 @@
+"""All wording: the mismatch report, error messages for the terminal, the results table and the JSON report."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..compare import KINK, REMOVABLE, Comparison, Diagnosis, Edge, Fact
+from ..dtypes import HALF, LARGEST
+from ..errors import CaseError
+from ..results import EDGE, FINDING, CaseResult, CheckResult, RunResult
+
+MAX_SHOWN = 8  # input elements shown in full
+MAX_ALSO = 6  # further failing comparisons of one check, one line each
+
+
+def fmt(x: float | None) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, float) and (math.isnan(x) or math.isinf(x)):
+        return str(x)
+    if float(x).is_integer() and abs(x) < 1e15:
+        return str(int(x))
+    return f"{x:.17g}" if abs(x) >= 1e-4 or x == 0 else f"{x:.10e}"
+
+
+def diagnosis_text(d: Diagnosis | None, c: Comparison) -> str | None:
+    if d is None:
+        return None
+    if d.kind == "accumulated":
+        k = int(d.factor or 0)
+        extra = " (or a factor-of-2 error)" if k == 2 else ""
+        return (f"{k}.0x expected: gradients accumulated over {k} backward calls without zero_(){extra}; "
+                "zero .grad (x.grad.zero_() / optimizer.zero_grad()) before each backward")
+    if d.kind == "sign":
+        return "-1x expected: the sign is flipped"
+    if d.kind == "factor":
+        f = d.factor or 0.0
+        if abs(f - 0.5) < 1e-9:
+            return "0.5x expected: a factor of 1/2 is wrong (a missing 2, e.g. from d(x**2) = 2x)"
+        return f"{f:.6g}x expected: a constant factor is wrong"
+    if d.kind == "kink":
+        side = f"; torch returned the {c.kink_side} value" if c.kink_side in ("left", "right") else ""
+        return (f"the derivative does not exist at {d.count} element(s) (a kink: the one-sided derivatives differ)"
+                f"{side}; strict mode fails at kinks")
+    if d.kind == "missing_zero_grad":
+        return ("the gradient at step t equals the sum of the exact gradients of steps 1..t: zero_grad() / "
+                "grad.zero_() is missing")
+    if d.kind == "relative":
+        rel = (d.factor or 1.0) - 1.0
+        return (f"(1 {'+' if rel > 0 else '-'} {abs(rel):.3g})x expected: every element off by the same relative error "
+                f"{rel:.3g} (a slightly wrong constant, or a lower-precision computation)")
+    if d.kind == "zero":
+        return (f"got 0 where the exact derivative is non-zero ({d.count} element(s)): a detached path, an input "
+                "without requires_grad, or .grad never filled")
+    if d.kind == "none":
+        return ".grad is None: nothing flowed back to this input (detached, or requires_grad is False)"
+    if d.kind == "nonfinite":
+        if c.dtype in HALF:
+            return (f"got NaN/inf where the exact value is finite ({d.count} element(s)): torch's computation left "
+                    f"{c.dtype}'s range on the way (largest finite {LARGEST[c.dtype]:g}) though the result is inside "
+                    "it; the exact formula stays inside")
+        return f"got NaN/inf where the exact value is finite ({d.count} element(s))"
+    if d.kind == "conjugate":
+        return ("got ds/dz·g + g·conj(ds/dz̄) where torch's convention is conj(ds/dz)·g + conj(g)·ds/dz̄: a backward "
+                "that returns the (holomorphic) derivative without conjugating it")
+    if d.kind == "transpose":
+        return "got the transpose of the exact matrix"
+    if d.kind == "shape":
+        return f"got shape {list(c.got_shape)}, the exact result has shape {list(c.expected_shape)}"
+    if d.kind == "inaccurate":
+        return (f"{d.count} of {c.n} element(s) differ by small relative errors (up to {d.factor:.2g}) with no common "
+                "factor: an inaccurate formula or a lower-precision computation, not a wrong derivative")
+    if d.kind == "partial":
+        return f"{d.count} of {c.n} element(s) differ with no common pattern (a missing or wrong term)"
+    return d.kind
+
+
+def _point_text(result: CaseResult, check: CheckResult, index: tuple[int, ...] | None) -> str:
+    point = result.points[check.point] if check.point < len(result.points) else {}
+    parts = []
+    complex_inputs = result.case.complex_inputs if result.case is not None else ()
+    for name, value in point.items():
+        arr = np.asarray(value, dtype=np.float64)
+        if name in complex_inputs and arr.size <= 2 * MAX_SHOWN:  # real pairs shown as the complex numbers they are
+            parts.append(f"{name} = {_complex_text(arr[..., 0] + 1j * arr[..., 1])}")
+        elif arr.size <= MAX_SHOWN:
+            parts.append(f"{name} = {array_text(arr)}")
+        elif index is not None and len(index) >= arr.ndim and arr.ndim and all(i < d for i, d in zip(index, arr.shape)):
+            sub = tuple(index[: arr.ndim])
+            parts.append(f"{name}{list(sub)} = {fmt(float(arr[sub]))} (shape {list(arr.shape)})")
+        else:
+            parts.append(f"{name}: shape {list(arr.shape)}, range [{fmt(float(arr.min()))}, {fmt(float(arr.max()))}]")
+    return ", ".join(parts)
+
+
+def _complex_text(arr: np.ndarray) -> str:
+    if arr.ndim == 0:
+        z = complex(arr)
+        return f"{fmt(z.real)}{'-' if z.imag < 0 else '+'}{fmt(abs(z.imag))}j"
+    return "[" + ", ".join(_complex_text(a) for a in arr) + "]"
+
+
+def array_text(arr: np.ndarray) -> str:
+    if arr.ndim == 0:
+        return fmt(float(arr))
+    return "[" + ", ".join(array_text(a) for a in arr) + "]"
+
+
+def comparison_text(result: CaseResult, check: CheckResult, c: Comparison) -> str:
+    """The fixed mismatch report of one comparison (STYLE idea 6)."""
+    case = result.case
+    where = f"  ({case.location})" if case is not None else ""
+    head = ("FINDING" if c.unclassified else "EDGE") if result.status in (EDGE, FINDING) else "FAIL"
+    lines = [f"{head} {result.name} [{c.check}] {c.label} via {c.path}{where}"]
+    if c.diagnosis and c.diagnosis.kind in ("shape", "transpose") and c.got_shape != c.expected_shape:
+        lines.append(f"  {diagnosis_text(c.diagnosis, c)}")
+        return "\n".join(lines)
+    lines.append(f"  mismatched {c.mismatched} / {c.n} element(s)" + (f"; {c.kinks} at kinks" if c.kinks else ""))
+    idx = "()" if c.worst == () else (str(list(c.worst)) if c.worst is not None else "-")
+    src = "hand value" if c.exact_source == "hand" else "exact"
+    if c.expected is not None and c.expected_hi is not None and c.expected != c.expected_hi:
+        lines.append(f"  worst at index {idx}: {src} one-sided derivatives left {fmt(c.expected)}, right "
+                     f"{fmt(c.expected_hi)}; got {fmt(c.got)}")
+    else:
+        lines.append(f"  worst at index {idx}: {src} {fmt(c.expected)}, got {fmt(c.got)}")
+    ulps = f", {c.ulps:.3g} ULPs ({c.dtype})" if c.ulps is not None and math.isfinite(c.ulps) else ""
+    rel = f", rel err {c.rel_err:.3g}" if c.rel_err is not None else ""
+    bound = ""
+    if c.slack is not None and c.worst is not None and c.slack.shape == c.expected_shape:
+        bound = f" + {float(c.slack[c.worst]):.3g} (the {c.dtype} rounding bound here)"
+    lines.append(f"  abs err {fmt(c.abs_err) if c.abs_err is not None else '-'}{rel}{ulps}; allowed |err| <= "
+                 f"{c.tolerance.atol:g} + {c.tolerance.rtol:g} * |exact|{bound}")
+    seed = case.seed if case is not None else 0
+    if c.check == "train":
+        step = f"; worst at step {c.worst[0] + 1}" if c.worst else ""
+        where = f"({c.dtype}, {result.device}, seed {seed}){step}"
+        lines.append(f"  starting from: {_point_text(result, check, None)} {where}")
+    else:
+        where = f"({c.dtype}, {result.device}, seed {seed})"
+        lines.append(f"  at point {check.point + 1}: {_point_text(result, check, c.worst)} {where}")
+    if c.formula:
+        lines.append(f"  exact derivative there: {c.formula}")
+    if -1 in c.notes:  # mismatches the exact refinement did not reach
+        lines.append(f"  note: {c.notes[-1]}")
+    text = diagnosis_text(c.diagnosis, c)
+    if text:
+        lines.append(f"  diagnosis: {text}")
+    if c.kink_values and c.kink_side == "outside":
+        left, right, got = c.kink_values
+        lines.append(f"  at the kink {list(c.kink_at or ())}: left {fmt(left)}, right {fmt(right)}, torch {fmt(got)} "
+                     "(outside both)")
+    return "\n".join(lines)
+
+
+def fact_text(result: CaseResult, f: Fact) -> str:
+    case = result.case
+    where = f"  ({case.location})" if case is not None else ""
+    note = f"\n  note: {f.note}" if f.note else ""
+    return f"FAIL {result.name} [{f.check}] {f.label}: expected {f.expected!r}, got {f.got!r}{where}{note}"
+
+
+def error_text(e: CaseError) -> str:
+    return f"ERROR {e}"
+
+
+def case_text(result: CaseResult, checks: set[str] | None = None, verbose: bool = False) -> str:
+    """Everything wrong with one case (or with some of its checks), as the terminal and pytest show it ('' if none)."""
+    if result.error is not None:
+        return error_text(result.error)
+    if result.timed_out is not None:
+        return (f"TIMEOUT {result.name} ({result.location}): stopped after {result.timed_out:g} s "
+                "(raise the limit with --timeout)")
+    if result.crashed:
+        return f"ERROR {result.name} ({result.location}): the verifier raised\n{result.crashed}"
+    if result.user_error:
+        return f"ERROR {result.name} ({result.location}): the implementation {result.case.impl if result.case else ''} " \
+               f"could not be loaded\n{result.user_error}"
+    if result.status == "xfail":
+        return ""
+    if result.status == "skip":
+        return f"SKIP {result.name} ({result.location}): {result.skipped}"
+    if result.status == EDGE:
+        return "\n".join(edge_lines(result, limit=None if verbose else 8)) if checks is None else ""
+    if result.case is not None and result.case.expect_failure and result.status == "fail" and \
+            not any(c.status in ("fail", "error") for c in result.checks):
+        return (f"FAIL {result.name} ({result.location}): expected a failure diagnosed "
+                f"'{result.case.expect_failure}', but every check passed")
+    blocks = []
+    for check in result.checks:
+        if checks is not None and check.check not in checks:
+            continue
+        if check.error:
+            blocks.append(f"ERROR {result.name} [{check.check}] at point {check.point + 1}: torch or the reference "
+                          f"raised\n{check.error.rstrip()}")
+        comps, facts = check.failures()
+        if result.status == FINDING:
+            comps = [c for c in comps if c.unclassified]  # the edges are listed on their own
+        if comps:
+            text = comparison_text(result, check, comps[0])
+            more = [f"  also: {c.label} via {c.path}: {c.mismatched}/{c.n} mismatched, worst exact {fmt(c.expected)} "
+                    f"got {fmt(c.got)}" for c in comps[1:MAX_ALSO + 1]]
+            if len(comps) > MAX_ALSO + 1:
+                more.append(f"  ... and {len(comps) - MAX_ALSO - 1} more comparison(s) of this check")
+            blocks.append("\n".join([text, *more]))
+        blocks.extend(fact_text(result, f) for f in facts)
+    if blocks and result.evaluation and reference_kind(result.evaluation) != "expand":
+        blocks[-1] += f"\n  reference: {result.evaluation}"
+    if result.status == FINDING and checks is None:
+        blocks.extend(edge_lines(result, limit=None if verbose else 8))
+    return "\n\n".join(blocks)
+
+
+REVERSE_MODE = ("backward", "vjp")  # the checks whose first comparison is torch's gradient by y.backward()
+
+
+def edge_points(result: CaseResult) -> list[tuple[int, Comparison, Edge]]:
+    """The edge points a case met, once per (point, input element): (point number, comparison, edge), taken from
+    torch's reverse mode (y.backward(), or y.backward(v) with v = ones for non-scalar outputs)."""
+    out, seen = [], set()
+    for check in result.checks:
+        if check.check not in REVERSE_MODE:
+            continue
+        if check.check == "backward":
+            reverse = [x for x in check.comparisons if x.path.startswith("y.backward()")]
+        else:
+            reverse = [x for x in check.comparisons if "ones" in x.label]
+        for c in reverse:
+            for e in c.edges:
+                key = (check.point, c.wrt, e.index)
+                if key not in seen:
+                    seen.add(key)
+                    out.append((check.point, c, e))
+    return out
+
+
+def edge_text(result: CaseResult, point: int, c: Comparison, e: Edge) -> str:
+    """One edge point in words: where, what kind, the exact facts, torch's value and whether torch's value is one the
+    facts allow."""
+    values = result.points[point] if point < len(result.points) else {}
+    name = c.wrt or "?"
+    x = np.asarray(values.get(name, np.nan), dtype=np.float64)
+    at = f"{name}{list(e.index) if e.index else ''} = {fmt(float(x[e.index]) if x.ndim and e.index else float(x))}"
+    if e.kind == KINK:
+        facts = f"left {fmt(e.left)}, right {fmt(e.right)}"
+    elif math.isnan(e.left):
+        facts = e.reason or "no exact value"
+    else:
+        facts = f"exact {fmt(e.left)}"
+    return f"{e.kind} at {at} (point {point + 1}): {facts}; torch {fmt(e.got)} ({edge_verdict(e)})"
+
+
+def edge_verdict(e: Edge) -> str:
+    """Whether torch's value at an edge point is one the exact facts allow, in words."""
+    if e.kind == KINK:
+        return f"accepted ({e.side})" if e.accepted else "outside the one-sided derivatives"
+    if e.kind == REMOVABLE:
+        return "agrees with the exact derivative" if e.accepted else "differs from the exact derivative"
+    return "accepted (no derivative exists)"
+
+
+def edge_lines(result: CaseResult, limit: int | None = 8) -> list[str]:
+    """The EDGE lines of a case: every edge point with -v (limit None), else the first few."""
+    found = edge_points(result)
+    shown = found if limit is None else found[:limit]
+    lines = [f"EDGE {result.name}: {edge_text(result, p, c, e)}" for p, c, e in shown]
+    if len(found) > len(shown):
+        lines.append(f"EDGE {result.name}: ... and {len(found) - len(shown)} more edge point(s) (-v lists them)")
+    return lines
+
+
+def notes(result: CaseResult, verbose: bool = True) -> list[str]:
+    """What passed but is worth saying: undefined points and overflows; with verbose, kinks and unsupported paths."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for check in result.checks:
+        for path in check.unsupported if verbose else ():
+            line = f"{result.name} [{check.check}]: not supported by torch here: {path}"
+            if line not in seen:
+                seen.add(line)
+                out.append(line)
+        for c in check.comparisons:
+            if verbose and c.kinks and c.kink_values and c.check in ("backward", "grad"):
+                left, right, got = c.kink_values
+                line = (f"{result.name} [{c.check}] {c.label}: kink at {list(c.kink_at or ())}: left {fmt(left)}, "
+                        f"right {fmt(right)}, torch returned {fmt(got)} ({c.kink_side})")
+                if line not in seen:
+                    seen.add(line)
+                    out.append(line)
+            for reason in [*c.undefined.values(), *c.notes.values()]:
+                line = f"{result.name}: {reason}"
+                if line not in seen:
+                    seen.add(line)
+                    out.append(line)
+    return out
+
+
+def header(run: RunResult | None = None, versions: dict[str, str] | None = None, seed: int = 0) -> str:
+    v = versions or (run.versions if run else {})
+    s = run.seed if run else seed
+    return (f"gradverify {v.get('gradverify', '?')} | torch {v.get('torch', '?')} | sympy {v.get('sympy', '?')} | "
+            f"python {v.get('python', '?')} | seed {s} | reference: exact sympy derivatives, mpmath 50 digits (large "
+            "tensors: screened in float64, recomputed exactly where torch disagrees)")
+
+
+def summary(run: RunResult) -> str:
+    counts = run.counts()
+    order = ("pass", "xfail", "edge", "finding", "skip", "fail", "error", "timeout", "invalid")
+    words = {"pass": "passed", "fail": "failed", "edge": "at classified edges", "finding": "with findings",
+             "skip": "skipped"}
+    parts = [f"{counts[k]} {words.get(k, k)}" for k in order if counts.get(k)]
+    tail = " (interrupted: incomplete)" if run.incomplete else ""
+    return f"{', '.join(parts) or 'no cases'} in {run.seconds:.2f}s{tail}"
+
+
+def reference_kind(evaluation: str | None) -> str:
+    """expand, vectorised or matrix: the first word of a case's evaluation line."""
+    if not evaluation:
+        return "-"
+    head = evaluation.split(":")[0]
+    return {"exact": "expand", "matrix calculus": "matrix"}.get(head, head)

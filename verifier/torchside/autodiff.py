@@ -1,0 +1,380 @@
+"""Every way torch computes a derivative, run on one case at one point. Returns numbers; never imports sympy."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+import torch.autograd.forward_ad as fwAD
+import torch.func
+
+from ..case.model import Case
+from ..language.analysis import grad_sources
+from .devices import DTYPES
+from .lowering import Program
+
+Grads = dict[str, "np.ndarray | None"]
+
+# torch.func's note that an op (e.g. soft_margin_loss's backward) has no batching rule and runs a slower loop: a
+# performance remark about torch, not about the gradient being verified
+warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet implemented the batching")
+
+
+def numpy(t: torch.Tensor | None) -> np.ndarray | None:
+    """A tensor as a float64 numpy array (None stays None)."""
+    if t is None:
+        return None
+    return t.detach().to(torch.float64).cpu().numpy().copy()
+
+
+def has_saved_tensors(fn: Any) -> bool:
+    """True when some node of the graph saved a tensor for backward (so backward frees something)."""
+    stack, seen = [fn], set()
+    while stack:
+        node = stack.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        try:
+            if getattr(node, "saved_tensors", ()):  # a custom autograd.Function's ctx.save_for_backward
+                return True
+        except RuntimeError:
+            return True
+        for attr in dir(node):
+            if attr.startswith("_saved_"):
+                try:
+                    value = getattr(node, attr)
+                except RuntimeError:
+                    return True
+                values = value if isinstance(value, (tuple, list)) else (value,)
+                if any(isinstance(v, torch.Tensor) for v in values):
+                    return True
+        stack.extend(n for n, _ in getattr(node, "next_functions", ()))
+    return False
+
+
+class TorchSide:
+    """The torch computations of one case at one point, each on fresh leaf tensors."""
+
+    def __init__(self, case: Case, point: Mapping[str, np.ndarray], dtype: str | None = None,
+                 program: Program | None = None, device: str | None = None) -> None:
+        self.case = case
+        self.device = torch.device(device or case.device)
+        self.program = program or Program(case, dtype, device=self.device)
+        self.dtype = DTYPES[dtype or case.dtype]
+        self.point = point
+        self.diff = tuple(i.name for i in case.differentiable)
+
+    def _t(self, value: Any) -> torch.Tensor:
+        """A tensor of the case's dtype on its device (the values are float64 numbers already in that dtype)."""
+        return torch.tensor(value, dtype=self.dtype, device=self.device)
+
+    # --- building blocks ---------------------------------------------------------------------------------------
+
+    def leaves(self) -> dict[str, torch.Tensor]:
+        return {
+            i.name: self._t(self.point[i.name]).requires_grad_(i.requires_grad)
+            for i in self.case.inputs
+        }
+
+    def forward(
+        self, leaves: Mapping[str, torch.Tensor] | None = None, retain: tuple[str, ...] = ()
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        leaves = dict(leaves) if leaves is not None else self.leaves()
+        out, nodes = self.program(leaves, retain=retain)
+        return out, nodes, leaves
+
+    def constants(self) -> dict[str, torch.Tensor]:
+        return {i.name: self._t(self.point[i.name]) for i in self.case.inputs if not i.requires_grad}
+
+    def primals(self) -> tuple[torch.Tensor, ...]:
+        return tuple(self._t(self.point[n]) for n in self.diff)
+
+    def function(self) -> Callable[..., torch.Tensor]:
+        return self.program.function(self.diff, self.constants())
+
+    def _grads(self, leaves: Mapping[str, torch.Tensor]) -> Grads:
+        return {n: numpy(leaves[n].grad) for n in self.diff}
+
+    # --- checks ------------------------------------------------------------------------------------------------
+
+    def output_requires_grad(self) -> bool:
+        if not hasattr(self, "_requires_grad"):  # asked before every check: answered once
+            if type(self.program) is Program:  # the lowered definition: known without running it
+                reach = {n: {n} for n in self.diff}
+                for d in self.case.defines:
+                    reach[d.name] = grad_sources(d.node, reach)
+                self._requires_grad = bool(grad_sources(self.case.function, reach))
+            else:  # a user's implementation: ask torch
+                out, _, _ = self.forward()
+                self._requires_grad = bool(out.requires_grad)
+        return self._requires_grad
+
+    def backward_error(self, implicit: bool) -> str | None:
+        """The error y.backward() (implicit) or y.backward(ones) raises; None if it does not raise."""
+        out, _, _ = self.forward()
+        try:
+            out.backward() if implicit else out.backward(torch.ones_like(out))
+        except RuntimeError as exc:
+            return str(exc)
+        return None
+
+    def value(self) -> np.ndarray:
+        with torch.no_grad():
+            out, _, _ = self.forward()
+        return numpy(out)  # type: ignore[return-value]
+
+    def backward(self, calls: int = 1, zero_grad: bool = True) -> tuple[Grads, dict[str, np.ndarray | None]]:
+        """.grad after `calls` calls of y.backward() (fresh graph each), zeroing in between when zero_grad.
+
+        Returns the differentiable inputs' grads and the non-differentiable inputs' .grad (which must stay None).
+        """
+        leaves = self.leaves()
+        for _ in range(calls):
+            if zero_grad:
+                for n in self.diff:
+                    if leaves[n].grad is not None:
+                        leaves[n].grad.zero_()
+            out, _, _ = self.forward(leaves)
+            out.backward()
+        others = {i.name: numpy(leaves[i.name].grad) for i in self.case.inputs if not i.requires_grad}
+        return self._grads(leaves), others
+
+    def grad_metadata(self) -> dict[str, tuple[str, tuple[int, ...]] | None]:
+        """(dtype, shape) of each differentiable input's .grad after one backward with ones."""
+        leaves = self.leaves()
+        out, _, _ = self.forward(leaves)
+        out.backward(torch.ones_like(out))
+        return {n: None if leaves[n].grad is None else
+                (str(leaves[n].grad.dtype).replace("torch.", ""), tuple(leaves[n].grad.shape)) for n in self.diff}
+
+    def second_backward(self, weights: np.ndarray) -> dict[str, Any]:
+        """retain_graph semantics: a second backward without it, and with it."""
+        w = self._t(weights)
+        out, _, leaves = self.forward()
+        saved = has_saved_tensors(out.grad_fn)
+        out.backward(w)
+        try:
+            out.backward(w)
+            error = None
+        except RuntimeError as exc:
+            error = str(exc)
+        out, _, leaves = self.forward()
+        out.backward(w, retain_graph=True)
+        out.backward(w)
+        return {"saved": saved, "error": error, "retained": self._grads(leaves)}
+
+    def vjp(self, weights: np.ndarray) -> dict[str, Callable[[], Grads]]:
+        """v^T J three ways, each a thunk (a path may be unsupported by the implementation)."""
+        v = self._t(weights)
+
+        def backward() -> Grads:
+            out, _, leaves = self.forward()
+            out.backward(v)
+            return self._grads(leaves)
+
+        def grad() -> Grads:
+            out, _, leaves = self.forward()
+            grads = torch.autograd.grad(out, [leaves[n] for n in self.diff], grad_outputs=v, allow_unused=True)
+            return {n: _zeros_if_none(g, leaves[n]) for n, g in zip(self.diff, grads)}
+
+        def func_vjp() -> Grads:
+            _, pullback = torch.func.vjp(self.function(), *self.primals())
+            return {n: numpy(g) for n, g in zip(self.diff, pullback(v))}
+
+        return {"y.backward(v)": backward, "autograd.grad(grad_outputs=v)": grad, "torch.func.vjp": func_vjp}
+
+    def grad(self, weights: np.ndarray | None = None) -> tuple[Grads, bool]:
+        """torch.autograd.grad (grad_outputs=weights for a non-scalar output); and whether it touched .grad."""
+        out, _, leaves = self.forward()
+        v = None if weights is None else self._t(weights)
+        grads = torch.autograd.grad(out, [leaves[n] for n in self.diff], grad_outputs=v, allow_unused=True)
+        touched = any(leaves[n].grad is not None for n in self.diff)
+        return {n: _zeros_if_none(g, leaves[n]) for n, g in zip(self.diff, grads)}, touched
+
+    def jvp(self, tangents: Mapping[str, np.ndarray]) -> dict[str, Callable[[], np.ndarray]]:
+        """J u by forward-mode AD, two ways (thunks)."""
+        u = tuple(self._t(tangents[n]) for n in self.diff)
+
+        def forward_ad() -> np.ndarray:
+            with fwAD.dual_level():
+                env = {i.name: self._t(self.point[i.name]) for i in self.case.inputs}
+                for n, t in zip(self.diff, u):
+                    env[n] = fwAD.make_dual(env[n], t)
+                out, _ = self.program(env)
+                tangent = fwAD.unpack_dual(out).tangent
+                return numpy(tangent) if tangent is not None else np.zeros(tuple(out.shape))  # type: ignore[return-value]
+
+        def func_jvp() -> np.ndarray:
+            _, jvp_out = torch.func.jvp(self.function(), self.primals(), u)
+            return numpy(jvp_out)  # type: ignore[return-value]
+
+        return {"forward_ad": forward_ad, "torch.func.jvp": func_jvp}
+
+    def jacobian(self) -> dict[str, Callable[[], Grads]]:
+        """J by torch.func.jacrev and jacfwd, per input (shape out + input), as thunks."""
+        argnums = tuple(range(len(self.diff)))
+
+        def run(fn: Callable[..., Any]) -> Callable[[], Grads]:
+            def thunk() -> Grads:
+                jac = fn(self.function(), argnums=argnums)(*self.primals())
+                return {n: numpy(j) for n, j in zip(self.diff, jac)}
+
+            return thunk
+
+        return {"torch.func.jacrev": run(torch.func.jacrev), "torch.func.jacfwd": run(torch.func.jacfwd)}
+
+    def flat_function(self) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
+        """All differentiable inputs as one flat vector, and the scalar function of it."""
+        shapes = [tuple(self.point[n].shape) for n in self.diff]
+        sizes = [int(np.prod(s)) if s else 1 for s in shapes]
+        primals = self.primals()
+        flat = torch.cat([p.reshape(-1) for p in primals]) if primals else torch.zeros(0, dtype=self.dtype, device=self.device)
+        f = self.function()
+
+        def g(vec: torch.Tensor) -> torch.Tensor:
+            parts = torch.split(vec, sizes)
+            return f(*(p.reshape(s) for p, s in zip(parts, shapes)))
+
+        return flat, g
+
+    def derivatives(self, order: int) -> np.ndarray:
+        """The order-k derivative tensor, shape (n,)*k, by repeated autograd.grad(create_graph=True)."""
+        flat, g = self.flat_function()
+        x = flat.clone().requires_grad_(True)
+        n = x.numel()
+        level = [g(x)]  # derivatives of order k-1, flattened
+        for _ in range(order):
+            nxt = []
+            for d in level:
+                if d.requires_grad:
+                    (gr,) = torch.autograd.grad(d, x, create_graph=True, allow_unused=True)
+                    nxt.extend(gr if gr is not None else torch.zeros(n, dtype=self.dtype, device=self.device))
+                else:
+                    nxt.extend(torch.zeros(n, dtype=self.dtype, device=self.device))
+            level = nxt
+        return numpy(torch.stack(level)).reshape((n,) * order)  # type: ignore[union-attr]
+
+    def hvp(self, tangent: np.ndarray) -> np.ndarray:
+        """H u by double backward: autograd.grad(autograd.grad(y, x, create_graph=True) . u, x)."""
+        flat, g = self.flat_function()
+        x = flat.clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(g(x), x, create_graph=True)
+        u = self._t(tangent)
+        if not grad.requires_grad:
+            return np.zeros(x.shape)
+        (hu,) = torch.autograd.grad(grad @ u, x, allow_unused=True)
+        return numpy(hu) if hu is not None else np.zeros(x.shape)  # type: ignore[return-value]
+
+    def hessians(self) -> dict[str, Callable[[], np.ndarray]]:
+        flat, g = self.flat_function()
+        return {
+            "autograd.functional.hessian": lambda: numpy(torch.autograd.functional.hessian(g, flat)),  # type: ignore
+            "torch.func.hessian": lambda: numpy(torch.func.hessian(g)(flat)),  # type: ignore
+        }
+
+    def accumulate(self, calls: int, weights: np.ndarray) -> dict[str, list[Grads]]:
+        """.grad after each of `calls` backward calls: fresh graphs, one retained graph, and zeroing in between."""
+        w = self._t(weights)
+        runs: dict[str, list[Grads]] = {"fresh graph each call, no zero_()": [],
+                                        "one graph, retain_graph=True, no zero_()": [],
+                                        "grad.zero_() before each call": []}
+        leaves = self.leaves()
+        for _ in range(calls):
+            out, _, _ = self.forward(leaves)
+            out.backward(w)
+            runs["fresh graph each call, no zero_()"].append(self._grads(leaves))
+        out, _, leaves = self.forward()
+        for k in range(calls):
+            out.backward(w, retain_graph=k < calls - 1)
+            runs["one graph, retain_graph=True, no zero_()"].append(self._grads(leaves))
+        leaves = self.leaves()
+        for _ in range(calls):
+            for n in self.diff:
+                if leaves[n].grad is not None:
+                    leaves[n].grad.zero_()
+            out, _, _ = self.forward(leaves)
+            out.backward(w)
+            runs["grad.zero_() before each call"].append(self._grads(leaves))
+        return runs
+
+    def graph(self, weights: np.ndarray) -> dict[str, dict[str, Any]]:
+        """is_leaf, requires_grad, grad_fn and .grad of every node after one backward."""
+        out, nodes, leaves = self.forward(retain=self.case.retain_grad)
+        everything: dict[str, torch.Tensor] = {**leaves, **nodes, "output": out}
+        facts = {n: {"is_leaf": t.is_leaf, "requires_grad": t.requires_grad,
+                     "grad_fn": type(t.grad_fn).__name__ if t.grad_fn is not None else None}
+                 for n, t in everything.items()}
+        if out.requires_grad:
+            out.backward(self._t(weights))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # reading .grad of a non-leaf warns; reading it is the point
+            for n, t in everything.items():
+                facts[n]["grad"] = numpy(t.grad)
+        return facts
+
+    def train(self, spec: Any, mode: str, step_fn: Callable[..., Any] | None = None) -> list[dict[str, Any]]:
+        """Run a training loop; per step, the parameters before it, the gradient it used and the loss.
+
+        mode: 'optim' (autograd + torch.optim, zero_grad() every step), 'manual' (p.data.sub_(lr * p.grad) then
+        p.grad.zero_()), or 'step' (the user's step(params, loss_fn, lr); the gradient it used is read from the
+        parameter change, for plain SGD).
+        """
+        env = {i.name: self._t(self.point[i.name]) for i in self.case.inputs}
+        params = {n: env[n].clone().requires_grad_(True) for n in spec.params}
+        for i in self.case.inputs:
+            env[i.name].requires_grad_(i.requires_grad and i.name not in params)
+
+        def loss_fn(current: Mapping[str, torch.Tensor]) -> torch.Tensor:
+            return self.program({**env, **current})[0]
+
+        opt = None
+        if mode == "optim":
+            group = list(params.values())
+            opt = (torch.optim.SGD(group, lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay)
+                   if spec.optimizer == "sgd" else
+                   torch.optim.Adam(group, lr=spec.lr, betas=spec.betas, eps=spec.eps, weight_decay=spec.weight_decay))
+        records: list[dict[str, Any]] = []
+        for _ in range(spec.steps):
+            before = {n: numpy(p) for n, p in params.items()}
+            if mode == "step":
+                loss = step_fn(params, loss_fn, spec.lr)  # type: ignore[misc]
+                grads = {n: (before[n] - numpy(p)) / spec.lr for n, p in params.items()}  # type: ignore[operator]
+            else:
+                if opt is not None:
+                    opt.zero_grad()
+                loss = loss_fn(params)
+                loss.backward()
+                grads = {n: numpy(p.grad) if p.grad is not None else np.zeros(p.shape) for n, p in params.items()}
+            value = float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
+            records.append({"params": before, "grads": grads, "loss": value})
+            if spec.stop_below is not None and value < spec.stop_below:
+                break
+            if mode == "optim":
+                opt.step()  # type: ignore[union-attr]
+            elif mode == "manual":
+                for p in params.values():
+                    p.data.sub_(spec.lr * p.grad)
+                    p.grad.zero_()
+        return records
+
+    def nograd(self) -> dict[str, Any]:
+        with torch.no_grad():
+            out, nodes, _ = self.forward()
+        free, _, _ = self.forward()
+        detached = free.detach()
+        return {
+            "no_grad output requires_grad": out.requires_grad,
+            "no_grad intermediates requiring grad": sorted(n for n, t in nodes.items() if t.requires_grad),
+            "detach() requires_grad": detached.requires_grad,
+            "detach() shares storage": detached.data_ptr() == free.data_ptr(),
+            "detach() value equal": bool(((detached == free) | (detached.isnan() & free.isnan())).all()),
+        }
+
+
+def _zeros_if_none(g: torch.Tensor | None, like: torch.Tensor) -> np.ndarray:
+    """autograd.grad(allow_unused=True) returns None for an input the output does not depend on: a zero gradient."""
+    return numpy(g) if g is not None else np.zeros(tuple(like.shape))  # type: ignore[return-value]

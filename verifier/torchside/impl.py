@@ -1,0 +1,104 @@
+"""Users' code: importing a case's impl, and the torch program that calls it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import torch
+
+from ..case.model import Case
+from .lowering import Program
+
+
+def search_dirs(case: Case) -> tuple[str, ...]:
+
+    dirs = [os.getcwd()]
+    if case.file and Path(case.file).exists():
+        dirs.insert(0, str(Path(case.file).resolve().parent))
+    return tuple(dirs)
+
+
+class Implementation(Program):
+    """A user's callable in place of the lowered definition: what is verified when a case names an impl.
+
+    With ``params`` (module parameter name -> input name) the module is called through torch.func.functional_call
+    with those inputs as its parameters, and with the other inputs, in order, as its arguments.
+    """
+
+    def __init__(self, case: Case, impl: Callable[..., Any], dtype: str | None = None,
+                 params: Mapping[str, str] | None = None, device: str | torch.device | None = None) -> None:
+        super().__init__(case, dtype, device)
+        if isinstance(impl, torch.nn.Module):
+            impl = impl.to(self.device)  # a module's parameters and buffers live where the case runs
+        self.impl = impl
+        self.params = dict(params or {})
+        taken = set(self.params.values())
+        self.names = tuple(i.name for i in case.inputs if i.name not in taken)
+        if self.params:
+            own = dict(impl.named_parameters()) if isinstance(impl, torch.nn.Module) else {}
+            missing = [p for p in self.params if p not in own]
+            if missing:
+                raise TypeError(f"module_params names {missing}, which the module does not have; its parameters: "
+                                f"{sorted(own)}")
+
+    def __call__(
+        self, env: Mapping[str, torch.Tensor], *, retain: tuple[str, ...] = ()
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        scope, pairs = self.complex_view(env)
+        args = tuple(scope[n] for n in self.names)
+        if self.params:
+            weights = {p: scope[n] for p, n in self.params.items()}
+            out = torch.func.functional_call(self.impl, weights, args)
+        else:
+            out = self.impl(*args)
+        if not isinstance(out, torch.Tensor):
+            raise TypeError(f"the implementation returned {type(out).__name__}, not a tensor")
+        return self.pairs_view(out, pairs), {}
+
+
+def resolve_impl(target: str, args: tuple[Any, ...] = (), kwargs: Mapping[str, Any] | None = None,
+                 search: tuple[str, ...] = ()) -> Callable[..., Any]:
+    """Import ``package.module:attr`` (attr may be dotted) and make it a callable of tensors.
+
+    A torch.autograd.Function class gives its ``apply``; an nn.Module class is instantiated with args and kwargs;
+    anything else callable is used as it is. ``search`` adds directories to sys.path while importing.
+    """
+    import importlib
+    import sys
+
+    module_name, _, attr = target.partition(":")
+    added = [d for d in search if d not in sys.path]
+    sys.path[:0] = added
+    try:
+        obj: Any = importlib.import_module(module_name)
+    finally:
+        for d in added:
+            sys.path.remove(d)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    if isinstance(obj, type) and issubclass(obj, torch.autograd.Function):
+        return obj.apply
+    if isinstance(obj, type) and issubclass(obj, torch.nn.Module):
+        return obj(*args, **dict(kwargs or {}))
+    if isinstance(obj, type):
+        raise TypeError(f"{target} is a class that is neither a torch.autograd.Function nor an nn.Module")
+    if not callable(obj):
+        raise TypeError(f"{target} is not callable")
+    return obj
+
+
+def implementation_program(case: Case, dtype: str) -> Callable[[Case], object]:
+    """Import the case's impl (only now, for this case) and build the torch program that calls it."""
+    import torch
+
+    pass
+    from .devices import DTYPES
+
+    impl = resolve_impl(case.impl, case.impl_args, case.impl_kwargs, search=search_dirs(case))  # type: ignore[arg-type]
+    if isinstance(impl, torch.nn.Module):
+        complex_dtype = {"float64": torch.complex128, "float32": torch.complex64}.get(dtype)
+        impl = impl.to(complex_dtype if case.complex_inputs and complex_dtype else DTYPES[dtype])
+    Implementation(case, impl, dtype, case.module_params)  # validates module_params now, as this case's verdict
+    return lambda c: Implementation(c, impl, dtype, case.module_params)

@@ -13,6 +13,7 @@ from verifier.assertions import assert_training_step_matches
 from verifier.case.loading import collect, load_cases
 from verifier.examples import sgd_step, sgd_step_without_zero_grad
 from verifier.report.text import case_text
+from verifier.results import Why
 from verifier.runner import verify_case
 
 from .conftest import CASES, ROOT
@@ -23,7 +24,7 @@ def test_bundled_implementation_and_training_cases():
     assert {n: r.status for n, r in results.items()} == dict.fromkeys(results, "pass")
     exp = results["impl.custom_exp"]
     jvp = [c for c in exp.checks if c.check == "jvp"][0]
-    assert any("forward_ad: You must implement the jvp function" in u for u in jvp.unsupported)
+    assert any(u.path == "forward_ad" and u.why is Why.FUNCTION_LACKS and u.needs == ("JVP",) for u in jvp.unsupported)
 
 
 def test_import_error_is_that_cases_verdict(write_case, tmp_path):

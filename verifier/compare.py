@@ -13,7 +13,7 @@ import numpy as np
 
 from .case.model import Tolerance
 from .dtypes import ulp
-from .values import Exact
+from .values import Code, Exact, code_of
 
 
 @dataclass
@@ -67,15 +67,14 @@ class Edge:
         return True
 
 
+EDGE_OF = {Code.INDETERMINATE: ZERO_INF, Code.ZERO_WEIGHT: ZERO_INF, Code.POLE: POLE, Code.OVERFLOW: POLE,
+           Code.NONFINITE_INPUT: NONFINITE_INPUT}
+
+
 def edge_kind(reason: str) -> str:
-    """Classify why an exact value does not exist, from the reference's reason."""
-    if reason.startswith("0·inf") or "indeterminate" in reason:
-        return ZERO_INF
-    if "has a pole" in reason or "overflows" in reason:
-        return POLE
-    if "is not a finite number" in reason:
-        return NONFINITE_INPUT
-    return OUTSIDE
+    """The kind of edge point a reason is, from its code (set where the reference knew why)."""
+    kind = EDGE_OF.get(code_of(reason), OUTSIDE)
+    return kind
 
 
 @dataclass
@@ -185,7 +184,7 @@ def compare(
     removable = np.array(~undefined & ~kinks & np.isfinite(lo) & np.isfinite(hi) & ~np.isfinite(got),
                          dtype=bool).reshape(lo.shape)
     for k, note in exact.notes.items():  # a formula singular here whose limit is the exact derivative
-        if k >= 0 and note.startswith("removable singularity") and not kinks.flat[k]:
+        if k >= 0 and code_of(note) is Code.REMOVABLE and not kinks.flat[k]:
             removable.flat[k] = True
     at_edge = kinks | undefined | removable
     base.unclassified = int((bad & ~at_edge).sum())

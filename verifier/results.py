@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,29 @@ EDGE, FINDING = "edge", "finding"
 OK = (PASS, XFAIL, EDGE, FINDING, SKIP)
 
 
+class Why(Enum):
+    """Why a torch path was not verified (set where it is known; report/ words it)."""
+
+    NOT_IMPLEMENTED = "not_implemented"  # torch raised NotImplementedError
+    FUNCTION_LACKS = "function_lacks"  # a custom autograd.Function lacks what the path needs (jvp, setup_context, vmap)
+    TORCH_LACKS = "torch_lacks"  # the path fails on the case's own definition lowered to torch too
+    GRAPH_BREAKS = "graph_breaks"  # torch.compile split the function; the parts between ran eagerly
+
+
+@dataclass(frozen=True)
+class Unsupported:
+    """A torch path that was not verified, and why, as data: the path, the reason, the custom Functions and the
+    capabilities involved (the names of torchside.paths.Need members); error is torch's exception, shown as evidence
+    and never read."""
+
+    path: str
+    why: Why
+    functions: tuple[str, ...] = ()
+    needs: tuple[str, ...] = ()
+    error: str = ""
+    count: int = 0  # graph breaks
+
+
 @dataclass
 class CheckResult:
     """One check of one case at one point."""
@@ -29,7 +53,8 @@ class CheckResult:
     facts: list[Fact] = field(default_factory=list)
     skipped: str | None = None  # the reason, when the check does not apply
     error: str | None = None  # an exception from the computation (traceback text)
-    unsupported: list[str] = field(default_factory=list)  # torch paths that raised 'not implemented'
+    unsupported: list[Unsupported] = field(default_factory=list)  # torch paths not verified, and why
+    no_kernel: bool = False  # skipped because torch has no kernel for the dtype (float32 runs the same check)
 
     @property
     def status(self) -> str:

@@ -22,7 +22,7 @@ from . import __version__
 from .case.catalog import CHECKS
 from .case.loading import collect, select
 from .case.model import Case, Input, Tolerance
-from .checks.context import NO_KERNEL_SKIP, Ctx
+from .checks.context import Ctx
 from .checks.run import run_check
 from .dtypes import HALF, round_to
 from .errors import CaseError, DeviceUnavailable, LimitError
@@ -223,7 +223,7 @@ def _verify(case: Case, result: CaseResult, dtype: str, seed: int | None, wanted
         for name in CHECKS:
             if name in wanted:
                 result.checks.append(run_check(name, ctx))
-    no_kernel = [c.skipped for c in result.checks if c.skipped and c.skipped.startswith(NO_KERNEL_SKIP)]
+    no_kernel = [c.skipped for c in result.checks if c.no_kernel]
     if no_kernel and all(c.skipped for c in result.checks):  # nothing ran: the case is skipped, not passed
         result.skipped = no_kernel[0]
     result.evaluation = describe(reference)

@@ -3,9 +3,43 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Callable
 
 import numpy as np
+
+
+class Code(Enum):
+    """Why an exact value does not exist (or needs a note), set where the reference knows it."""
+
+    POLE = "pole"  # the function (or a derivative) is infinite here
+    OUTSIDE = "outside"  # the point is outside a function's domain (log of a negative number, asin of 2)
+    NONFINITE_INPUT = "nonfinite_input"  # an input is NaN or infinite
+    INDETERMINATE = "indeterminate"  # the formula is 0·inf at the point (a limit may still exist)
+    ZERO_WEIGHT = "zero_weight"  # a zero weight meets an entry that does not exist (torch's products: 0·inf)
+    BEYOND_RANGE = "beyond_range"  # the value or its computation is beyond the dtype's largest finite value
+    REMOVABLE = "removable"  # note: the formula is singular here, its limit is the exact value
+    KINK = "kink"  # note: a 0·inf formula whose one-sided limits differ
+    OVERFLOW = "overflow"  # note: the exact value overflows float64
+
+
+class Reason(str):
+    """A reason text (the words, for reports) with its code (the data every decision reads)."""
+
+    code: Code
+
+    def __new__(cls, text: str, code: Code) -> Reason:
+        obj = super().__new__(cls, text)
+        obj.code = code
+        return obj
+
+    def __reduce__(self) -> tuple[type, tuple[str, Code]]:  # across worker processes and the cache
+        return (Reason, (str(self), self.code))
+
+
+def code_of(reason: str) -> Code:
+    """The code of a reason (OUTSIDE for a plain string: a reason without a code is of a domain)."""
+    return getattr(reason, "code", Code.OUTSIDE)
 
 
 @dataclass

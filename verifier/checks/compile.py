@@ -8,7 +8,7 @@ import numpy as np
 
 from ..case.catalog import NEEDS_GRAD
 from ..compare import Fact, compare
-from ..results import CheckResult
+from ..results import CheckResult, Unsupported, Why
 from ..torchside.autodiff import TorchSide
 from ..values import Exact
 from .context import Ctx
@@ -40,7 +40,7 @@ def check_compile(ctx: Ctx, r: CheckResult) -> None:
     breaks = program.graph_breaks()
     if breaks:
         reason = next(iter(breaks)).splitlines()[0][:200]
-        r.unsupported.append(f"{label}: {sum(breaks.values())} graph break(s), the parts between ran eagerly ({reason})")
+        r.unsupported.append(Unsupported(label, Why.GRAPH_BREAKS, error=reason, count=sum(breaks.values())))
     sub = _replace(ctx, torch=side)
     grads: dict[str, Any] = {}
     if ctx.scalar and case.differentiable and eager.output_requires_grad():
@@ -60,7 +60,7 @@ def check_compile(ctx: Ctx, r: CheckResult) -> None:
         for f in part.facts:
             f.check, f.label = "compile", f"{label} {f.label}"
             r.facts.append(f)
-        r.unsupported.extend(f"{label} {u}" for u in part.unsupported)
+        r.unsupported.extend(_replace(u, path=f"{label} {u.path}") for u in part.unsupported)
     if grads:  # side by side: the compiled gradient against eager's
         want, _ = eager.backward(1, True)
         for name, g in grads.items():

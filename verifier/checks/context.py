@@ -16,14 +16,8 @@ from ..dtypes import HALF, round_to
 from ..reference.expanded.point import PointReference
 from ..results import CheckResult
 from ..torchside.autodiff import TorchSide
-from ..values import Exact
+from ..values import Code, Exact, Reason
 
-UNSUPPORTED = ("not implemented", "not supported", "must implement", "must override the setup_context",
-               "does not currently support",
-               "functorch transforms", "forward mode ad", "forward-mode ad")
-# torch's words for an op without a kernel for the dtype (float16 and bfloat16 on the CPU, mostly linear algebra)
-NO_KERNEL = ("not implemented for 'Half'", "not implemented for 'BFloat16'", "Low precision dtypes not supported")
-NO_KERNEL_SKIP = "torch has no"
 MAX_JACOBIAN = 250_000  # entries of a Jacobian computed by jacrev/jacfwd
 MAX_BASIS = 16_000_000  # entries of the identity basis torch.func.jacfwd / jacrev materialise
 MAX_HIGHER = 20_000  # entries of an order-k derivative tensor
@@ -44,6 +38,8 @@ class Ctx:
 
     def cmp(self, exact: Exact, got: np.ndarray | None, check: str, label: str, path: str, wrt: str | None = None,
             formula: str | None = None, source: str = "sympy") -> Comparison:
+        path = str(path)  # a torchside.paths.Path member, or a composed label
+
         def run() -> Comparison:
             if self.dtype in HALF:
                 _beyond_range(exact, self.dtype)  # again after each refinement
@@ -161,8 +157,8 @@ def _beyond_range(exact: Exact, dtype: str) -> None:
     with np.errstate(invalid="ignore"):
         beyond = np.flatnonzero((np.abs(exact.lo) > largest) | (np.abs(exact.hi) > largest))
     for k in beyond:
-        exact.undefined.setdefault(int(k), f"the exact value {exact.lo.flat[k]:.4g} is beyond {dtype}'s largest finite "
-                                           f"value {largest:g}")
+        exact.undefined.setdefault(int(k), Reason(f"the exact value {exact.lo.flat[k]:.4g} is beyond {dtype}'s "
+                                                  f"largest finite value {largest:g}", Code.BEYOND_RANGE))
         exact.lo.flat[k] = exact.hi.flat[k] = np.nan
 
 
@@ -187,21 +183,21 @@ def weight_label(ctx: Ctx) -> str:
     return "grad_output" if ctx.case.grad_output is not None else "v = ones"
 
 
-def each_path(r: CheckResult, paths: dict[str, Callable[[], Any]]) -> list[tuple[str, Any]]:
-    """Run each torch path; one that torch or the implementation does not support in that mode is 'unsupported',
-    not a failure (e.g. forward AD through a custom Function without jvp)."""
+def each_path(ctx: Ctx, r: CheckResult, make: Callable[[TorchSide], dict[str, Callable[[], Any]]]
+              ) -> list[tuple[str, Any]]:
+    """Run each torch path that make(side) builds on the check's side. A path torch or the implementation does not
+    support is recorded as unsupported, with its reason as data (decided by capability: torchside.support), not a
+    failure; any other exception is the check's error. Where only the dtype lacks a kernel the check is skipped."""
+    from ..torchside.support import classify
+
     out = []
-    for label, thunk in paths.items():
+    for label, thunk in make(ctx.torch).items():
         try:
             out.append((label, thunk()))
         except (NotImplementedError, RuntimeError) as exc:
-            text = str(exc)
-            if any(m in text for m in NO_KERNEL):
-                raise  # no kernel for the dtype at all: the check is skipped (run_check), not one path unsupported
-            if isinstance(exc, NotImplementedError) or any(m in text.lower() for m in UNSUPPORTED):
-                note = f"{label}: {text.splitlines()[0][:160]}"
-                if note not in r.unsupported:
-                    r.unsupported.append(note)
-                continue
-            raise
+            reason = classify(ctx.torch, label, exc, make)
+            if reason is None:
+                raise
+            if reason not in r.unsupported:
+                r.unsupported.append(reason)
     return out

@@ -7,6 +7,7 @@ import numpy as np
 from ..compare import Fact
 from ..language.nodes import unparse
 from ..results import CheckResult
+from ..torchside.paths import Path
 from ..values import Exact
 from .context import Ctx, scaled
 
@@ -34,7 +35,7 @@ def check_expect(ctx: Ctx, r: CheckResult) -> None:
         r.comparisons.append(ctx.cmp(ctx.exact.value(), mine.lo, "expect", "value", f"{label(ex.value)} vs sympy"))
         r.comparisons.append(ctx.cmp(mine, ctx.torch.value(), "expect", "value", f"{label(ex.value)} vs autograd",
                                      source="hand"))
-    torch_grads = ctx.torch.vjp(w)["y.backward(v)"]() if (ex.grad or ex.vjp) else {}
+    torch_grads = ctx.torch.vjp(w)[Path.BACKWARD_V]() if (ex.grad or ex.vjp) else {}
     for section, values in (("grad", ex.grad), ("vjp", ex.vjp)):
         for name, value in values.items():
             mine = hand(value, ctx.case.shapes[name])
@@ -45,7 +46,7 @@ def check_expect(ctx: Ctx, r: CheckResult) -> None:
     if ex.accumulate:
         calls = max(len(v) for v in ex.accumulate.values())
         runs = ctx.torch.accumulate(calls, w)
-        run = runs["fresh graph each call, no zero_()" if ctx.scalar else "one graph, retain_graph=True, no zero_()"]
+        run = runs[Path.ACCUMULATE_FRESH if ctx.scalar else Path.ACCUMULATE_RETAINED]
         for name, seq in ex.accumulate.items():
             e = ctx.exact.vjp(w, name)
             for k, value in enumerate(seq, start=1):

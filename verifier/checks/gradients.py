@@ -7,6 +7,7 @@ import numpy as np
 from ..compare import Fact
 from ..reference.rounding import summed_slack
 from ..results import CheckResult
+from ..torchside.paths import Path
 from ..values import Exact
 from .context import MAX_BASIS, MAX_HIGHER, MAX_JACOBIAN, Ctx, each_path, scaled, weight_label
 
@@ -41,9 +42,10 @@ def check_backward(ctx: Ctx, r: CheckResult) -> None:
     w = ctx.weights()
     second = ctx.torch.second_backward(w)
     got_error = second["error"] is not None
-    freed = got_error and "second time" in second["error"]
-    # the graph's saved tensors are read from its nodes' _saved_* attributes; some torch versions do not list every
-    # one there (cross_entropy's in torch 2.11), and torch's own "second time" error proves that something was saved
+    # the probe: the same two calls with retain_graph=True ran, so an error without it is the freed graph's. The
+    # graph's saved tensors are read from its nodes' _saved_* attributes; some torch versions do not list every one
+    # there (cross_entropy's in torch 2.11), and a graph that was freed proves that something was saved
+    freed = second["freed"]
     expected_error = bool(second["saved"]) or freed
     ok = got_error == expected_error and (not got_error or freed)
     why = "the graph saved tensors, which the first backward freed" if expected_error else \
@@ -60,7 +62,7 @@ def check_vjp(ctx: Ctx, r: CheckResult) -> None:
     if not ctx.scalar:  # a scalar output's v = 1 is the backward check; a random scalar v catches an ignored grad_output
         weights.insert(0, (weight_label(ctx), ctx.weights()))
     for label, v in weights:
-        for path, grads in each_path(r, ctx.torch.vjp(v)):
+        for path, grads in each_path(ctx, r, lambda side: side.vjp(v)):
             for name, got in grads.items():
                 r.comparisons.append(ctx.cmp(ctx.exact.vjp(v, name), got, "vjp", f"v^T J wrt {name} ({label})", path,
                                              name, formula="partials"))
@@ -89,27 +91,26 @@ def check_higher(ctx: Ctx, r: CheckResult) -> None:
             r.skipped = f"the order-{k} derivative has {n**k} entries; the limit is {MAX_HIGHER}"
             return
         exact = ctx.exact.derivative(k)
-        for path, got in each_path(r, {"autograd.grad(create_graph=True)": lambda: ctx.torch.derivatives(k)}):
+        for path, got in each_path(ctx, r, lambda side: {Path.CREATE_GRAPH: lambda: side.derivatives(k)}):
             r.comparisons.append(ctx.cmp(exact, got, "higher", f"d{k}y (order {k})", path))
         if r.unsupported and not r.comparisons:
             return
         if k == 2:
-            for path, got in each_path(r, ctx.torch.hessians()):
+            for path, got in each_path(ctx, r, lambda side: side.hessians()):
                 r.comparisons.append(ctx.cmp(exact, got, "higher", "Hessian", path))
             u = ctx.random((n,))
             rows = {flat // n: why for flat, why in exact.undefined.items()}  # a row with a hole has no H u
             hu = Exact(exact.lo @ u, exact.hi @ u, rows)
             if exact.slack is not None:
                 hu.slack = summed_slack(np.abs(u), exact.slack.T, np.abs(np.nan_to_num(exact.lo)).T, ctx.dtype)
-            double = "double backward: grad(grad(y, create_graph=True) . u)"
-            for path, got in each_path(r, {double: lambda: ctx.torch.hvp(u)}):
+            for path, got in each_path(ctx, r, lambda side: {Path.DOUBLE_BACKWARD: lambda: side.hvp(u)}):
                 r.comparisons.append(ctx.cmp(hu, got, "higher", "H u (u = seeded random)", path))
 
 
 def check_jvp(ctx: Ctx, r: CheckResult) -> None:
     u = {i.name: ctx.random(i.shape) for i in ctx.case.differentiable}
     exact = ctx.exact.jvp(u)
-    for path, got in each_path(r, ctx.torch.jvp(u)):
+    for path, got in each_path(ctx, r, lambda side: side.jvp(u)):
         r.comparisons.append(ctx.cmp(exact, got, "jvp", "J u (u = seeded random)", path))
 
 
@@ -122,17 +123,16 @@ def check_jacobian(ctx: Ctx, r: CheckResult) -> None:
         r.skipped = (f"torch.func would build a {max(m, n)} x {max(m, n)} basis ({max(m, n) ** 2} entries); the "
                      f"limit is {MAX_BASIS}")
         return
-    for path, grads in each_path(r, ctx.torch.jacobian()):
+    for path, grads in each_path(ctx, r, lambda side: side.jacobian()):
         for name, got in grads.items():
             r.comparisons.append(ctx.cmp(ctx.exact.jacobian(name), got, "jacobian", f"J wrt {name}", path, name))
 
 
 def check_constant_output(ctx: Ctx, r: CheckResult) -> None:
     """An output that requires no grad: backward must raise, and the exact derivative must be zero."""
-    err = ctx.torch.backward_error(implicit=False)
-    r.facts.append(Fact("backward", "y.backward() raises: the output does not require grad", True,
-                        err is not None and "does not require grad" in err, err is not None and
-                        "does not require grad" in err, note=err))
+    err = ctx.torch.backward_error(implicit=False)  # a RuntimeError's text, or None: torch's type for this rule
+    r.facts.append(Fact("backward", "y.backward() raises: the output does not require grad", True, err is not None,
+                        err is not None, note=err))
     w = ctx.weights()
     for i in ctx.case.differentiable:
         zero = np.zeros(i.shape)

@@ -14,7 +14,7 @@ def check_accumulate(ctx: Ctx, r: CheckResult) -> None:
     w = ctx.weights()
     exact = {i.name: ctx.exact.vjp(w, i.name) for i in ctx.case.differentiable}
     for path, calls in ctx.torch.accumulate(ctx.case.accumulate_calls, w).items():
-        zeroing = "zero_()" in path and "no zero_()" not in path
+        zeroing = path.zeroes
         for k, grads in enumerate(calls, start=1):
             for name, got in grads.items():
                 target = exact[name] if zeroing else scaled(exact[name], k)

@@ -6,11 +6,13 @@ import traceback
 from typing import Callable
 
 from ..case.catalog import BACKWARD_BASED, NEEDS_GRAD
+from ..dtypes import HALF
 from ..errors import LimitError
 from ..reference.base import NotVectorisable
 from ..results import CheckResult
+from ..torchside.support import NoKernel, first_line
 from .compile import check_compile
-from .context import NO_KERNEL, NO_KERNEL_SKIP, Ctx
+from .context import Ctx
 from .expect import check_expect
 from .gradients import (
     check_backward,
@@ -53,11 +55,32 @@ def run_check(name: str, ctx: Ctx) -> CheckResult:
         raise  # a limit is the case's verdict, not one check's
     except NotVectorisable as exc:  # the large-tensor reference does not cover this quantity
         r.skipped = str(exc)
+    except NoKernel as exc:  # torch has no kernel for this dtype: nothing to verify, and no fault of the gradient
+        r.skipped, r.no_kernel = no_kernel_text(ctx.dtype, exc.error), True
     except (RuntimeError, NotImplementedError) as exc:
-        if not any(p in str(exc) for p in NO_KERNEL):
+        if ctx.dtype in HALF and _runs_in_float32(name, ctx):  # the probe: the failure is the dtype's alone
+            r.comparisons, r.facts, r.unsupported = [], [], []
+            r.skipped, r.no_kernel = no_kernel_text(ctx.dtype, first_line(exc)), True
+        else:
             r.error = traceback.format_exc(limit=8)
-        else:  # torch has no kernel for this dtype: nothing to verify, and no fault of the gradient
-            r.skipped = f"{NO_KERNEL_SKIP} {ctx.dtype} kernel for this: {str(exc).strip().splitlines()[0][:200]}"
     except Exception:  # noqa: BLE001 - reported as this check's verdict
         r.error = traceback.format_exc(limit=8)
     return r
+
+
+def _runs_in_float32(name: str, ctx: Ctx) -> bool:
+    """Whether the same check runs without an exception on the same program in float32 (its verdict is not used)."""
+    from dataclasses import replace
+
+    side = ctx.torch.at_dtype("float32")
+    if side is None:
+        return False
+    try:
+        CHECKS[name](replace(ctx, torch=side, dtype="float32"), CheckResult(check=name, point=ctx.point))
+    except Exception:  # noqa: BLE001 - any failure in float32 too: the error is not the dtype's
+        return False
+    return True
+
+
+def no_kernel_text(dtype: str, error: str) -> str:
+    return f"torch has no {dtype} kernel for this: {error[:200]}"

@@ -15,6 +15,7 @@ ds/dz̄ = 0 (Cauchy-Riemann), and then conj(z.grad) with g = 1 is the complex de
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -22,7 +23,10 @@ import numpy as np
 from ..case.complex import from_pairs, to_pairs
 from ..compare import Diagnosis, Fact
 from ..results import CheckResult
+from ..torchside.autodiff import TorchSide
+from ..torchside.paths import Path
 from ..values import Exact
+from .context import each_path
 
 if TYPE_CHECKING:
     from .context import Ctx
@@ -56,7 +60,6 @@ def _exact(values: np.ndarray, pairs: bool) -> Exact:
 def check_wirtinger(ctx: Ctx, r: CheckResult) -> None:
     import torch
 
-    from .context import each_path  # the checks' own runner of torch paths (unsupported ones noted, not failed)
 
     case = ctx.case
     if not case.complex_inputs:
@@ -82,7 +85,6 @@ def check_wirtinger(ctx: Ctx, r: CheckResult) -> None:
         g = np.ones(logical)
     implicit = case.grad_output is None and not case.complex_output and logical == ()
     g_t = torch.tensor(g, dtype=cdtype if case.complex_output else ctx.torch.dtype, device=device)
-    program = ctx.torch.program
     r.facts.append(Fact("wirtinger", "convention", CONVENTION, CONVENTION, True,
                         note="the gradient is compared with the exact Wirtinger derivatives under this convention"))
 
@@ -95,25 +97,29 @@ def check_wirtinger(ctx: Ctx, r: CheckResult) -> None:
         unconjugated = (dz * gb + gb * np.conj(dzbar)).sum(axis=out_axes)
         label = f"grad wrt {n}: conj(ds/dz)·g + conj(g)·ds/dz̄" + (" (g = 1: 2·dL/dz̄)" if implicit else "")
 
-        def backward(n: str = n) -> Any:
-            env = leaves()
-            out, _ = program(env)
-            out.backward() if implicit else out.backward(g_t)
-            return env[n].grad
+        def paths(side: TorchSide, n: str = n) -> dict[str, Callable[[], Any]]:
+            program = side.program
 
-        def autograd_grad(n: str = n) -> Any:
-            env = leaves()
-            out, _ = program(env)
-            return torch.autograd.grad(out, env[n], grad_outputs=None if implicit else g_t)[0]
+            def backward() -> Any:
+                env = leaves()
+                out, _ = program(env)
+                out.backward() if implicit else out.backward(g_t)
+                return env[n].grad
 
-        def func_vjp(n: str = n) -> Any:
-            others = leaves(grad=False)
-            _, fn = torch.func.vjp(lambda t: program({**others, n: t})[0], others[n])
-            return fn(torch.ones((), dtype=ctx.torch.dtype, device=device) if implicit else g_t)[0]
+            def autograd_grad() -> Any:
+                env = leaves()
+                out, _ = program(env)
+                return torch.autograd.grad(out, env[n], grad_outputs=None if implicit else g_t)[0]
 
-        paths = {f"{n}.grad after y.backward({'' if implicit else 'g'})": backward,
-                 "torch.autograd.grad": autograd_grad, "torch.func.vjp": func_vjp}
-        for path, got in each_path(r, paths):
+            def func_vjp() -> Any:
+                others = leaves(grad=False)
+                _, fn = torch.func.vjp(lambda t: program({**others, n: t})[0], others[n])
+                return fn(torch.ones((), dtype=ctx.torch.dtype, device=device) if implicit else g_t)[0]
+
+            return {f"{n}.grad after y.backward({'' if implicit else 'g'})": backward,
+                    "torch.autograd.grad": autograd_grad, Path.FUNC_VJP: func_vjp}
+
+        for path, got in each_path(ctx, r, paths):
             values = numpy_complex(got)
             c = ctx.cmp(_exact(expected, True), to_pairs(values), "wirtinger", label, path, n)
             if not c.passed and values.shape == expected.shape and np.allclose(
@@ -131,13 +137,13 @@ def check_wirtinger(ctx: Ctx, r: CheckResult) -> None:
     primals = leaves(grad=False)
     u = tuple(torch.tensor(tangents[n], dtype=cdtype, device=device) for n in names)
 
-    def f(*ts: Any) -> Any:
-        return program({**primals, **dict(zip(names, ts))})[0]
+    def jvp_paths(side: TorchSide) -> dict[str, Callable[[], Any]]:
+        def f(*ts: Any) -> Any:
+            return side.program({**primals, **dict(zip(names, ts))})[0]
 
-    def func_jvp() -> Any:
-        return torch.func.jvp(f, tuple(primals[n] for n in names), u)[1]
+        return {Path.FUNC_JVP: lambda: torch.func.jvp(f, tuple(primals[n] for n in names), u)[1]}
 
-    for path, got in each_path(r, {"torch.func.jvp": func_jvp}):
+    for path, got in each_path(ctx, r, jvp_paths):
         values = numpy_complex(got)
         r.comparisons.append(ctx.cmp(_exact(np.asarray(expected), case.complex_output),
                                      to_pairs(values) if case.complex_output else np.real(values),

@@ -10,7 +10,7 @@ import mpmath
 import numpy as np
 import sympy as sp
 
-from ..values import Exact
+from ..values import Code, Exact, Reason
 from .numeric.mp import Evaluator
 from .symbols import DIGITS, display
 
@@ -23,8 +23,8 @@ def infinite_sides(far: tuple[Any, Any], near: tuple[Any, Any], symbol: sp.Symbo
              if c is not None and abs(c) > 1e6 and abs(c) > 100 * abs(f)]
     if not steep:
         return None
-    return f"the function has a pole at {display(symbol)} = {float(x):.17g}: the {' and '.join(steep)} derivative is " \
-           "infinite"
+    return Reason(f"the function has a pole at {display(symbol)} = {float(x):.17g}: the {' and '.join(steep)} "
+                  "derivative is infinite", Code.POLE)
 
 
 def finite_magnitudes(values: np.ndarray) -> np.ndarray:
@@ -46,7 +46,7 @@ def explain_at(expr: sp.Expr, values: dict[sp.Symbol, Any], value: Any) -> str:
     outside its domain."""
     for symbol, a in values.items():
         if symbol in expr.free_symbols and not mpmath.isfinite(a):
-            return f"the input {display(symbol)} = {float(a)} is not a finite number"
+            return Reason(f"the input {display(symbol)} = {float(a)} is not a finite number", Code.NONFINITE_INPUT)
     for sub in sp.preorder_traversal(expr):
         if not isinstance(sub, sp.Basic) or not sub.args:
             continue
@@ -54,8 +54,8 @@ def explain_at(expr: sp.Expr, values: dict[sp.Symbol, Any], value: Any) -> str:
         if reason:
             return reason
     if isinstance(value, Exception):
-        return f"{type(value).__name__}: {value}"
-    return "the value is not a real number here"
+        return Reason(f"{type(value).__name__}: {value}", Code.OUTSIDE)
+    return Reason("the value is not a real number here", Code.OUTSIDE)
 
 
 def is_real(v: Any) -> bool:
@@ -73,8 +73,8 @@ def exact_from_mp(lo: list[Any], bad: dict[int, str], shape: tuple[int, ...], hi
         return np.array([math.nan if v is None else round_mp(v) for v in vals], dtype=np.float64).reshape(shape)
 
     low = rounded(lo)
-    notes = {k: f"the exact value {mpmath.nstr(v, 6)} overflows float64" for k, v in enumerate(lo)
-             if v is not None and mpmath.isfinite(v) and not math.isfinite(low.reshape(-1)[k])}
+    notes = {k: Reason(f"the exact value {mpmath.nstr(v, 6)} overflows float64", Code.OVERFLOW)
+             for k, v in enumerate(lo) if v is not None and mpmath.isfinite(v) and not math.isfinite(low.reshape(-1)[k])}
     return Exact(low, rounded(hi) if hi is not None else low.copy(), dict(bad), notes=notes)
 
 
@@ -110,40 +110,41 @@ def _domain_problem(sub: sp.Basic, values: dict[sp.Symbol, Any]) -> str | None:
         if any(f == 0 for f in factors) and any(infinite):
             pole = next(display(f) for f, inf in zip(sub.args, infinite) if inf)
             zero = next(display(f) for f, v in zip(sub.args, factors) if v == 0)
-            return f"the formula is indeterminate{at}: 0·inf ({zero} = 0 times {pole}, which has no finite value)"
+            return Reason(f"the formula is indeterminate{at}: 0·inf ({zero} = 0 times {pole}, which has no finite "
+                          "value)", Code.INDETERMINATE)
     if isinstance(sub, sp.log):
         v = num(sub.args[0])
         if v is not None and v == 0:
-            return f"the function has a pole{at}: log of zero"
+            return Reason(f"the function has a pole{at}: log of zero", Code.POLE)
         if v is not None and v < 0:
-            return f"the function is undefined{at}: log of a negative number ({v:.6g})"
+            return Reason(f"the function is undefined{at}: log of a negative number ({v:.6g})", Code.OUTSIDE)
     if isinstance(sub, sp.Pow):
         base, exp = sub.args
         v, e = num(base), num(exp)
         if v is not None and e is not None:
             if v == 0 and e < 0:
-                return f"the function has a pole{at}: division by zero ({display(base)} = 0)"
+                return Reason(f"the function has a pole{at}: division by zero ({display(base)} = 0)", Code.POLE)
             if v < 0 and not float(e).is_integer():
                 what = "square root" if e in (0.5, -0.5) else "fractional power"
-                return f"the function is undefined{at}: {what} of a negative number ({v:.6g})"
+                return Reason(f"the function is undefined{at}: {what} of a negative number ({v:.6g})", Code.OUTSIDE)
     if isinstance(sub, (sp.asin, sp.acos)):
         v = num(sub.args[0])
         if v is not None and abs(v) > 1:
-            return f"the function is undefined{at}: {type(sub).__name__} of {v:.6g}, outside [-1, 1]"
+            return Reason(f"the function is undefined{at}: {type(sub).__name__} of {v:.6g}, outside [-1, 1]", Code.OUTSIDE)
     if isinstance(sub, sp.acosh):
         v = num(sub.args[0])
         if v is not None and v < 1:
-            return f"the function is undefined{at}: acosh of {v:.6g}, below 1"
+            return Reason(f"the function is undefined{at}: acosh of {v:.6g}, below 1", Code.OUTSIDE)
     if isinstance(sub, (sp.atanh, sp.erfinv)):
         v = num(sub.args[0])
         name = type(sub).__name__
         if v is not None and abs(v) == 1:
-            return f"the function has a pole{at}: {name} of {v:g}"
+            return Reason(f"the function has a pole{at}: {name} of {v:g}", Code.POLE)
         if v is not None and abs(v) > 1:
-            return f"the function is undefined{at}: {name} of {v:.6g}, outside [-1, 1]"
+            return Reason(f"the function is undefined{at}: {name} of {v:.6g}, outside [-1, 1]", Code.OUTSIDE)
     if isinstance(sub, (sp.polygamma, sp.gamma)) or type(sub).__name__ == "LogAbsGamma":
         v = num(sub.args[-1])
         if v is not None and v <= 0 and float(v).is_integer():
             name = "lgamma" if type(sub).__name__ == "LogAbsGamma" else type(sub).__name__
-            return f"the function has a pole{at}: {name} at the non-positive integer {v:g}"
+            return Reason(f"the function has a pole{at}: {name} at the non-positive integer {v:g}", Code.POLE)
     return None

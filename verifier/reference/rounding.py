@@ -27,7 +27,7 @@ import numpy as np
 import sympy as sp
 
 from ..dtypes import LARGEST, UNIT_ROUNDOFF
-from ..values import Exact
+from ..values import Code, Exact, Reason
 from .numeric.dag import DagEvaluator
 from .numeric.mp import Evaluator
 
@@ -138,8 +138,9 @@ class RoundingSlack:
         scale = SAFETY * UNIT_ROUNDOFF[self.rounding]
         slack = np.array([scale * r if math.isfinite(r) else 0.0 for r, _ in found])
         largest = LARGEST[self.rounding]
-        over = {k: f"the exact value or an intermediate of its formula reaches {peak:.4g}, beyond {self.rounding}'s "
-                   f"largest finite value {largest:g}: the dtype cannot carry this computation"
+        over = {k: Reason(f"the exact value or an intermediate of its formula reaches {peak:.4g}, beyond "
+                          f"{self.rounding}'s largest finite value {largest:g}: the dtype cannot carry this computation",
+                          Code.BEYOND_RANGE)
                 for k, (_, peak) in enumerate(found) if peak > largest}
         return slack, over
 

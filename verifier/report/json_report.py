@@ -10,7 +10,7 @@ import numpy as np
 
 from ..compare import Comparison
 from ..results import CaseResult, RunResult
-from .text import case_text, diagnosis_text
+from .text import case_text, diagnosis_text, unsupported_text
 
 # --- JSON ------------------------------------------------------------------------------------------------------
 
@@ -58,7 +58,10 @@ def case_json(r: CaseResult) -> dict[str, Any]:
         "timed_out_after": r.timed_out, "expect_failure": r.case.expect_failure if r.case else None,
         "checks": [{
             "check": c.check, "point": c.point, "verdict": c.status, "skipped": c.skipped, "error": c.error,
-            "unsupported": c.unsupported, "comparisons": [comparison_json(x) for x in c.comparisons],
+            "unsupported": [unsupported_text(u) for u in c.unsupported],
+            "unsupported_reasons": [{"path": u.path, "why": u.why.value, "functions": list(u.functions),
+                                     "needs": list(u.needs)} for u in c.unsupported],
+            "comparisons": [comparison_json(x) for x in c.comparisons],
             "facts": [{"label": f.label, "expected": _jsonable(f.expected), "got": _jsonable(f.got),
                        "verdict": "pass" if f.passed else "fail", "note": f.note} for f in c.facts],
         } for c in r.checks],

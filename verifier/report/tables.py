@@ -7,7 +7,7 @@ from typing import Any
 
 from ..compare import Comparison
 from ..results import CaseResult, RunResult
-from .text import fmt, reference_kind
+from .text import fmt, reference_kind, unsupported_text
 
 
 def table(run: RunResult) -> Any:
@@ -57,7 +57,7 @@ def check_table(result: CaseResult) -> Any:
             t.add_row(check.check, f.label, "-", repr(f.expected), repr(f.got), "-",
                       "[green]pass[/]" if f.passed else "[bold red]FAIL[/]")
         for u in check.unsupported:
-            t.add_row(check.check, "-", u[:60], "-", "-", "-", "not supported")
+            t.add_row(check.check, "-", unsupported_text(u)[:60], "-", "-", "-", "not supported")
         if check.error:
             t.add_row(check.check, "-", "-", "-", "-", "-", "[bold red]error[/]")
     return t

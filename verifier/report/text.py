@@ -9,7 +9,7 @@ import numpy as np
 from ..compare import KINK, REMOVABLE, Comparison, Diagnosis, Edge, Fact
 from ..dtypes import HALF, LARGEST
 from ..errors import CaseError
-from ..results import EDGE, FINDING, CaseResult, CheckResult, RunResult
+from ..results import EDGE, FINDING, CaseResult, CheckResult, RunResult, Unsupported, Why
 
 MAX_SHOWN = 8  # input elements shown in full
 MAX_ALSO = 6  # further failing comparisons of one check, one line each
@@ -270,13 +270,35 @@ def edge_lines(result: CaseResult, limit: int | None = 8) -> list[str]:
     return lines
 
 
+WHY = {
+    Why.NOT_IMPLEMENTED: "torch raised NotImplementedError",
+    Why.FUNCTION_LACKS: "a custom autograd.Function lacks what this path needs",
+    Why.TORCH_LACKS: "the same path fails on the case's own definition lowered to torch: torch lacks the rule",
+    Why.GRAPH_BREAKS: "graph breaks: the parts between ran eagerly",
+}
+
+
+def unsupported_text(u: Unsupported) -> str:
+    """One unsupported path in words: the path, why (the Functions and what they lack), torch's exception."""
+    from ..torchside.paths import Need
+
+    if u.why is Why.FUNCTION_LACKS:
+        lacked = "; ".join(Need[n].value for n in u.needs)
+        why = f"{', '.join(u.functions)} lacks {lacked}"
+    elif u.why is Why.GRAPH_BREAKS:
+        why = f"{u.count} graph break(s), the parts between ran eagerly"
+    else:
+        why = WHY[u.why]
+    return f"{u.path}: {why}" + (f" ({u.error})" if u.error else "")
+
+
 def notes(result: CaseResult, verbose: bool = True) -> list[str]:
     """What passed but is worth saying: undefined points and overflows; with verbose, kinks and unsupported paths."""
     out: list[str] = []
     seen: set[str] = set()
     for check in result.checks:
-        for path in check.unsupported if verbose else ():
-            line = f"{result.name} [{check.check}]: not supported by torch here: {path}"
+        for u in check.unsupported if verbose else ():
+            line = f"{result.name} [{check.check}]: not supported by torch here: {unsupported_text(u)}"
             if line not in seen:
                 seen.add(line)
                 out.append(line)

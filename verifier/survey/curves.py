@@ -8,6 +8,7 @@ from ..case.model import Case
 from ..dtypes import round_to
 from ..errors import CaseError
 from ..reference.choice import make_reference
+from ..torchside.paths import Path
 
 
 def sweep_1d(case: Case, n: int = 200, dtype: str | None = None) -> dict[str, object]:
@@ -41,10 +42,10 @@ def sweep_1d(case: Case, n: int = 200, dtype: str | None = None) -> dict[str, ob
         right.append(float(d.hi.reshape(-1)[0]))
         side = TorchSide(case, point, dtype)
         got = {
-            "y.backward()": side.vjp(one)["y.backward(v)"]()[name],
+            "y.backward()": side.vjp(one)[Path.BACKWARD_V]()[name],
             "autograd.grad": side.grad(one if case.output_shape else None)[0][name],
-            "forward_ad": side.jvp({name: np.ones(shape)})["forward_ad"](),
-            "torch.func.jacrev": side.jacobian()["torch.func.jacrev"]()[name],
+            "forward_ad": side.jvp({name: np.ones(shape)})[Path.FORWARD_AD](),
+            "torch.func.jacrev": side.jacobian()[Path.JACREV]()[name],
         }
         for label, value in got.items():
             paths.setdefault(label, []).append(float(np.asarray(value).reshape(-1)[0]))

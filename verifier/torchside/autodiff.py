@@ -15,6 +15,7 @@ from ..case.model import Case
 from ..language.analysis import grad_sources
 from .devices import DTYPES
 from .lowering import Program
+from .paths import Path
 
 Grads = dict[str, "np.ndarray | None"]
 
@@ -64,9 +65,40 @@ class TorchSide:
         self.case = case
         self.device = torch.device(device or case.device)
         self.program = program or Program(case, dtype, device=self.device)
-        self.dtype = DTYPES[dtype or case.dtype]
+        self.dtype_name = dtype or case.dtype
+        self.dtype = DTYPES[self.dtype_name]
         self.point = point
         self.diff = tuple(i.name for i in case.differentiable)
+
+    # --- probes: the same computation elsewhere (torchside.support decides what torch supports with them) --------
+
+    def is_lowered(self) -> bool:
+        """Whether the program is the case's own definition lowered to torch (no user code)."""
+        return type(self.program) is Program
+
+    def lowered(self) -> TorchSide | None:
+        """The case's definition lowered to torch, at the same point, dtype and device."""
+        try:
+            return TorchSide(self.case, self.point, self.dtype_name, None, str(self.device))
+        except Exception:  # noqa: BLE001 - a definition that cannot be lowered offers no probe
+            return None
+
+    def at_dtype(self, dtype: str) -> TorchSide | None:
+        """The same program in another dtype (the point's values are exact there: half values are float32 values),
+        or None where the program cannot move (a compiled function)."""
+        import copy
+
+        from .impl import Implementation
+
+        if self.is_lowered():
+            return TorchSide(self.case, self.point, dtype, None, str(self.device))
+        if type(self.program) is Implementation:
+            impl = self.program.impl
+            if isinstance(impl, torch.nn.Module):  # a copy: the user's module stays as it is
+                impl = copy.deepcopy(impl).to(DTYPES[dtype])
+            program = Implementation(self.case, impl, dtype, self.program.params, self.device)
+            return TorchSide(self.case, self.point, dtype, program, str(self.device))
+        return None
 
     def _t(self, value: Any) -> torch.Tensor:
         """A tensor of the case's dtype on its device (the values are float64 numbers already in that dtype)."""
@@ -164,8 +196,8 @@ class TorchSide:
             error = str(exc)
         out, _, leaves = self.forward()
         out.backward(w, retain_graph=True)
-        out.backward(w)
-        return {"saved": saved, "error": error, "retained": self._grads(leaves)}
+        out.backward(w)  # ran: so an error of the second call above came from the freed graph
+        return {"saved": saved, "error": error, "freed": error is not None, "retained": self._grads(leaves)}
 
     def vjp(self, weights: np.ndarray) -> dict[str, Callable[[], Grads]]:
         """v^T J three ways, each a thunk (a path may be unsupported by the implementation)."""
@@ -185,7 +217,7 @@ class TorchSide:
             _, pullback = torch.func.vjp(self.function(), *self.primals())
             return {n: numpy(g) for n, g in zip(self.diff, pullback(v))}
 
-        return {"y.backward(v)": backward, "autograd.grad(grad_outputs=v)": grad, "torch.func.vjp": func_vjp}
+        return {Path.BACKWARD_V: backward, Path.GRAD_V: grad, Path.FUNC_VJP: func_vjp}
 
     def grad(self, weights: np.ndarray | None = None) -> tuple[Grads, bool]:
         """torch.autograd.grad (grad_outputs=weights for a non-scalar output); and whether it touched .grad."""
@@ -212,7 +244,7 @@ class TorchSide:
             _, jvp_out = torch.func.jvp(self.function(), self.primals(), u)
             return numpy(jvp_out)  # type: ignore[return-value]
 
-        return {"forward_ad": forward_ad, "torch.func.jvp": func_jvp}
+        return {Path.FORWARD_AD: forward_ad, Path.FUNC_JVP: func_jvp}
 
     def jacobian(self) -> dict[str, Callable[[], Grads]]:
         """J by torch.func.jacrev and jacfwd, per input (shape out + input), as thunks."""
@@ -225,7 +257,7 @@ class TorchSide:
 
             return thunk
 
-        return {"torch.func.jacrev": run(torch.func.jacrev), "torch.func.jacfwd": run(torch.func.jacfwd)}
+        return {Path.JACREV: run(torch.func.jacrev), Path.JACFWD: run(torch.func.jacfwd)}
 
     def flat_function(self) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
         """All differentiable inputs as one flat vector, and the scalar function of it."""
@@ -272,25 +304,25 @@ class TorchSide:
     def hessians(self) -> dict[str, Callable[[], np.ndarray]]:
         flat, g = self.flat_function()
         return {
-            "autograd.functional.hessian": lambda: numpy(torch.autograd.functional.hessian(g, flat)),  # type: ignore
-            "torch.func.hessian": lambda: numpy(torch.func.hessian(g)(flat)),  # type: ignore
+            Path.FUNCTIONAL_HESSIAN: lambda: numpy(torch.autograd.functional.hessian(g, flat)),  # type: ignore
+            Path.FUNC_HESSIAN: lambda: numpy(torch.func.hessian(g)(flat)),  # type: ignore
         }
 
     def accumulate(self, calls: int, weights: np.ndarray) -> dict[str, list[Grads]]:
         """.grad after each of `calls` backward calls: fresh graphs, one retained graph, and zeroing in between."""
         w = self._t(weights)
-        runs: dict[str, list[Grads]] = {"fresh graph each call, no zero_()": [],
-                                        "one graph, retain_graph=True, no zero_()": [],
-                                        "grad.zero_() before each call": []}
+        runs: dict[str, list[Grads]] = {Path.ACCUMULATE_FRESH: [],
+                                        Path.ACCUMULATE_RETAINED: [],
+                                        Path.ACCUMULATE_ZEROED: []}
         leaves = self.leaves()
         for _ in range(calls):
             out, _, _ = self.forward(leaves)
             out.backward(w)
-            runs["fresh graph each call, no zero_()"].append(self._grads(leaves))
+            runs[Path.ACCUMULATE_FRESH].append(self._grads(leaves))
         out, _, leaves = self.forward()
         for k in range(calls):
             out.backward(w, retain_graph=k < calls - 1)
-            runs["one graph, retain_graph=True, no zero_()"].append(self._grads(leaves))
+            runs[Path.ACCUMULATE_RETAINED].append(self._grads(leaves))
         leaves = self.leaves()
         for _ in range(calls):
             for n in self.diff:
@@ -298,7 +330,7 @@ class TorchSide:
                     leaves[n].grad.zero_()
             out, _, _ = self.forward(leaves)
             out.backward(w)
-            runs["grad.zero_() before each call"].append(self._grads(leaves))
+            runs[Path.ACCUMULATE_ZEROED].append(self._grads(leaves))
         return runs
 
     def graph(self, weights: np.ndarray) -> dict[str, dict[str, Any]]:

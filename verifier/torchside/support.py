@@ -9,33 +9,12 @@ data (a kind and the names involved); report/ words it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from enum import Enum
 from typing import Any
 
 import torch
 
+from ..results import Unsupported, Why
 from .paths import Need, Path
-
-
-class Why(Enum):
-    """Why a path is not verified."""
-
-    NOT_IMPLEMENTED = "torch raised NotImplementedError"
-    FUNCTION_LACKS = "a custom autograd.Function lacks what the path needs"
-    TORCH_LACKS = "the path fails on the case's own definition too: torch lacks the rule"
-    NO_KERNEL = "torch has no kernel for the dtype (float32 runs)"
-
-
-@dataclass(frozen=True)
-class Unsupported:
-    """A path torch (or the user's Function) does not support: why, and the names involved."""
-
-    path: str
-    why: Why
-    functions: tuple[str, ...] = ()
-    needs: tuple[Need, ...] = ()
-    error: str = field(default="", compare=False)  # the exception's type and first line, shown as evidence only
 
 
 class NoKernel(Exception):
@@ -94,6 +73,44 @@ def missing(functions: set[type], path: Path | str) -> tuple[tuple[str, ...], tu
             names.append(cls.__qualname__)
             lacked.extend(g for g in gaps if g not in lacked)
     return tuple(names), tuple(lacked)
+
+
+def classify(side: Any, path: str, exc: BaseException, make: Any) -> Unsupported | None:
+    """Why a path that raised is unsupported, or None when it is a real error of the code under test.
+
+    side: the TorchSide the path ran on; make(side) -> {path: thunk} rebuilds the same paths on another side (the
+    float32 probe, the lowered definition), or is None where no probe applies. Raises NoKernel where the failure
+    is the dtype's alone (float32 runs the same path).
+    """
+    if side.dtype_name in ("float16", "bfloat16") and make is not None:
+        probe = side.at_dtype("float32")
+        if probe is not None and runs(make, probe, path):
+            raise NoKernel(side.dtype_name, first_line(exc))
+    error = first_line(exc)
+    try:
+        functions = custom_functions(side.forward()[0])
+    except Exception:  # noqa: BLE001 - the forward itself fails: no Function to read, the error stands
+        functions = set()
+    names, needs = missing(functions, path)
+    if names:
+        return Unsupported(path, Why.FUNCTION_LACKS, names, tuple(n.name for n in needs), error)
+    if isinstance(exc, NotImplementedError):
+        return Unsupported(path, Why.NOT_IMPLEMENTED, error=error)
+    if side.is_lowered():
+        return Unsupported(path, Why.TORCH_LACKS, error=error)  # torch's own ops raised: torch lacks the rule
+    lowered = side.lowered()
+    if make is not None and lowered is not None and not runs(make, lowered, path):
+        return Unsupported(path, Why.TORCH_LACKS, error=error)
+    return None
+
+
+def runs(make: Any, side: Any, path: str) -> bool:
+    """Whether the path runs without an exception on another side (a probe: its result is not compared)."""
+    try:
+        make(side)[path]()
+    except Exception:  # noqa: BLE001 - any failure means it does not run there
+        return False
+    return True
 
 
 def first_line(exc: BaseException) -> str:

@@ -11,7 +11,7 @@ import numpy as np
 import sympy as sp
 
 from ...language.nodes import Node
-from ...values import Exact
+from ...values import Code, Exact, Reason, code_of
 from ..facts import exact_from_mp, explain_at, finite_magnitudes, infinite_sides, is_real, value_or_reason
 from ..numeric.mp import Evaluator
 from ..rounding import RoundingSlack, set_slack, summed_slack
@@ -77,7 +77,7 @@ class PointReference(RoundingSlack):
     def nonfinite_wrt(self) -> dict[int, str]:
         """Differentiable input elements that are NaN or infinite, by position in wrt, with the reason."""
         values = dict(zip(self.ref.args, self.args))
-        return {j: f"the input {display(s)} = {float(values[s])} is not a finite number"
+        return {j: Reason(f"the input {display(s)} = {float(values[s])} is not a finite number", Code.NONFINITE_INPUT)
                 for j, s in enumerate(self.ref.wrt) if not mpmath.isfinite(values[s])}
 
     def value(self) -> Exact:
@@ -107,13 +107,14 @@ class PointReference(RoundingSlack):
         resolved: dict[int, str] = {}
         for k, why in list(bad.items()):  # 0·inf in the formula: the derivative may still exist, as a limit
             i, j = divmod(k, n)
-            if "indeterminate" in why and i not in value_bad:
+            if code_of(why) is Code.INDETERMINATE and i not in value_bad:
                 sides = self._limits(i, j, jac[i][j])
                 if sides is not None:
                     (lo[i, j], hi[i, j]), kinks[i, j] = sides, sides[0] != sides[1]
-                    resolved[k] = (f"{REMOVABLE_NOTE}{why}; its limit is {mpmath.nstr(sides[0], 17)}"
-                                   if sides[0] == sides[1] else f"a kink: {why}; its one-sided limits are "
-                                   f"{mpmath.nstr(sides[0], 17)} and {mpmath.nstr(sides[1], 17)}")
+                    resolved[k] = (Reason(f"{REMOVABLE_NOTE}{why}; its limit is {mpmath.nstr(sides[0], 17)}",
+                                          Code.REMOVABLE) if sides[0] == sides[1] else
+                                   Reason(f"a kink: {why}; its one-sided limits are {mpmath.nstr(sides[0], 17)} and "
+                                          f"{mpmath.nstr(sides[1], 17)}", Code.KINK))
                     del bad[k]
         self.resolved = resolved
         if not self.ref.smooth:
@@ -191,7 +192,7 @@ class PointReference(RoundingSlack):
             for k in [i0 * n + j for j in range(n)] + [i * n + j0 for i in range(m)]:
                 if k not in bad:
                     lo.flat[k] = hi.flat[k] = None
-                    bad[k] = f"{ZERO_INF_RULE}{why}"
+                    bad[k] = Reason(f"{ZERO_INF_RULE}{why}", Code.ZERO_WEIGHT)
         sl = self.ref.slices[name]
         n = lo.shape[1]
         shape = self.ref.output.shape + self.ref.case.shapes[name]
@@ -224,7 +225,7 @@ class PointReference(RoundingSlack):
             for i, wi in enumerate(w):
                 if lo[i, j] is None:
                     why = bad.get(i * lo.shape[1] + j, "undefined")
-                    out_bad[j - sl.start] = why if wi != 0 else f"{ZERO_INF_RULE}{why}"
+                    out_bad[j - sl.start] = why if wi != 0 else Reason(f"{ZERO_INF_RULE}{why}", Code.ZERO_WEIGHT)
                     break
                 if wi == 0:
                     continue
@@ -255,7 +256,7 @@ class PointReference(RoundingSlack):
             for j, uj in enumerate(u):
                 if lo[i, j] is None:
                     why = bad.get(i * lo.shape[1] + j, "undefined")
-                    out_bad[i] = why if uj != 0 else f"{ZERO_INF_RULE}{why}"
+                    out_bad[i] = why if uj != 0 else Reason(f"{ZERO_INF_RULE}{why}", Code.ZERO_WEIGHT)
                     break
                 if uj == 0:
                     continue
@@ -296,7 +297,7 @@ class PointReference(RoundingSlack):
             why = next((holes[j] for j in k if j in holes), None)
             if why is not None:
                 if v is not None:  # it exists, but torch meets the pole of input j on the way
-                    bad[number] = f"{ZERO_INF_RULE}{why}"
+                    bad[number] = Reason(f"{ZERO_INF_RULE}{why}", Code.ZERO_WEIGHT)
                 left = right = None
             elif number in sides:  # a kink: both one-sided values
                 (left, right), _ = sides[number], bad.pop(number, None)

@@ -24,7 +24,7 @@ from ...case.model import Case
 from ...errors import LimitError
 from ...language.nodes import Node
 from ...limits import LIMITS
-from ...values import Exact
+from ...values import Code, Exact, Reason, code_of
 from ..base import NotVectorisable
 from ..cache import case_key, memo
 from ..expanded.point import ZERO_INF_RULE
@@ -174,8 +174,8 @@ class VectorPoint:
                     arr = np.arange(math.prod(shape)).reshape(shape) if shape else np.array(0)
                     k = int(element_at(arr, B, r))
                     where = f"[{','.join(map(str, np.unravel_index(k, shape)))}]" if shape else ""
-                    return f"the input {s.name}{where} = {float(v)} is not a finite number"
-                return f"the intermediate {s.name} = {float(v)} is not a finite number"
+                    return Reason(f"the input {s.name}{where} = {float(v)} is not a finite number", Code.NONFINITE_INPUT)
+                return Reason(f"the intermediate {s.name} = {float(v)} is not a finite number", Code.NONFINITE_INPUT)
         return None
 
     # --- quantities -------------------------------------------------------------------------------------------
@@ -277,7 +277,9 @@ class VectorPoint:
         """Why an element whose cotangent is NaN has no derivative: an output it feeds does not exist."""
         reasons = self.value().undefined
         first = next(iter(reasons.values()), "a value on the way does not exist")
-        return f"no derivative where the function does not exist: an output this element feeds is undefined ({first})"
+        # the edge's kind is its cause's
+        return Reason(f"no derivative where the function does not exist: an output this element feeds is undefined "
+                      f"({first})", code_of(first))
 
     def _rows(self, name: str) -> list[Exact]:
         """v^T J for each unit v: the rows of the Jacobian wrt one input (cached by vjp)."""
@@ -389,7 +391,8 @@ class VectorPoint:
             masked = set()
             for flat in np.flatnonzero(mask):
                 idx = np.unravel_index(int(flat), mask.shape)
-                ex.undefined[int(flat)] = f"{ZERO_INF_RULE}{holes[next(int(i) for i in idx if int(i) in holes)]}"
+                ex.undefined[int(flat)] = Reason(f"{ZERO_INF_RULE}{holes[next(int(i) for i in idx if int(i) in holes)]}",
+                                                Code.ZERO_WEIGHT)
                 masked.add(int(flat))
             ex.exact_at |= masked
             if ex.refine is not None:  # refinement must not bring the masked entries back

@@ -83,6 +83,7 @@ class CaseResult:
     user_error: str | None = None  # the case's impl failed to import or to build, with traceback
     seconds: float = 0.0
     evaluation: str = ""
+    reference: str = "expand"  # the kind of exact reference (reference.base.ReferenceKind's value)
     points: list[dict[str, Any]] = field(default_factory=list)
     dtype: str = "float64"
     strict: bool = False  # edges and findings of a conformance case fail

@@ -26,7 +26,8 @@ from .checks.context import Ctx
 from .checks.run import run_check
 from .dtypes import HALF, round_to
 from .errors import CaseError, DeviceUnavailable, LimitError
-from .reference.choice import EVALUATION, describe, make_reference
+from .reference.choice import make_reference
+from .reference.expanded.reference import EVALUATION
 from .results import CaseResult, RunResult
 from .torchside.devices import check_device
 from .torchside.impl import implementation_program
@@ -226,7 +227,8 @@ def _verify(case: Case, result: CaseResult, dtype: str, seed: int | None, wanted
     no_kernel = [c.skipped for c in result.checks if c.no_kernel]
     if no_kernel and all(c.skipped for c in result.checks):  # nothing ran: the case is skipped, not passed
         result.skipped = no_kernel[0]
-    result.evaluation = describe(reference)
+    result.evaluation = reference.describe()
+    result.reference = reference.kind.value
 
 
 def run(

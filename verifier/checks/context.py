@@ -13,7 +13,7 @@ import numpy as np
 from ..case.model import Case, Tolerance
 from ..compare import Comparison, compare
 from ..dtypes import HALF, round_to
-from ..reference.expanded.point import PointReference
+from ..reference.base import PointQuantities
 from ..results import CheckResult
 from ..torchside.autodiff import TorchSide
 from ..values import Code, Exact, Reason
@@ -29,7 +29,7 @@ class Ctx:
 
     case: Case
     point: int
-    exact: PointReference
+    exact: PointQuantities
     torch: TorchSide
     dtype: str
     tolerance: Tolerance
@@ -49,7 +49,7 @@ class Ctx:
         if exact.refine is not None:
             self._refine(exact)  # the seeded sample
         if exact.slack is None and (self.dtype in HALF or (self.dtype == "float32" and
-                                                            not isinstance(self.exact, PointReference))):
+                                                            not self.exact.per_element_bounds)):
             self._normwise(exact)  # float32 too for large tensors: long reductions round more than the table allows
         c = run()
         if exact.refine is not None and c.mismatched:

@@ -34,7 +34,7 @@ def check_train(ctx: Ctx, r: CheckResult) -> None:
         key = key_of(params)
         if key not in cache:
             at = ctx.exact.ref.at({**base, **params})
-            at.rounding = getattr(ctx.exact, "rounding", None)
+            at.rounding = ctx.exact.rounding
             grads = {n: at.jacobian(n) for n in spec.params}
             cache[key] = (float(at.value().lo), {n: g.lo.reshape(ctx.case.shapes[n]) for n, g in grads.items()})
             if all(g.slack is not None for g in grads.values()):

@@ -8,16 +8,13 @@ import numpy as np
 from ..case.model import Case
 from ..errors import CaseError, LimitError
 from ..limits import LIMITS, flag
+from .base import ExactReference
 from .expanded.reference import Reference
-from .symbols import DIGITS
-
-EVALUATION = f"exact: sympy derivatives evaluated with mpmath at {DIGITS} digits"
-
 
 EXPAND_UP_TO = 32  # input (and output) elements up to which element expansion (exact everywhere) is the reference
 
 
-def make_reference(case: Case) -> object:
+def make_reference(case: Case) -> ExactReference:
     """The exact reference for a case: element expansion for small tensors (exact everywhere, kinks per element),
     the vectorised formulas for large element-wise / reduction cases, the matrix calculus for large linear algebra.
     A case's ``reference:`` key forces one."""
@@ -53,9 +50,7 @@ def make_reference(case: Case) -> object:
 
 
 def _expanded(case: Case, why: str) -> Reference:
-    ref = Reference(case)
-    ref.why = why  # type: ignore[attr-defined]
-    return ref
+    return Reference(case, why)
 
 
 def _uses_linear_algebra(case: Case) -> bool:
@@ -64,10 +59,3 @@ def _uses_linear_algebra(case: Case) -> bool:
     nodes = [n for node in [d.node for d in case.defines] + [case.function] for n in walk(node)]
     return any((isinstance(n, Bin) and n.op == "@") or (isinstance(n, Call) and n.func in
                ("matmul", "transpose", "dot", "trace", "det", "inv")) for n in nodes)
-
-
-def describe(reference: object) -> str:
-    if hasattr(reference, "describe"):
-        return reference.describe()  # type: ignore[no-any-return]
-    why = getattr(reference, "why", None)
-    return f"{EVALUATION} (element expansion: {why})" if why else EVALUATION

@@ -21,7 +21,7 @@ from ..case.model import Case
 from ..language.nodes import Bin, Call, Const, Name, Neg, Node, Num, unparse
 from ..language.ops import OPS
 from ..values import Exact
-from .base import NotVectorisable
+from .base import NotVectorisable, ReferenceKind
 from .cache import case_key, memo
 from .symbols import constant_of
 from .symfuncs import S
@@ -335,7 +335,10 @@ def _validate(case: Case, d: Derivation) -> None:
 
 
 class MatrixReference:
-    """The matrix counterpart of :class:`verifier.symbolic.Reference` (value, gradients, v^T J, J u of a scalar)."""
+    """The matrix reference (reference.base.ExactReference): sympy's matrix calculus, value, gradients, v^T J, J u of
+    a scalar."""
+
+    kind = ReferenceKind.MATRIX
 
     def __init__(self, case: Case) -> None:
         self.case = case
@@ -358,9 +361,14 @@ class MatrixReference:
 
 
 class MatrixPoint:
+    """The matrix reference at one point (reference.base.PointQuantities)."""
+
+    per_element_bounds = False  # closed forms in float64: the checks apply the norm-wise rounding bound
+
     def __init__(self, ref: MatrixReference, point: Mapping[str, np.ndarray]) -> None:
         self.ref = ref
         self.point = point
+        self.rounding: str | None = None
         self.d = ref.derivation
         self.env = _env(self.d, point)
 

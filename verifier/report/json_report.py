@@ -52,7 +52,7 @@ def _point_json(value: Any) -> Any:
 def case_json(r: CaseResult) -> dict[str, Any]:
     return {
         "case": r.name, "location": r.location, "verdict": r.status, "seconds": round(r.seconds, 4),
-        "evaluation": r.evaluation, "dtype": r.dtype,
+        "evaluation": r.evaluation, "reference": r.reference, "dtype": r.dtype,
         "points": [{n: _point_json(v) for n, v in p.items()} for p in r.points],
         "error": str(r.error) if r.error else (r.crashed or r.user_error or None),
         "timed_out_after": r.timed_out, "expect_failure": r.case.expect_failure if r.case else None,

@@ -7,7 +7,7 @@ from typing import Any
 
 from ..compare import Comparison
 from ..results import CaseResult, RunResult
-from .text import fmt, reference_kind, unsupported_text
+from .text import fmt, unsupported_text
 
 
 def table(run: RunResult) -> Any:
@@ -22,7 +22,7 @@ def table(run: RunResult) -> Any:
     for r in run.cases:
         applied = [c for c in r.checks if c.status != "skip"]
         passed = sum(c.status == "pass" for c in applied)
-        t.add_row(r.name, r.location, reference_kind(r.evaluation), f"{passed}/{len(applied)}", str(len(r.points)),
+        t.add_row(r.name, r.location, r.reference, f"{passed}/{len(applied)}", str(len(r.points)),
                   f"[{style.get(r.status, 'default')}]{r.status}[/]", f"{r.seconds:.2f}s")
     for e in run.errors:
         t.add_row(e.case or "-", f"{e.file}:{e.line}" if e.line else (e.file or ""), "-", "-", "-", "[yellow]invalid[/]",

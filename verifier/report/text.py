@@ -205,7 +205,7 @@ def case_text(result: CaseResult, checks: set[str] | None = None, verbose: bool 
                 more.append(f"  ... and {len(comps) - MAX_ALSO - 1} more comparison(s) of this check")
             blocks.append("\n".join([text, *more]))
         blocks.extend(fact_text(result, f) for f in facts)
-    if blocks and result.evaluation and reference_kind(result.evaluation) != "expand":
+    if blocks and result.evaluation and result.reference != "expand":
         blocks[-1] += f"\n  reference: {result.evaluation}"
     if result.status == FINDING and checks is None:
         blocks.extend(edge_lines(result, limit=None if verbose else 8))
@@ -334,11 +334,3 @@ def summary(run: RunResult) -> str:
     parts = [f"{counts[k]} {words.get(k, k)}" for k in order if counts.get(k)]
     tail = " (interrupted: incomplete)" if run.incomplete else ""
     return f"{', '.join(parts) or 'no cases'} in {run.seconds:.2f}s{tail}"
-
-
-def reference_kind(evaluation: str | None) -> str:
-    """expand, vectorised or matrix: the first word of a case's evaluation line."""
-    if not evaluation:
-        return "-"
-    head = evaluation.split(":")[0]
-    return {"exact": "expand", "matrix calculus": "matrix"}.get(head, head)

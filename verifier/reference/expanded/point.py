@@ -35,6 +35,8 @@ def _to_mp(values: np.ndarray) -> list[Any]:
 class PointReference(RoundingSlack):
     """Exact values of one case at one point."""
 
+    per_element_bounds = True  # every quantity carries its own running rounding bound
+
     def __init__(self, ref: Reference, point: Mapping[str, np.ndarray]) -> None:
         self.ref = ref
         self.point = point

@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 import math
 from fractions import Fraction
-from typing import Any, Mapping
+from typing import Mapping
 
 import numpy as np
 import sympy as sp
@@ -15,16 +15,22 @@ from ...case.model import Case
 from ...errors import LimitError
 from ...limits import LIMITS, flag
 from ...values import Exact  # noqa: F401 - re-exported
+from ..base import ReferenceKind
 from ..cache import case_key, memo
-from ..symbols import as_basic, display, evaluate, object_array, real_parts, without_deltas
+from ..symbols import DIGITS, as_basic, display, evaluate, object_array, real_parts, without_deltas
 from ..symfuncs import NONSMOOTH
 from .point import PointReference
+
+EVALUATION = f"exact: sympy derivatives evaluated with mpmath at {DIGITS} digits"
 
 
 class Reference:
     """The symbolic side of one case: sympy expressions for the value and every derivative asked for."""
 
-    def __init__(self, case: Case) -> None:
+    kind = ReferenceKind.EXPAND
+
+    def __init__(self, case: Case, why: str = "") -> None:
+        self.why = why  # why element expansion was chosen (words for the evaluation line)
         max_symbols = LIMITS.symbols
         total = sum(i.value.size for i in case.inputs)
         if total > max_symbols:
@@ -157,7 +163,10 @@ class Reference:
 
     # --- evaluation ----------------------------------------------------------------------------------------------
 
-    def at(self, point: Mapping[str, np.ndarray]) -> Any:
+    def describe(self) -> str:
+        return f"{EVALUATION} (element expansion: {self.why})" if self.why else EVALUATION
+
+    def at(self, point: Mapping[str, np.ndarray]) -> PointReference:
         """The exact quantities at one point (values already rounded to the case's dtype)."""
         return PointReference(self, point)
 

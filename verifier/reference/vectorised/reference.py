@@ -25,7 +25,7 @@ from ...errors import LimitError
 from ...language.nodes import Node
 from ...limits import LIMITS
 from ...values import Code, Exact, Reason, code_of
-from ..base import NotVectorisable
+from ..base import NotVectorisable, ReferenceKind
 from ..cache import case_key, memo
 from ..expanded.point import ZERO_INF_RULE
 from ..numeric.arrays import Evaluator, Parallel
@@ -72,7 +72,9 @@ def numeric_backend() -> Any:
 
 
 class VectorReference:
-    """The vectorised counterpart of :class:`verifier.symbolic.Reference` (same interface for the checks)."""
+    """The vectorised reference (reference.base.ExactReference): element-wise formulas over whole tensors."""
+
+    kind = ReferenceKind.VECTORISED
 
     def __init__(self, case: Case) -> None:
         self.case = case
@@ -136,12 +138,15 @@ def _reduction_of(plan: Plan, f: Formula) -> str:
 
 
 class VectorPoint:
-    """The vectorised reference at one point: every quantity the checks ask for."""
+    """The vectorised reference at one point: every quantity the checks ask for (reference.base.PointQuantities)."""
+
+    per_element_bounds = False  # float64 screens: the checks apply the norm-wise rounding bound
 
     def __init__(self, ref: VectorReference, point: Mapping[str, np.ndarray]) -> None:
         self.ref = ref
         self.plan = ref.plan
         self.point = point
+        self.rounding: str | None = None
         values = {self.plan.symbols[n]: np.asarray(point[n], dtype=np.float64).reshape(self.plan.shapes[n])
                   for n in self.plan.shapes if n in point}
         self.leaves: dict[sp.Symbol, np.ndarray] = dict(values)

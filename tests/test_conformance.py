@@ -55,8 +55,9 @@ def test_an_infinite_one_sided_derivative_is_a_pole_not_a_kink():
 
 
 def test_sinc_derivatives_are_exact_at_zero_and_away():
-    from verifier.reference.numeric.arrays import sinc_derivative as sinc_derivative_np
-    from verifier.reference.numeric.mp import sinc, sinc_derivative
+    from verifier.reference.numeric.table import mp_sinc as sinc
+    from verifier.reference.numeric.table import mp_sinc_derivative as sinc_derivative
+    from verifier.reference.numeric.table import np_sinc_derivative as sinc_derivative_np
 
     with mpmath.workdps(40):
         for x in (0, 1e-9, 0.3, -0.9, 2.5, -7.25):

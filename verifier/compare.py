@@ -167,9 +167,8 @@ def compare(
     undefined = np.isnan(left) | np.isnan(right)
     kinks = left != right
     kinks &= ~undefined
-    allowed = tolerance.atol + tolerance.rtol * np.maximum(np.abs(np.nan_to_num(lo)), np.abs(np.nan_to_num(hi)))
-    if exact.slack is not None:
-        allowed = allowed + exact.slack
+    allowed = tolerance.allowed(np.maximum(np.abs(np.nan_to_num(lo)), np.abs(np.nan_to_num(hi))),
+                                0.0 if exact.slack is None else exact.slack)
     with np.errstate(invalid="ignore", over="ignore"):
         below = np.where(np.isfinite(lo), lo - got, np.where(got == lo, 0.0, np.inf))
         above = np.where(np.isfinite(hi), got - hi, np.where(got == hi, 0.0, np.inf))

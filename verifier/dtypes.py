@@ -8,6 +8,9 @@ import numpy as np
 
 FLOATS = ("float64", "float32", "float16", "bfloat16")
 HALF = ("float16", "bfloat16")
+# complex dtypes and the real dtype of their parts (a complex tensor is stored as real pairs)
+COMPLEX = {"complex128": "float64", "complex64": "float32"}
+COMPLEX_OF = {parts: name for name, parts in COMPLEX.items()}
 
 # bits of significand precision p (with the implicit bit); the unit roundoff is u = 2**-p: one rounding to nearest has
 # a relative error of at most u

@@ -17,13 +17,14 @@ from typing import Any
 
 import numpy as np
 
+from ..dtypes import COMPLEX
 from ..errors import CaseError
 from ..language.nodes import Bin, Call, Cmp, Name, Node, children
 from .catalog import COMPLEX_DEFAULT, NOT_COMPLEX
 from .fields import Ctx
 from .model import Case
 
-COMPLEX_DTYPES = {"complex128": "float64", "complex64": "float32"}  # the dtype of the parts
+COMPLEX_DTYPES = COMPLEX  # complex dtype -> the dtype of the parts (dtypes.COMPLEX)
 # functions whose complex meaning sympy and torch share (principal branches) and whose gradient torch defines
 COMPLEX_FUNCTIONS = frozenset({
     "exp", "log", "sin", "cos", "tan", "sinh", "cosh", "tanh", "sqrt", "rsqrt", "reciprocal", "square", "abs",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 from collections.abc import Mapping
@@ -12,6 +11,7 @@ import numpy as np
 
 from ..errors import CaseError, LimitError
 from ..language.ops import CONSTANTS, OPS
+from ..language.parse import did_you_mean
 from ..language.shapes import Shape
 from ..limits import LIMITS, flag
 
@@ -77,8 +77,7 @@ class Ctx:
 def check_keys(ctx: Ctx, mapping: Mapping[str, Any], allowed: tuple[str, ...], key: str) -> None:
     for k in mapping:
         if k not in allowed:
-            close = difflib.get_close_matches(str(k), allowed, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            hint = did_you_mean(k, allowed)
             where = f"{key}.{k}" if key else str(k)
             raise ctx.error(where, f"unknown key {k!r}{hint}; allowed keys: {', '.join(allowed)}", mapping, k)
 

@@ -23,10 +23,14 @@ REFERENCES = ("auto", "expand", "vectorised", "matrix")
 
 @dataclass(frozen=True)
 class Tolerance:
-    """Allowed error: |got - exact| <= atol + rtol * |exact|."""
+    """Allowed error: |got - exact| <= atol + rtol * |exact| (+ the rounding slack of a low precision)."""
 
     rtol: float
     atol: float
+
+    def allowed(self, magnitude: Any, slack: Any = 0.0) -> Any:
+        """The one tolerance rule: the error allowed at an exact value of this magnitude (scalars or arrays)."""
+        return self.atol + self.rtol * magnitude + slack
 
 
 # float64 is tight enough to catch a relative error of 1e-10 in a well-conditioned gradient; float32 allows the

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Mapping
 from dataclasses import replace
@@ -12,7 +11,7 @@ import numpy as np
 
 from ..errors import CaseError
 from ..language.analysis import infer_shape
-from ..language.parse import parse
+from ..language.parse import did_you_mean, parse
 from ..language.shapes import Shape
 from .catalog import CHECKS, DEFAULT
 from .complex import COMPLEX_DTYPES, as_complex_case
@@ -244,10 +243,11 @@ def _checks(ctx: Ctx, raw: Any) -> tuple[str, ...]:
         raw = [raw]
     if not isinstance(raw, list) or not raw:
         raise ctx.error("checks", f"checks is a list of: {', '.join(CHECKS)}; got {kind(raw)}")
-    for c in raw:
+    for k, c in enumerate(raw):
+        if c in raw[:k]:
+            raise ctx.error("checks", f"check {c!r:.40} is listed twice")
         if c not in CHECKS:
-            close = difflib.get_close_matches(str(c), CHECKS, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            hint = did_you_mean(c, CHECKS)
             raise ctx.error("checks", f"unknown check {c!r:.40}{hint}; allowed: {', '.join(CHECKS)}")
     return tuple(dict.fromkeys(raw))
 

@@ -106,8 +106,8 @@ class Ctx:
         tol = self.tolerance
         slack = 0.0 if exact.slack is None else exact.slack.reshape(-1)
         with np.errstate(invalid="ignore", over="ignore"):
-            inside = (g >= np.fmin(lo, hi) - tol.atol - tol.rtol * np.abs(lo) - slack) & \
-                (g <= np.fmax(lo, hi) + tol.atol + tol.rtol * np.abs(hi) + slack)
+            inside = (g >= np.fmin(lo, hi) - tol.allowed(np.abs(lo), slack)) & \
+                (g <= np.fmax(lo, hi) + tol.allowed(np.abs(hi), slack))
         return np.flatnonzero(~inside & ~(np.isnan(lo) & np.isnan(hi)) | (np.isnan(g) & ~np.isnan(lo)))
 
     def _refine(self, exact: Exact, got: np.ndarray | None = None) -> bool:

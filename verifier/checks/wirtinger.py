@@ -22,8 +22,10 @@ import numpy as np
 
 from ..case.complex import from_pairs, to_pairs
 from ..compare import Diagnosis, Fact
+from ..dtypes import COMPLEX_OF
 from ..results import CheckResult
 from ..torchside.autodiff import TorchSide
+from ..torchside.devices import DTYPES
 from ..torchside.paths import Path
 from ..values import Exact
 from .context import each_path
@@ -67,7 +69,7 @@ def check_wirtinger(ctx: Ctx, r: CheckResult) -> None:
         return
     logical = case.output_shape[:-1] if case.complex_output else case.output_shape
     names = [i.name for i in case.differentiable]
-    cdtype = torch.complex128 if ctx.dtype == "float64" else torch.complex64
+    cdtype = DTYPES[COMPLEX_OF[ctx.dtype]]
     device = ctx.torch.device
 
     def leaf(n: str, grad: bool) -> torch.Tensor:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import difflib
 import warnings
+from collections.abc import Iterable
 from fractions import Fraction
 
 from ..errors import CaseError, LimitError
@@ -126,7 +127,7 @@ class _Converter:
             return Const(name)
         if name in OPS:
             raise CaseError(f"{name!r} is a function; call it as {name}(...)")
-        raise CaseError(f"unknown name {name!r}{_did_you_mean(name, self.names | set(CONSTANTS))}; "
+        raise CaseError(f"unknown name {name!r}{did_you_mean(name, self.names | set(CONSTANTS))}; "
                         f"defined names: {', '.join(sorted(self.names)) or '(none)'}")
 
     def _call(self, node: ast.Call, depth: int) -> Call:
@@ -139,7 +140,7 @@ class _Converter:
             raise CaseError(f"name {name!r} is not allowed: names may not start with '_'")
         op = OPS.get(name)
         if op is None:
-            raise CaseError(f"unknown function {name!r}{_did_you_mean(name, OPS)}; known functions: {known_names()}. "
+            raise CaseError(f"unknown function {name!r}{did_you_mean(name, OPS)}; known functions: {known_names()}. "
                             "Register one with verifier.register_op")
         axis = None
         for kw in node.keywords:
@@ -219,6 +220,8 @@ def _describe(node: ast.AST) -> str:
     return kinds.get(type(node), f"syntax {type(node).__name__}")
 
 
-def _did_you_mean(name: str, options: object) -> str:
-    close = difflib.get_close_matches(name, sorted(options), n=1)  # type: ignore[arg-type]
+def did_you_mean(name: object, options: Iterable[str]) -> str:
+    """' (did you mean 'x'?)' for the closest option, or '' (the one helper of every unknown-name error)."""
+    choices = list(options) if isinstance(options, (list, tuple)) else sorted(options)
+    close = difflib.get_close_matches(str(name), choices, n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""

@@ -55,7 +55,7 @@ def sweep_1d(case: Case, n: int = 200, dtype: str | None = None) -> dict[str, ob
     with np.errstate(invalid="ignore", divide="ignore"):
         spacing = ulp(exact, dtype)
         out["ulps"] = {k: np.abs(v - exact) / spacing for k, v in out["paths"].items()}  # type: ignore[union-attr]
-        out["bad"] = {k: np.abs(v - exact) > tol.atol + tol.rtol * np.abs(exact)
+        out["bad"] = {k: np.abs(v - exact) > tol.allowed(np.abs(exact))
                       for k, v in out["paths"].items()}  # type: ignore[union-attr]
     return out
 

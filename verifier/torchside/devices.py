@@ -8,7 +8,9 @@ import torch
 
 from ..errors import DeviceUnavailable
 
-DTYPES = {"float64": torch.float64, "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+# every dtype name of dtypes.FLOATS and dtypes.COMPLEX as torch's dtype (a test ties the names)
+DTYPES = {"float64": torch.float64, "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
+          "complex128": torch.complex128, "complex64": torch.complex64}
 
 
 def compile_backend(name: str) -> str:

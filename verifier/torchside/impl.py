@@ -9,6 +9,7 @@ from typing import Any, Callable, Mapping
 import torch
 
 from ..case.model import Case
+from ..dtypes import COMPLEX_OF
 from .lowering import Program
 
 
@@ -98,7 +99,7 @@ def implementation_program(case: Case, dtype: str) -> Callable[[Case], object]:
 
     impl = resolve_impl(case.impl, case.impl_args, case.impl_kwargs, search=search_dirs(case))  # type: ignore[arg-type]
     if isinstance(impl, torch.nn.Module):
-        complex_dtype = {"float64": torch.complex128, "float32": torch.complex64}.get(dtype)
+        complex_dtype = DTYPES.get(COMPLEX_OF.get(dtype, ""))
         impl = impl.to(complex_dtype if case.complex_inputs and complex_dtype else DTYPES[dtype])
     Implementation(case, impl, dtype, case.module_params)  # validates module_params now, as this case's verdict
     return lambda c: Implementation(c, impl, dtype, case.module_params)

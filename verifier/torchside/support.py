@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from ..dtypes import HALF
 from ..results import Unsupported, Why
 from .paths import Need, Path
 
@@ -82,7 +83,7 @@ def classify(side: Any, path: str, exc: BaseException, make: Any) -> Unsupported
     float32 probe, the lowered definition), or is None where no probe applies. Raises NoKernel where the failure
     is the dtype's alone (float32 runs the same path).
     """
-    if side.dtype_name in ("float16", "bfloat16") and make is not None:
+    if side.dtype_name in HALF and make is not None:
         probe = side.at_dtype("float32")
         if probe is not None and runs(make, probe, path):
             raise NoKernel(side.dtype_name, first_line(exc))

@@ -6,61 +6,18 @@ vectorised twin of :mod:`verifier.mpeval`.
 from __future__ import annotations
 
 import functools
-import math
 import operator
 from typing import Any, Callable
 
 import numpy as np
-import scipy.special as sc
 import sympy as sp
 from sympy.functions.elementary.piecewise import ExprCondPair
 
-from ..symfuncs import LogAbsGamma, Ndtr, Sinc, SincDerivative, StopGrad, XLogY
 from .dag import DagEvaluator
+from .table import RELATIONS, TABLE
 
-
-def _polygamma(n: Any, x: Any) -> Any:
-    n = np.asarray(n)
-    return sc.polygamma(n.astype(np.int64), x) if n.ndim else (sc.psi(x) if int(n) == 0 else sc.polygamma(int(n), x))
-
-
-def sinc_derivative(n: Any, x: Any) -> Any:
-    """d^n/dx^n sin(pi x)/(pi x) in float64: its Taylor series for |x| <= 1/2, Leibniz's rule beyond (the twin of
-    mpeval.sinc_derivative)."""
-    n = int(n)
-    x = np.asarray(x, dtype=np.float64)
-    out = np.empty_like(x)
-    small = np.abs(x) <= 0.5
-    xs, total = x[small], np.zeros(int(small.sum()))
-    for k in range((n + 1) // 2, (n + 1) // 2 + 40):
-        total += (-1) ** k * np.pi ** (2 * k) * xs ** (2 * k - n) / ((2 * k + 1) * math.factorial(2 * k - n))
-    out[small] = total
-    xl = x[~small]
-    out[~small] = sum(math.comb(n, j) * np.pi ** j * np.sin(np.pi * xl + j * np.pi / 2) * (-1) ** (n - j)
-                      * math.factorial(n - j) / (np.pi * xl ** (n - j + 1)) for j in range(n + 1))
-    return out
-
-
-def _heaviside(x: Any, h0: Any = 0.5) -> Any:
-    return np.heaviside(x, h0)
-
-
-FUNCTIONS: dict[type, Callable[..., Any]] = {
-    sp.exp: np.exp, sp.log: lambda x, b=None: np.log(x) if b is None else np.log(x) / np.log(b),
-    sp.sin: np.sin, sp.cos: np.cos, sp.tan: np.tan, sp.asin: np.arcsin, sp.acos: np.arccos, sp.atan: np.arctan,
-    sp.sinh: np.sinh, sp.cosh: np.cosh, sp.tanh: np.tanh, sp.asinh: np.arcsinh, sp.acosh: np.arccosh,
-    sp.atanh: np.arctanh, sp.atan2: np.arctan2, sp.erf: sc.erf, sp.erfc: sc.erfc, sp.erfinv: sc.erfinv,
-    sp.Abs: np.abs, sp.sign: np.sign, sp.Heaviside: _heaviside, sp.DiracDelta: lambda *a: np.zeros_like(a[0]),
-    sp.polygamma: _polygamma, sp.gamma: sc.gamma, sp.loggamma: sc.gammaln,
-    sp.sec: lambda x: 1 / np.cos(x), sp.csc: lambda x: 1 / np.sin(x), sp.cot: lambda x: 1 / np.tan(x),
-    sp.sech: lambda x: 1 / np.cosh(x), sp.csch: lambda x: 1 / np.sinh(x), sp.coth: lambda x: 1 / np.tanh(x),
-    StopGrad: lambda x: x, LogAbsGamma: sc.gammaln,
-    sp.besseli: sc.iv, Sinc: np.sinc, XLogY: sc.xlogy, SincDerivative: sinc_derivative, Ndtr: sc.ndtr,
-}
-_RELATIONS: dict[type, Callable[[Any, Any], Any]] = {
-    sp.StrictLessThan: np.less, sp.LessThan: np.less_equal, sp.StrictGreaterThan: np.greater,
-    sp.GreaterThan: np.greater_equal, sp.Equality: np.equal, sp.Unequality: np.not_equal,
-}
+FUNCTIONS: dict[type, Callable[..., Any]] = {f: row.np for f, row in TABLE.items()}
+_RELATIONS: dict[type, Callable[[Any, Any], Any]] = {r: fns[1] for r, fns in RELATIONS.items()}
 
 
 class Unsupported(TypeError):
@@ -113,34 +70,12 @@ class TorchBackend(Backend):
         import torch
 
         self.torch = T = torch
-        sp_ = torch.special
-
-        def log(x: Any, b: Any = None) -> Any:
-            return T.log(x) if b is None else T.log(x) / float(np.log(float(b)))
-
-        def polygamma(n: Any, x: Any) -> Any:
-            return sp_.digamma(x) if int(n) == 0 else sp_.polygamma(int(n), x)
-
-        def heaviside(x: Any, h0: Any = 0.5) -> Any:
-            return T.heaviside(x, T.tensor(float(h0), dtype=T.float64))
 
         def scipy_fn(fn: Callable[..., Any]) -> Callable[..., Any]:
             return lambda *a: T.from_numpy(np.asarray(fn(*(self.numpy(v) for v in a)), dtype=np.float64))
 
-        self.functions = {
-            sp.exp: T.exp, sp.log: log, sp.sin: T.sin, sp.cos: T.cos, sp.tan: T.tan, sp.asin: T.asin,
-            sp.acos: T.acos, sp.atan: T.atan, sp.sinh: T.sinh, sp.cosh: T.cosh, sp.tanh: T.tanh, sp.asinh: T.asinh,
-            sp.acosh: T.acosh, sp.atanh: T.atanh, sp.atan2: T.atan2, sp.erf: sp_.erf, sp.erfc: sp_.erfc,
-            sp.erfinv: sp_.erfinv, sp.Abs: T.abs, sp.sign: T.sign, sp.Heaviside: heaviside,
-            sp.DiracDelta: lambda *a: T.zeros_like(a[0]), sp.polygamma: polygamma, sp.gamma: scipy_fn(sc.gamma),
-            sp.loggamma: T.lgamma, sp.sec: lambda x: 1 / T.cos(x), sp.csc: lambda x: 1 / T.sin(x),
-            sp.cot: lambda x: 1 / T.tan(x), sp.sech: lambda x: 1 / T.cosh(x), sp.csch: lambda x: 1 / T.sinh(x),
-            sp.coth: lambda x: 1 / T.tanh(x), StopGrad: lambda x: x, LogAbsGamma: T.lgamma,
-            sp.besseli: scipy_fn(sc.iv), Sinc: T.sinc, XLogY: sp_.xlogy, SincDerivative: scipy_fn(sinc_derivative),
-            Ndtr: sp_.ndtr,
-        }
-        self.relations = {sp.StrictLessThan: T.lt, sp.LessThan: T.le, sp.StrictGreaterThan: T.gt,
-                          sp.GreaterThan: T.ge, sp.Equality: T.eq, sp.Unequality: T.ne}
+        self.functions = {f: row.torch(T) if row.torch is not None else scipy_fn(row.np) for f, row in TABLE.items()}
+        self.relations = {r: getattr(T, fns[2]) for r, fns in RELATIONS.items()}
 
     def _t(self, a: Any) -> Any:
         T = self.torch

@@ -14,61 +14,11 @@ import numpy as np
 import sympy as sp
 from sympy.functions.elementary.piecewise import ExprCondPair
 
-from ..symfuncs import LogAbsGamma, Ndtr, Sinc, SincDerivative, StopGrad, XLogY
 from .dag import DagEvaluator
+from .table import RELATIONS, TABLE
 
-
-def _heaviside(x: Any, h0: Any = None) -> Any:
-    return mpmath.mpf(0) if x < 0 else mpmath.mpf(1) if x > 0 else (mpmath.mpf(h0) if h0 is not None else mpmath.mpf(0.5))
-
-
-def _sign(x: Any) -> Any:
-    return mpmath.mpf(mpmath.sign(x))
-
-
-def sinc(x: Any) -> Any:
-    return mpmath.mpf(1) if x == 0 else mpmath.sin(mpmath.pi * x) / (mpmath.pi * x)
-
-
-def sinc_derivative(n: Any, x: Any) -> Any:
-    """d^n/dx^n sin(pi x)/(pi x): its Taylor series for |x| <= 1 (no 0/0 at 0), Leibniz's rule beyond."""
-    n = int(n)
-    pi = mpmath.pi
-    if abs(x) <= 1:
-        total, k = mpmath.mpf(0), (n + 1) // 2
-        eps = mpmath.mpf(2) ** (-mpmath.mp.prec - 10)
-        while True:  # (-1)^k (pi x)^(2k) / (2k+1)!, differentiated n times
-            term = (-1) ** k * pi ** (2 * k) * mpmath.power(x, 2 * k - n) / ((2 * k + 1) * mpmath.factorial(2 * k - n))
-            total += term
-            if 2 * k - n > 4 and abs(term) < eps * max(abs(total), eps):
-                return total
-            k += 1
-    return mpmath.fsum(mpmath.binomial(n, j) * pi ** j * mpmath.sin(pi * x + j * pi / 2)
-                       * (-1) ** (n - j) * mpmath.factorial(n - j) / (pi * mpmath.power(x, n - j + 1))
-                       for j in range(n + 1))
-
-
-def xlogy(x: Any, y: Any) -> Any:
-    return mpmath.mpf(0) if x == 0 else x * mpmath.log(y)
-
-
-FUNCTIONS: dict[type, Callable[..., Any]] = {
-    sp.exp: mpmath.exp, sp.log: lambda x, b=None: mpmath.log(x) if b is None else mpmath.log(x, b),
-    sp.sin: mpmath.sin, sp.cos: mpmath.cos, sp.tan: mpmath.tan, sp.asin: mpmath.asin, sp.acos: mpmath.acos,
-    sp.atan: mpmath.atan, sp.sinh: mpmath.sinh, sp.cosh: mpmath.cosh, sp.tanh: mpmath.tanh, sp.asinh: mpmath.asinh,
-    sp.acosh: mpmath.acosh, sp.atanh: mpmath.atanh, sp.atan2: mpmath.atan2, sp.erf: mpmath.erf,
-    sp.erfc: mpmath.erfc, sp.erfinv: mpmath.erfinv, sp.Abs: abs, sp.sign: _sign, sp.Heaviside: _heaviside,
-    sp.DiracDelta: lambda *a: mpmath.mpf(0), sp.polygamma: mpmath.polygamma, sp.gamma: mpmath.gamma,
-    sp.loggamma: mpmath.loggamma, sp.sec: mpmath.sec, sp.csc: mpmath.csc, sp.cot: mpmath.cot,
-    sp.sech: mpmath.sech, sp.csch: mpmath.csch, sp.coth: mpmath.coth,
-    StopGrad: lambda x: x, LogAbsGamma: lambda x: mpmath.log(abs(mpmath.gamma(x))),
-    sp.besseli: mpmath.besseli, Sinc: sinc, SincDerivative: sinc_derivative, XLogY: xlogy, Ndtr: mpmath.ncdf,
-}
-_RELATIONS: dict[type, Callable[[Any, Any], bool]] = {
-    sp.StrictLessThan: lambda a, b: a < b, sp.LessThan: lambda a, b: a <= b,
-    sp.StrictGreaterThan: lambda a, b: a > b, sp.GreaterThan: lambda a, b: a >= b,
-    sp.Equality: lambda a, b: a == b, sp.Unequality: lambda a, b: a != b,
-}
+FUNCTIONS: dict[type, Callable[..., Any]] = {f: row.mp for f, row in TABLE.items()}
+_RELATIONS: dict[type, Callable[[Any, Any], bool]] = {r: fns[0] for r, fns in RELATIONS.items()}
 
 
 class Evaluator(DagEvaluator):

@@ -129,12 +129,12 @@ def test_interrupted_run_writes_what_finished(write_case, tmp_path):
     report = tmp_path / "r.json"
     code = f"""
 import verifier.runner as r
-real = r.verify_case
-def interrupting(case, **kw):
+real = r.verify_with
+def interrupting(case, config, program=None):
     if case.name == "second":
         raise KeyboardInterrupt
-    return real(case, **kw)
-r.verify_case = interrupting
+    return real(case, config, program)
+r.verify_with = interrupting
 from verifier.cli import main
 raise SystemExit(main(["run", {str(tmp_path)!r}, "--json", {str(report)!r}]))
 """

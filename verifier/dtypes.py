@@ -4,7 +4,10 @@ bits: float32's exponent range with an 8-bit significand."""
 
 from __future__ import annotations
 
-import numpy as np
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # numpy loads on the first rounding, not on import (the pytest plugin reads the names)
+    import numpy as np
 
 FLOATS = ("float64", "float32", "float16", "bfloat16")
 HALF = ("float16", "bfloat16")
@@ -18,7 +21,7 @@ PRECISION = {"float64": 53, "float32": 24, "float16": 11, "bfloat16": 8}
 UNIT_ROUNDOFF = {name: 2.0 ** -p for name, p in PRECISION.items()}
 # the smallest exponent of a normal number; below it the spacing stays that of the subnormals
 MIN_EXPONENT = {"float64": -1022, "float32": -126, "float16": -14, "bfloat16": -126}
-LARGEST = {"float64": float(np.finfo(np.float64).max), "float32": float(np.finfo(np.float32).max),
+LARGEST = {"float64": float.fromhex("0x1.fffffffffffffp1023"), "float32": float.fromhex("0x1.fffffep127"),
            "float16": 65504.0, "bfloat16": float.fromhex("0x1.fep127")}
 
 
@@ -28,6 +31,8 @@ def smallest_subnormal(dtype: str) -> float:
 
 def round_to(values: np.ndarray, dtype: str) -> np.ndarray:
     """Values rounded to nearest (ties to even) in the format, returned as float64 (every such value is a float64)."""
+    import numpy as np
+
     a = np.asarray(values, dtype=np.float64)
     if dtype == "float64":
         return a.copy()
@@ -46,6 +51,8 @@ def round_to(values: np.ndarray, dtype: str) -> np.ndarray:
 
 def ulp(values: np.ndarray, dtype: str) -> np.ndarray:
     """The spacing of the format at each value (one unit in the last place), as float64."""
+    import numpy as np
+
     a = np.abs(np.asarray(values, dtype=np.float64))
     if dtype in ("float64", "float32", "float16"):
         with np.errstate(over="ignore", invalid="ignore"):

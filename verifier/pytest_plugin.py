@@ -10,19 +10,23 @@ from __future__ import annotations
 import warnings
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .case.model import DTYPES, Case
+from .dtypes import FLOATS
 from .errors import CaseError, DeviceUnavailable
+
+if TYPE_CHECKING:  # the case model loads numpy: only once a case file is collected
+    from .case.model import Case
+    from .config import RunConfig
 
 SUFFIXES = (".yaml", ".yml")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("verifier", "gradverify: YAML gradient cases")
-    group.addoption("--verifier-dtype", choices=DTYPES, default=None,
+    group.addoption("--verifier-dtype", choices=FLOATS, default=None,
                     help="override every case's dtype")
     group.addoption("--verifier-seed", type=int, default=None, help="seed of random grad_outputs and tangents")
     group.addoption("--verifier-device", default=None, help="run the torch side on this device (cpu, cuda, cuda:N); "
@@ -48,6 +52,21 @@ def pytest_configure(config: pytest.Config) -> None:
         from .reference.cache import set_enabled
 
         set_enabled(False)
+
+
+RUN_CONFIG = pytest.StashKey["RunConfig"]()
+
+
+def run_config(config: pytest.Config) -> RunConfig:
+    """The --verifier-* options as one frozen run configuration, settled once per session (in pytest's stash)."""
+    if RUN_CONFIG not in config.stash:
+        from .config import RunConfig
+
+        opt = config.getoption
+        config.stash[RUN_CONFIG] = RunConfig(
+            dtype=opt("verifier_dtype"), seed=opt("verifier_seed"), strict=opt("verifier_strict"),
+            timeout=opt("verifier_timeout") or None, device=opt("verifier_device"))
+    return config.stash[RUN_CONFIG]
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
@@ -102,13 +121,9 @@ class CaseFile(pytest.File):
     def result_for(self, case: Case) -> Any:
         """Verify a case once (all its checks) and share the result between its items."""
         if case.name not in self._results:
-            from .runner import verify_case
+            from .runner import verify_with
 
-            opt = self.config.getoption
-            timeout = opt("verifier_timeout")
-            self._results[case.name] = verify_case(case, dtype=opt("verifier_dtype"), seed=opt("verifier_seed"),
-                                                   strict=opt("verifier_strict"), timeout=timeout or None,
-                                                   device=opt("verifier_device"))
+            self._results[case.name] = verify_with(case, run_config(self.config))
         return self._results[case.name]
 
 

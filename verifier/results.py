@@ -88,10 +88,11 @@ class CaseResult:
     dtype: str = "float64"
     strict: bool = False  # edges and findings of a conformance case fail
     skipped: str | None = None  # why the case did not run here (its device is not available)
+    device: str = ""  # where the torch side ran (the run's settled device; default: the case's)
 
-    @property
-    def device(self) -> str:
-        return self.case.device if self.case is not None else "cpu"
+    def __post_init__(self) -> None:
+        if not self.device:
+            self.device = self.case.device if self.case is not None else "cpu"
 
     @property
     def status(self) -> str:

@@ -24,6 +24,7 @@ from .case.loading import collect, select
 from .case.model import Case, Input, Tolerance
 from .checks.context import Ctx
 from .checks.run import run_check
+from .config import DEFAULT_TIMEOUT, RunConfig, Settled
 from .dtypes import HALF, round_to
 from .errors import CaseError, DeviceUnavailable, LimitError
 from .reference.choice import make_reference
@@ -31,8 +32,6 @@ from .reference.expanded.reference import EVALUATION
 from .results import CaseResult, RunResult
 from .torchside.devices import check_device
 from .torchside.impl import implementation_program
-
-DEFAULT_TIMEOUT = 120.0  # seconds per case
 
 
 class CaseTimeout(BaseException):  # not an Exception: no handler of a check may swallow it
@@ -115,22 +114,23 @@ def verify_case(
     Returns:
         The CaseResult.
     """
-    dtype = dtype or case.dtype
-    if device is not None and device != case.device:
-        case = replace(case, device=device)
-    if compile:
-        case = replace(case, compile=compile, checks=case.checks + (() if "compile" in case.checks else ("compile",)))
-    wanted = [c for c in (checks or case.checks) if c in case.checks or checks is not None]
-    if compile and "compile" not in wanted:
-        wanted.append("compile")
-    result = CaseResult(name=case.name, case=case, evaluation=EVALUATION, dtype=dtype)
-    if case.complex_inputs and dtype in HALF:  # torch's complex32 has almost no kernels: nothing to run there
-        result.skipped = f"complex inputs run in complex128 or complex64 (float64 or float32 parts), not {dtype} parts"
+    config = RunConfig(dtype=dtype, seed=seed, strict=strict, timeout=timeout, device=device, compile=compile,
+                       checks=None if checks is None else tuple(checks))
+    return verify_with(case, config, program)
+
+
+def verify_with(case: Case, config: RunConfig, program: Callable[[Case], object] | None = None) -> CaseResult:
+    """verify_case with the run's options as one frozen RunConfig (what run() and the faces pass)."""
+    run = config.settle(case)
+    result = CaseResult(name=case.name, case=case, evaluation=EVALUATION, dtype=run.dtype, device=run.device)
+    if case.complex_inputs and run.dtype in HALF:  # torch's complex32 has almost no kernels: nothing to run there
+        result.skipped = (f"complex inputs run in complex128 or complex64 (float64 or float32 parts), not {run.dtype} "
+                          "parts")
         return result
     try:
-        check_device(case.device)
+        check_device(run.device)
     except DeviceUnavailable as exc:
-        if device is not None:  # asked for on the command line: the run cannot do what it was told
+        if run.device_asked:  # asked for on the command line: the run cannot do what it was told
             result.error = exc.located(file=case.file, line=case.line, case=case.name, key="device")
         else:  # the case's own device key: skipped where that device is missing (a CPU-only CI)
             result.skipped = str(exc.reason)
@@ -139,17 +139,17 @@ def verify_case(
     start = time.perf_counter()
     if program is None and case.impl:
         try:
-            program = implementation_program(case, dtype)
+            program = implementation_program(case, run.dtype, run.device)
         except Exception:  # noqa: BLE001 - the user's code failed to import or build: this case's verdict
             result.user_error = traceback.format_exc(limit=6)
             result.seconds = time.perf_counter() - start
             return result
-    result.strict = case.strict if strict is None else strict
+    result.strict = run.strict
     try:
-        with time_limit(timeout):
-            _verify(case, result, dtype, seed, wanted, result.strict, program)
+        with time_limit(run.timeout):
+            _verify(case, result, run, program)
     except CaseTimeout:
-        result.timed_out = timeout
+        result.timed_out = run.timeout
     except LimitError as exc:
         result.error = exc.located(file=case.file, line=case.line, case=case.name)
     except CaseError as exc:
@@ -205,9 +205,10 @@ def _scalarized(impl: Callable[..., object], case: Case, dtype: str, seed: int, 
     return verify_case(scalar, seed=seed, timeout=timeout, program=lambda c: Implementation(c, weighted, dtype))
 
 
-def _verify(case: Case, result: CaseResult, dtype: str, seed: int | None, wanted: list[str], strict: bool,
-            program: Callable[[Case], object] | None = None) -> None:
+def _verify(case: Case, result: CaseResult, run: Settled, program: Callable[[Case], object] | None = None) -> None:
     from .torchside.autodiff import TorchSide
+
+    dtype = run.dtype
 
     reference = make_reference(case)
     tolerance = case.tolerance_for(dtype)
@@ -215,14 +216,14 @@ def _verify(case: Case, result: CaseResult, dtype: str, seed: int | None, wanted
         point = {n: v if dtype == "float64" and v.dtype == np.float64 else round_to(v, dtype)
                  for n, v in raw.items()}
         result.points.append(point)
-        rng = np.random.default_rng([case.seed if seed is None else seed, k])
-        torch_side = TorchSide(case, point, dtype, program(case) if program else None)  # type: ignore[arg-type]
+        rng = np.random.default_rng([run.seed, k])
+        torch_side = TorchSide(case, point, dtype, program(case) if program else None, run.device)  # type: ignore[arg-type]
         at = reference.at(point)
         if dtype in HALF:
             at.rounding = dtype  # each exact quantity carries the error rounding in this dtype can do to it
-        ctx = Ctx(case, k, at, torch_side, dtype, tolerance, strict, rng)
+        ctx = Ctx(case, k, at, torch_side, dtype, tolerance, run.strict, rng, run)
         for name in CHECKS:
-            if name in wanted:
+            if name in run.checks:
                 result.checks.append(run_check(name, ctx))
     no_kernel = [c.skipped for c in result.checks if c.no_kernel]
     if no_kernel and all(c.skipped for c in result.checks):  # nothing ran: the case is skipped, not passed
@@ -254,15 +255,14 @@ def run(
     found = collect(paths)
     out = RunResult(errors=list(found.errors), seed=seed if seed is not None else 0, versions=versions())
     chosen = select(found.cases, pattern)
-    options = {"dtype": dtype, "seed": seed, "strict": strict, "timeout": timeout, "device": device,
-               "compile": compile}
+    config = RunConfig(dtype=dtype, seed=seed, strict=strict, timeout=timeout, device=device, compile=compile)
     try:
         if jobs > 1 and len(chosen) > 1:
             from .parallel import map_unordered
 
             results: dict[int, CaseResult] = {}
             try:
-                for done, (k, res) in enumerate(map_unordered(verify_case, chosen, jobs, **options), start=1):
+                for done, (k, res) in enumerate(map_unordered(verify_with, chosen, jobs, config=config), start=1):
                     results[k] = res
                     if progress:
                         progress(res, done, len(chosen))
@@ -270,7 +270,7 @@ def run(
                 out.cases.extend(results[k] for k in sorted(results))
         else:
             for i, case in enumerate(chosen, start=1):
-                res = verify_case(case, **options)  # type: ignore[arg-type]
+                res = verify_with(case, config)
                 out.cases.append(res)
                 if progress:
                     progress(res, i, len(chosen))

@@ -28,12 +28,13 @@ def check_compile(ctx: Ctx, r: CheckResult) -> None:
     case = ctx.case
     eager = ctx.torch
     try:
-        program = Compiled(eager.program, case.compile or "auto")
-        side = TorchSide(case, eager.point, ctx.dtype, program, case.device)
+        backend = (ctx.run.compile if ctx.run is not None else case.compile) or "auto"
+        program = Compiled(eager.program, backend)
+        side = TorchSide(case, eager.point, ctx.dtype, program, str(eager.device))
         side.forward()  # compiles (the case's time limit covers it)
     except Exception as exc:  # noqa: BLE001 - torch.compile's failure is this check's verdict
         text = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''}"
-        r.facts.append(Fact("compile", f"torch.compile(backend={case.compile}) compiles and runs the function", True,
+        r.facts.append(Fact("compile", f"torch.compile(backend={backend}) compiles and runs the function", True,
                             False, False, note=text))
         return
     label = f"torch.compile[{program.backend}]"

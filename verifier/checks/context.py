@@ -12,6 +12,7 @@ import numpy as np
 
 from ..case.model import Case, Tolerance
 from ..compare import Comparison, compare
+from ..config import Settled
 from ..dtypes import HALF, round_to
 from ..reference.base import PointQuantities
 from ..results import CheckResult
@@ -35,6 +36,7 @@ class Ctx:
     tolerance: Tolerance
     strict: bool
     rng: np.random.Generator
+    run: Settled | None = None  # this run's settled options (None: the case's own)
 
     def cmp(self, exact: Exact, got: np.ndarray | None, check: str, label: str, path: str, wrt: str | None = None,
             formula: str | None = None, source: str = "sympy") -> Comparison:

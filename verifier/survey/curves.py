@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..case.model import Case
+from ..config import RunConfig
 from ..dtypes import round_to
 from ..errors import CaseError
 from ..reference.choice import make_reference
@@ -17,7 +18,7 @@ def sweep_1d(case: Case, n: int = 200, dtype: str | None = None) -> dict[str, ob
     from ..compare import ulp
     from ..torchside.autodiff import TorchSide
 
-    dtype = dtype or case.dtype
+    dtype = RunConfig(dtype=dtype).settle(case).dtype
     diff = case.differentiable
     if len(diff) != 1 or diff[0].value.size != 1 or int(np.prod(case.output_shape)) != 1:
         raise CaseError("plot draws functions of one scalar input with a scalar output; this case has "
@@ -68,7 +69,7 @@ def training_curves(case: Case, dtype: str | None = None) -> dict[str, object]:
 
     if case.train is None:
         raise CaseError("this case has no train section", file=case.file, line=case.line, case=case.name)
-    dtype = dtype or case.dtype
+    dtype = RunConfig(dtype=dtype).settle(case).dtype
     point = {n: round_to(v, dtype) for n, v in case.points[0].items()}
     reference = make_reference(case)
 

@@ -90,11 +90,10 @@ def resolve_impl(target: str, args: tuple[Any, ...] = (), kwargs: Mapping[str, A
     return obj
 
 
-def implementation_program(case: Case, dtype: str) -> Callable[[Case], object]:
+def implementation_program(case: Case, dtype: str, device: str | None = None) -> Callable[[Case], object]:
     """Import the case's impl (only now, for this case) and build the torch program that calls it."""
     import torch
 
-    pass
     from .devices import DTYPES
 
     impl = resolve_impl(case.impl, case.impl_args, case.impl_kwargs, search=search_dirs(case))  # type: ignore[arg-type]
@@ -102,4 +101,4 @@ def implementation_program(case: Case, dtype: str) -> Callable[[Case], object]:
         complex_dtype = DTYPES.get(COMPLEX_OF.get(dtype, ""))
         impl = impl.to(complex_dtype if case.complex_inputs and complex_dtype else DTYPES[dtype])
     Implementation(case, impl, dtype, case.module_params)  # validates module_params now, as this case's verdict
-    return lambda c: Implementation(c, impl, dtype, case.module_params)
+    return lambda c: Implementation(c, impl, dtype, case.module_params, device)

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from verifier import GradientMismatch, assert_gradients_match
-from verifier.results import Why
-from verifier.torchside.paths import Need, Path
+from verifier import GradientMismatch
+from verifier.assertions import assert_gradients_match
+from verifier.torchside.paths import Need, Path, Why
 from verifier.torchside.support import custom_functions, lacks
 
 

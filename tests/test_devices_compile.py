@@ -11,8 +11,8 @@ from verifier.case.loading import load_cases, load_file
 from verifier.case.validate import case_from_expression
 from verifier.cli import main
 from verifier.language.ops import ELEMENTWISE, OPS, Op, register_op
-from verifier.results import Why
 from verifier.runner import verify_case
+from verifier.torchside.paths import Why
 
 from .conftest import CASES
 

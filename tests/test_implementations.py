@@ -13,8 +13,8 @@ from verifier.assertions import assert_training_step_matches
 from verifier.case.loading import collect, load_cases
 from verifier.examples import sgd_step, sgd_step_without_zero_grad
 from verifier.report.text import case_text
-from verifier.results import Why
 from verifier.runner import verify_case
+from verifier.torchside.paths import Why
 
 from .conftest import CASES, ROOT
 

@@ -7,7 +7,7 @@ import torch
 
 from verifier import GradientMismatch
 from verifier.assertions import assert_gradients_match
-from verifier.results import Why
+from verifier.torchside.paths import Why
 
 from .mutations import MUTANTS, Stateful
 

@@ -8,9 +8,9 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, Sequence
 
-from . import __version__
 from .dtypes import FLOATS as DTYPES
 from .limits import Limits, configure, flag
+from .version import __version__
 
 EXIT_OK, EXIT_FAIL, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 

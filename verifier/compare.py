@@ -191,13 +191,13 @@ def compare(
     if base.edge_count:
         base.edges = _edges(left, right, got, kinks, undefined, removable, {**exact.notes, **exact.undefined}, allowed)
     if base.kinks:
-        k = tuple(int(i) for i in np.argwhere(kinks)[0])
-        a, b, g = float(lo[k]), float(hi[k]), float(got[k])
-        kl, kr = float(left[k]), float(right[k])
-        tol = float(allowed[k])
+        at = tuple(int(i) for i in np.argwhere(kinks)[0])
+        a, b, g = float(lo[at]), float(hi[at]), float(got[at])
+        kl, kr = float(left[at]), float(right[at])
+        tol = float(allowed[at])
         side = ("left" if abs(g - kl) <= tol else "right" if abs(g - kr) <= tol
                 else "between" if a - tol <= g <= b + tol else "outside")
-        base.kink_side, base.kink_at, base.kink_values = side, k, (kl, kr, g)
+        base.kink_side, base.kink_at, base.kink_values = side, at, (kl, kr, g)
     with np.errstate(divide="ignore", invalid="ignore"):
         score = np.where(allowed > 0, err / allowed, np.where(err > 0, np.inf, 0.0))
     score = np.where(bad, np.maximum(score, 1.0) + 1.0, score)

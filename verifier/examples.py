@@ -76,6 +76,7 @@ def sgd_step(params: dict[str, torch.Tensor], loss_fn: Any, lr: float) -> torch.
     loss.backward()
     with torch.no_grad():
         for p in params.values():
+            assert p.grad is not None  # backward filled it
             p.sub_(lr * p.grad)
             p.grad.zero_()
     return loss
@@ -87,6 +88,7 @@ def sgd_step_without_zero_grad(params: dict[str, torch.Tensor], loss_fn: Any, lr
     loss.backward()
     with torch.no_grad():
         for p in params.values():
+            assert p.grad is not None  # backward filled it
             p.sub_(lr * p.grad)
     return loss
 

@@ -143,7 +143,8 @@ class CaseItem(pytest.Item):
     def runtest(self) -> None:
         from . import report
 
-        result = self.parent.result_for(self.case)  # type: ignore[attr-defined]
+        assert isinstance(self.parent, CaseFile)  # items are collected by their file
+        result = self.parent.result_for(self.case)
         if isinstance(result.error, DeviceUnavailable):
             pytest.skip(str(result.error.reason))
         if result.skipped:

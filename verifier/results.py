@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Any
 
 import numpy as np
@@ -11,6 +10,7 @@ import numpy as np
 from .case.model import Case
 from .compare import Comparison, Fact
 from .errors import CaseError
+from .torchside.paths import Unsupported
 
 PASS, FAIL, ERROR, SKIP, TIMEOUT, INVALID, XFAIL = "pass", "fail", "error", "skip", "timeout", "invalid", "xfail"
 # Verdicts of conformance cases (cases with `op:`, which verify torch's own derivative): every difference lies at a
@@ -18,29 +18,6 @@ PASS, FAIL, ERROR, SKIP, TIMEOUT, INVALID, XFAIL = "pass", "fail", "error", "ski
 # run unless it is strict.
 EDGE, FINDING = "edge", "finding"
 OK = (PASS, XFAIL, EDGE, FINDING, SKIP)
-
-
-class Why(Enum):
-    """Why a torch path was not verified (set where it is known; report/ words it)."""
-
-    NOT_IMPLEMENTED = "not_implemented"  # torch raised NotImplementedError
-    FUNCTION_LACKS = "function_lacks"  # a custom autograd.Function lacks what the path needs (jvp, setup_context, vmap)
-    TORCH_LACKS = "torch_lacks"  # the path fails on the case's own definition lowered to torch too
-    GRAPH_BREAKS = "graph_breaks"  # torch.compile split the function; the parts between ran eagerly
-
-
-@dataclass(frozen=True)
-class Unsupported:
-    """A torch path that was not verified, and why, as data: the path, the reason, the custom Functions and the
-    capabilities involved (the names of torchside.paths.Need members); error is torch's exception, shown as evidence
-    and never read."""
-
-    path: str
-    why: Why
-    functions: tuple[str, ...] = ()
-    needs: tuple[str, ...] = ()
-    error: str = ""
-    count: int = 0  # graph breaks
 
 
 @dataclass
@@ -200,3 +177,6 @@ class SweepResult:
     @property
     def finding(self) -> bool:
         return self.max_ulps > FINDING_ULPS or self.nonfinite > 0
+
+
+WIDE = 100.0  # a domain wider than this (or spanning more than 3 decades) is sampled log-spaced

@@ -18,7 +18,6 @@ from typing import Iterator
 
 import numpy as np
 
-from . import __version__
 from .case.catalog import CHECKS
 from .case.loading import collect, select
 from .case.model import Case, Input, Tolerance
@@ -32,6 +31,7 @@ from .reference.expanded.reference import EVALUATION
 from .results import CaseResult, RunResult
 from .torchside.devices import check_device
 from .torchside.impl import implementation_program
+from .version import __version__
 
 
 class CaseTimeout(BaseException):  # not an Exception: no handler of a check may swallow it
@@ -50,7 +50,7 @@ def time_limit(seconds: float | None) -> Iterator[None]:
         raise CaseTimeout()
 
     old = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)  # type: ignore[arg-type]
+    signal.setitimer(signal.ITIMER_REAL, seconds)  # type: ignore[arg-type]  # usable: seconds is a number
     try:
         yield
     finally:
@@ -200,7 +200,7 @@ def _scalarized(impl: Callable[..., object], case: Case, dtype: str, seed: int, 
 
     def weighted(*tensors: object) -> object:
         *args, wt = tensors
-        return (wt * impl(*args)).sum()  # type: ignore[operator]
+        return (wt * impl(*args)).sum()  # type: ignore[operator]  # the user's impl returns a tensor (checked by Implementation)
 
     return verify_case(scalar, seed=seed, timeout=timeout, program=lambda c: Implementation(c, weighted, dtype))
 
@@ -217,7 +217,7 @@ def _verify(case: Case, result: CaseResult, run: Settled, program: Callable[[Cas
                  for n, v in raw.items()}
         result.points.append(point)
         rng = np.random.default_rng([run.seed, k])
-        torch_side = TorchSide(case, point, dtype, program(case) if program else None, run.device)  # type: ignore[arg-type]
+        torch_side = TorchSide(case, point, dtype, program(case) if program else None, run.device)  # type: ignore[arg-type]  # a factory of Programs, typed loosely for users
         at = reference.at(point)
         if dtype in HALF:
             at.rounding = dtype  # each exact quantity carries the error rounding in this dtype can do to it
@@ -283,5 +283,5 @@ def run(
 def verify(target: Case | str | Path, **options: object) -> CaseResult | RunResult:
     """Verify a Case (-> CaseResult) or every case under a file or directory (-> RunResult)."""
     if isinstance(target, Case):
-        return verify_case(target, **options)  # type: ignore[arg-type]
-    return run([target], **options)  # type: ignore[arg-type]
+        return verify_case(target, **options)  # type: ignore[arg-type]  # verify_case's keywords, as documented
+    return run([target], **options)  # type: ignore[arg-type]  # run's keywords, as documented

@@ -66,4 +66,8 @@ class Exact:
     def value(self) -> np.ndarray:
         return self.lo
 
+    def kink_mask(self) -> np.ndarray:
+        """Where lo/hi are one-sided derivatives (all False where the reference marked no kinks)."""
+        return self.kinks if self.kinks is not None else np.zeros(np.shape(self.lo), dtype=bool)
+
 

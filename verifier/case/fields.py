@@ -123,11 +123,11 @@ def tensor(value: Any, *, finite: bool = False, complex_values: bool = False) ->
     if complex_values:
         if isinstance(value, np.ndarray) and value.dtype.kind in "fiuc":
             return np.array(value, dtype=np.complex128)
-        flat: list[Any] = []
-        shape = _nested_shape(value, flat, 0) if isinstance(value, list) else ()
+        items: list[Any] = []
+        shape = _nested_shape(value, items, 0) if isinstance(value, list) else ()
         if math.prod(shape) > LIMITS.elements:
             raise ValueError(f"literal has {math.prod(shape)} elements; the limit is {LIMITS.elements}")
-        return np.array([complex_number(v) for v in (flat if shape else [value])], dtype=np.complex128).reshape(shape)
+        return np.array([complex_number(v) for v in (items if shape else [value])], dtype=np.complex128).reshape(shape)
     if isinstance(value, np.ndarray) and value.dtype.kind in "fiu":
         if value.size > LIMITS.elements:
             raise ValueError(f"array has {value.size} elements; the limit is {LIMITS.elements} "

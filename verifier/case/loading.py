@@ -26,7 +26,7 @@ CASE_SUFFIXES = (".yaml", ".yml")
 
 
 
-class _Map(dict):  # type: ignore[type-arg]
+class _Map(dict):
     """A YAML mapping that remembers its line and the line of each key."""
 
     line: int | None = None

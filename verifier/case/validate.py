@@ -75,7 +75,7 @@ def build_case(doc: Mapping[str, Any], *, file: str | None = None, dtype: str | 
     inputs = []
     for i, (iname, spec) in enumerate(raw_inputs.items()):
         iname = variable_name(ctx, iname, "inputs", raw_inputs)
-        array, requires_grad = value_spec(ctx, spec, f"inputs.{iname}", [seed, i],  # type: ignore[arg-type]
+        array, requires_grad = value_spec(ctx, spec, f"inputs.{iname}", [seed, i],  # type: ignore[arg-type]  # YAML keys are strings: variable_name checked it
                                           complex_values=complex_case)
         inputs.append(Input(iname, array, requires_grad, ctx.line(raw_inputs, iname)))
     shapes: dict[str, Shape] = {i.name: i.shape for i in inputs}

@@ -8,8 +8,9 @@ import numpy as np
 
 from ..case.catalog import NEEDS_GRAD
 from ..compare import Fact, compare
-from ..results import CheckResult, Unsupported, Why
+from ..results import CheckResult
 from ..torchside.autodiff import TorchSide
+from ..torchside.paths import Unsupported, Why
 from ..values import Exact
 from .context import Ctx
 from .gradients import check_grad, check_value, check_vjp

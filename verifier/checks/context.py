@@ -132,7 +132,7 @@ class Ctx:
             return False
         if not len(picks):
             return False
-        exact.refine(picks, got is not None)  # type: ignore[misc,call-arg]
+        exact.refine(picks, got is not None)  # type: ignore[misc]  # a callable field, not a method
         return True
 
     def rounded(self, values: np.ndarray) -> np.ndarray:
@@ -172,7 +172,7 @@ def scaled(e: Exact, k: float) -> Exact:
     out.exact_at = e.exact_at
     if e.refine is not None:
         def refine(idx: np.ndarray, thorough: bool = True) -> None:
-            e.refine(idx, thorough)  # type: ignore[misc,call-arg]
+            e.refine(idx, thorough)  # type: ignore[misc]  # a callable field, not a method
             out.lo = e.lo * k
             out.hi = out.lo if e.hi is e.lo else e.hi * k
             out.undefined, out.kinks = dict(e.undefined), e.kinks

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..compare import Fact
-from ..language.nodes import unparse
+from ..language.nodes import Node, unparse
 from ..results import CheckResult
 from ..torchside.paths import Path
 from ..values import Exact
@@ -21,13 +21,13 @@ def check_expect(ctx: Ctx, r: CheckResult) -> None:
     if ctx.point > 0:
         r.skipped = "expect values refer to the first point"
         return
-    def hand(value: object, shape: tuple[int, ...]) -> Exact:
+    def hand(value: np.ndarray | Node, shape: tuple[int, ...]) -> Exact:
         if isinstance(value, np.ndarray):
             return Exact(value.astype(np.float64), value.astype(np.float64))
-        return ctx.exact.expression(value, shape)  # type: ignore[arg-type]
+        return ctx.exact.expression(value, shape)
 
-    def label(value: object) -> str:
-        return "hand value" if isinstance(value, np.ndarray) else f"hand formula {unparse(value)}"  # type: ignore[arg-type]
+    def label(value: np.ndarray | Node) -> str:
+        return "hand value" if isinstance(value, np.ndarray) else f"hand formula {unparse(value)}"
 
     w = ctx.weights()
     if ex.value is not None:

@@ -38,7 +38,7 @@ def check_train(ctx: Ctx, r: CheckResult) -> None:
             grads = {n: at.jacobian(n) for n in spec.params}
             cache[key] = (float(at.value().lo), {n: g.lo.reshape(ctx.case.shapes[n]) for n, g in grads.items()})
             if all(g.slack is not None for g in grads.values()):
-                slacks[key] = {n: g.slack.reshape(ctx.case.shapes[n]) for n, g in grads.items()}  # type: ignore[union-attr]
+                slacks[key] = {n: g.slack.reshape(ctx.case.shapes[n]) for n, g in grads.items()}  # type: ignore[union-attr]  # all non-None: checked above
         return cache[key]
 
     label = {"optim": f"autograd + torch.optim.{'SGD' if spec.optimizer == 'sgd' else 'Adam'}",

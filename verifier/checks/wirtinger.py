@@ -115,7 +115,7 @@ def check_wirtinger(ctx: Ctx, r: CheckResult) -> None:
 
             def func_vjp() -> Any:
                 others = leaves(grad=False)
-                _, fn = torch.func.vjp(lambda t: program({**others, n: t})[0], others[n])
+                fn = torch.func.vjp(lambda t: program({**others, n: t})[0], others[n])[1]  # (output, vjp_fn)
                 return fn(torch.ones((), dtype=ctx.torch.dtype, device=device) if implicit else g_t)[0]
 
             return {f"{n}.grad after y.backward({'' if implicit else 'g'})": backward,

@@ -23,7 +23,7 @@ def infer_shape(node: Node, shapes: dict[str, Shape]) -> Shape:
         if isinstance(node, (Bin, Cmp)):
             left, right = infer_shape(node.left, shapes), infer_shape(node.right, shapes)
             if isinstance(node, Bin) and node.op == "@":
-                return OPS["matmul"].shape(left, right)  # type: ignore[misc]
+                return OPS["matmul"].shape(left, right)  # type: ignore[misc]  # matmul's row has a shape rule
             return broadcast_shapes(left, right)
         if isinstance(node, Index):
             base = infer_shape(node.base, shapes)
@@ -40,7 +40,7 @@ def infer_shape(node: Node, shapes: dict[str, Shape]) -> Shape:
         if op.kind == ELEMENTWISE:
             return broadcast_shapes(*args)
         if op.kind == REDUCTION or op.shape is not None:
-            return op.shape(*args, **kw)  # type: ignore[misc]
+            return op.shape(*args, **kw)  # type: ignore[misc]  # reductions always have a shape rule
         return broadcast_shapes(*args)
     except ValueError as exc:
         raise CaseError(f"shape mismatch in {unparse(node)!r}: {exc}") from None

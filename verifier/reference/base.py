@@ -35,7 +35,9 @@ class ReferenceKind(str, Enum):
 class PointQuantities(Protocol):
     """The exact quantities of one case at one point; every value is an Exact (lo/hi, undefined with reasons)."""
 
-    ref: ExactReference
+    @property
+    def ref(self) -> ExactReference: ...  # the reference these are quantities of
+
     point: Mapping[str, np.ndarray]
     rounding: str | None  # a half-precision dtype: each Exact carries the rounding error it allows (None: none)
     per_element_bounds: bool  # whether rounding bounds are per element (else the checks apply a norm-wise bound)

@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-from .. import __version__
+from ..version import __version__
 
 FORMAT = 1
 T = TypeVar("T")
@@ -115,14 +115,14 @@ def memo(kind: str, parts: Any, compute: Callable[[], T]) -> T:
     digest = key(kind, parts)
     if digest in _RECENT:  # already loaded in this process: no unpickling (sympy rebuilds every node on load)
         STATE.hits += 1
-        return _RECENT[digest]  # type: ignore[no-any-return]
+        return _RECENT[digest]
     path = cache_dir() / digest[:2] / f"{digest}.pkl"
     try:
         with open(path, "rb") as fh:
             value = pickle.load(fh)
         STATE.hits += 1
         _remember(digest, value)
-        return value  # type: ignore[no-any-return]
+        return value
     except FileNotFoundError:
         pass
     except Exception:  # noqa: BLE001 - a corrupt or foreign entry is a miss; it is overwritten below

@@ -3,6 +3,8 @@ calculus for large ones."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from ..case.model import Case
@@ -30,7 +32,7 @@ def make_reference(case: Case) -> ExactReference:
     if choice == "auto" and small:
         return _expanded(case, f"{total} input element(s): small enough to expand")
     reasons = []
-    order = [("vectorised", VectorReference), ("matrix", MatrixReference)]
+    order: list[tuple[str, Callable[[Case], ExactReference]]] = [("vectorised", VectorReference), ("matrix", MatrixReference)]
     if _uses_linear_algebra(case):  # closed forms from sympy's matrix calculus first, where they apply
         order.reverse()
     for kind, build in order:

@@ -73,7 +73,7 @@ def exact_from_mp(lo: list[Any], bad: dict[int, str], shape: tuple[int, ...], hi
         return np.array([math.nan if v is None else round_mp(v) for v in vals], dtype=np.float64).reshape(shape)
 
     low = rounded(lo)
-    notes = {k: Reason(f"the exact value {mpmath.nstr(v, 6)} overflows float64", Code.OVERFLOW)
+    notes: dict[int, str] = {k: Reason(f"the exact value {mpmath.nstr(v, 6)} overflows float64", Code.OVERFLOW)
              for k, v in enumerate(lo) if v is not None and mpmath.isfinite(v) and not math.isfinite(low.reshape(-1)[k])}
     return Exact(low, rounded(hi) if hi is not None else low.copy(), dict(bad), notes=notes)
 

@@ -100,7 +100,7 @@ class _Translator:
 
     @staticmethod
     def _dims(shape: Shape) -> tuple[int, int]:
-        return (shape + (1,))[:2] if len(shape) == 1 else shape  # type: ignore[return-value]
+        return (shape + (1,))[:2] if len(shape) == 1 else shape  # type: ignore[return-value]  # matrices are 1-D or 2-D here: the translator refuses more
 
     def matmul(self, a: _Val, b: _Val) -> _Val:
         if not a.matrix or not b.matrix:
@@ -334,6 +334,12 @@ def _validate(case: Case, d: Derivation) -> None:
                                   "expansion on a shrunken copy of the case: not used")
 
 
+def _checked(case: Case, derivation: Derivation) -> bool:
+    """_validate, as a cacheable fact (it raises where the closed form disagrees with element expansion)."""
+    _validate(case, derivation)
+    return True
+
+
 class MatrixReference:
     """The matrix reference (reference.base.ExactReference): sympy's matrix calculus, value, gradients, v^T J, J u of
     a scalar."""
@@ -343,7 +349,7 @@ class MatrixReference:
     def __init__(self, case: Case) -> None:
         self.case = case
         self.derivation = derive(case)
-        memo("matrix-checked", case_key(case), lambda: _validate(case, self.derivation) or True)
+        memo("matrix-checked", case_key(case), lambda: _checked(case, self.derivation))
 
     def at(self, point: Mapping[str, np.ndarray]) -> MatrixPoint:
         return MatrixPoint(self, point)

@@ -138,7 +138,7 @@ class RoundingSlack:
         scale = SAFETY * UNIT_ROUNDOFF[self.rounding]
         slack = np.array([scale * r if math.isfinite(r) else 0.0 for r, _ in found])
         largest = LARGEST[self.rounding]
-        over = {k: Reason(f"the exact value or an intermediate of its formula reaches {peak:.4g}, beyond "
+        over: dict[int, str] = {k: Reason(f"the exact value or an intermediate of its formula reaches {peak:.4g}, beyond "
                           f"{self.rounding}'s largest finite value {largest:g}: the dtype cannot carry this computation",
                           Code.BEYOND_RANGE)
                 for k, (_, peak) in enumerate(found) if peak > largest}
@@ -148,7 +148,7 @@ class RoundingSlack:
         """One evaluator of sub-expression values at the point, shared by every bound (its memo is the point's)."""
         if "rounding_at" not in self._cache:
             self._cache["rounding_at"] = Evaluator(dict(zip(self.ref.args, self.args)))
-        return self._cache["rounding_at"]  # type: ignore[no-any-return]
+        return self._cache["rounding_at"]
 
     def _jacobian_slack(self) -> tuple[np.ndarray, dict[int, str]] | None:
         """The rounding slack of every Jacobian entry, shape (out, wrt), and the entries that overflow (which the
@@ -157,10 +157,10 @@ class RoundingSlack:
             return None
         if "jac_slack" not in self._cache:
             jac = self.ref.jacobian()
-            slack, over = self._slack([e for row in jac for e in row])  # type: ignore[misc]
+            slack, over = self._slack([e for row in jac for e in row])  # type: ignore[misc]  # not None: the rounding dtype is set here
             slack = slack.reshape(len(jac), len(self.ref.wrt)) + self._forward_rounding(jac)
             self._cache["jac_slack"] = slack, over
-        return self._cache["jac_slack"]  # type: ignore[no-any-return]
+        return self._cache["jac_slack"]
 
     def _forward_rounding(self, jac: list[list[sp.Expr]]) -> np.ndarray:
         """What rounding the forward value does to a backward formula that reads it (torch's sigmoid backward is

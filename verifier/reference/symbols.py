@@ -118,7 +118,7 @@ def _split(e: sp.Expr, memo: dict[sp.Expr, tuple[sp.Expr, sp.Expr]]) -> tuple[sp
             re, im = e.func(_A + sp.I * _B).as_real_imag()
             swap = {_A: a, _B: b}
             out = tuple(p.replace(sp.arg, lambda u: sp.atan2(*reversed(u.as_real_imag()))).xreplace(swap)
-                        for p in (re, im))  # type: ignore[assignment]
+                        for p in (re, im))
     else:
         raise ValueError(f"{type(e).__name__} has no complex form here")
     memo[e] = out

@@ -74,10 +74,10 @@ def document(run: RunResult, command: str) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows.values():
-        e: Edge = row["edge"]
+        edge: Edge = row["edge"]
         got = {d: fmt(x.got) for d, x in row["torch"].items()}
         verdicts = {edge_verdict(x) for x in row["torch"].values()}
-        cells = [row["op"], row["case"], row["at"], row["element"], e.kind, _exact(e), got.get("float64", "-"),
+        cells = [row["op"], row["case"], row["at"], row["element"], edge.kind, _exact(edge), got.get("float64", "-"),
                  got.get("float32", "-"), "; ".join(sorted(verdicts))]
         lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
     counts: dict[str, int] = {}
@@ -92,14 +92,14 @@ def document(run: RunResult, command: str) -> str:
               "| case | check | via | point | exact | torch | rel err | ULPs | diagnosis |",
               "|---|---|---|---|---|---|---|---|---|"]
     for r in findings:
-        same: dict[tuple[Any, ...], list[Any]] = {}  # one row per discrepancy, however many paths show it
+        paths: dict[tuple[Any, ...], list[Any]] = {}  # one row per discrepancy, however many paths show it
         for ch in r.checks:
             for c in ch.comparisons:
                 if not c.passed and c.unclassified:
                     order = "higher" if ch.check == "higher" else "jvp" if ch.check == "jvp" else "first"
-                    key = (ch.point, order, c.worst if order != "jvp" else None)
-                    same.setdefault(key, []).append((ch, c))
-        for group in same.values():
+                    at = (ch.point, order, c.worst if order != "jvp" else None)
+                    paths.setdefault(at, []).append((ch, c))
+        for group in paths.values():
             ch, c = group[0]
             rel = f"{c.rel_err:.3g}" if c.rel_err is not None else "-"
             ulps = f"{c.ulps:.3g}" if c.ulps is not None and math.isfinite(c.ulps) else "-"

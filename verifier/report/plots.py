@@ -84,13 +84,13 @@ def plot_training(data: dict[str, Any], path: str | Path) -> None:
     elif picture.get("kind") == "decision_boundary":
         ax = axes[1]
         c0, c1 = np.asarray(v[picture["class0"]]), np.asarray(v[picture["class1"]])
-        w = np.ravel(v[picture["w"]])
-        b = float(np.ravel(v[picture["b"]])[0])
+        weights = np.ravel(v[picture["w"]])
+        bias = float(np.ravel(v[picture["b"]])[0])
         ax.scatter(c0[:, 0], c0[:, 1], s=14, label="class 0")
         ax.scatter(c1[:, 0], c1[:, 1], s=14, label="class 1")
         grid = np.linspace(min(c0[:, 0].min(), c1[:, 0].min()), max(c0[:, 0].max(), c1[:, 0].max()), 50)
-        ax.plot(grid, -(w[0] * grid + b) / w[1], color="red", lw=2,
-                label=f"{w[0]:.3f} x + {w[1]:.3f} y + {b:.3f} = 0")
+        ax.plot(grid, -(weights[0] * grid + bias) / weights[1], color="red", lw=2,
+                label=f"{weights[0]:.3f} x + {weights[1]:.3f} y + {bias:.3f} = 0")
         ax.legend()
         ax.set_title("decision boundary (exact-gradient loop)")
     fig.tight_layout()
@@ -100,8 +100,7 @@ def plot_training(data: dict[str, Any], path: str | Path) -> None:
 
 def plot_ulps(r: Any, path: str | Path) -> None:
     """A sweep's error in ULPs against the input value (log scale; zero errors drawn at the bottom)."""
-    from ..results import FINDING_ULPS
-    from ..survey.sweep import WIDE
+    from ..results import FINDING_ULPS, WIDE
     from .sweep_tables import short_number
 
     plt = _pyplot()

@@ -41,9 +41,9 @@ def check_table(result: CaseResult) -> Any:
         if check.status == "skip":
             t.add_row(check.check, "-", "-", "-", "-", "-", f"skip: {check.skipped}")
             continue
-        comparisons = check.comparisons
+        comparisons: list[Any] = list(check.comparisons)
         if check.check == "accumulate":
-            comparisons = _grouped(comparisons)
+            comparisons = _grouped(check.comparisons)  # rows of (label, path, exact, got, ok)
         for c in comparisons:
             if isinstance(c, tuple):
                 label, path, exact, got, ok = c

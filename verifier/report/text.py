@@ -9,7 +9,8 @@ import numpy as np
 from ..compare import KINK, REMOVABLE, Comparison, Diagnosis, Edge, Fact
 from ..dtypes import HALF, LARGEST
 from ..errors import CaseError
-from ..results import EDGE, FINDING, CaseResult, CheckResult, RunResult, Unsupported, Why
+from ..results import EDGE, FINDING, CaseResult, CheckResult, RunResult
+from ..torchside.paths import Unsupported, Why
 
 MAX_SHOWN = 8  # input elements shown in full
 MAX_ALSO = 6  # further failing comparisons of one check, one line each

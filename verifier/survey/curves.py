@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from ..case.model import Case
@@ -12,7 +14,7 @@ from ..reference.choice import make_reference
 from ..torchside.paths import Path
 
 
-def sweep_1d(case: Case, n: int = 200, dtype: str | None = None) -> dict[str, object]:
+def sweep_1d(case: Case, n: int = 200, dtype: str | None = None) -> dict[str, Any]:
     """A function of one scalar input over its domain: exact value and derivative (one sided at kinks), torch's
     derivative by each path, and each path's error in ULPs. The data behind `gradverify plot`."""
     from ..compare import ulp
@@ -31,8 +33,11 @@ def sweep_1d(case: Case, n: int = 200, dtype: str | None = None) -> dict[str, ob
     reference = make_reference(case)
     base = {i.name: round_to(i.value, dtype) for i in case.inputs}
     shape = diff[0].shape
-    out: dict[str, object] = {"x": xs, "name": name, "function": case.function_text, "dtype": dtype}
-    f, left, right, paths = [], [], [], {}
+    out: dict[str, Any] = {"x": xs, "name": name, "function": case.function_text, "dtype": dtype}
+    f: list[float] = []
+    left: list[float] = []
+    right: list[float] = []
+    paths: dict[str, list[float]] = {}
     one = np.ones(case.output_shape)
     for x in xs:
         point = {**base, name: np.full(shape, x)}
@@ -51,17 +56,17 @@ def sweep_1d(case: Case, n: int = 200, dtype: str | None = None) -> dict[str, ob
         for label, value in got.items():
             paths.setdefault(label, []).append(float(np.asarray(value).reshape(-1)[0]))
     exact = np.array(left)
-    out.update(f=np.array(f), exact=exact, exact_right=np.array(right), paths={k: np.array(v) for k, v in paths.items()})
+    values = {k: np.array(v) for k, v in paths.items()}
+    out.update(f=np.array(f), exact=exact, exact_right=np.array(right), paths=values)
     tol = case.tolerance_for(dtype)
     with np.errstate(invalid="ignore", divide="ignore"):
         spacing = ulp(exact, dtype)
-        out["ulps"] = {k: np.abs(v - exact) / spacing for k, v in out["paths"].items()}  # type: ignore[union-attr]
-        out["bad"] = {k: np.abs(v - exact) > tol.allowed(np.abs(exact))
-                      for k, v in out["paths"].items()}  # type: ignore[union-attr]
+        out["ulps"] = {k: np.abs(v - exact) / spacing for k, v in values.items()}
+        out["bad"] = {k: np.abs(v - exact) > tol.allowed(np.abs(exact)) for k, v in values.items()}
     return out
 
 
-def training_curves(case: Case, dtype: str | None = None) -> dict[str, object]:
+def training_curves(case: Case, dtype: str | None = None) -> dict[str, Any]:
     """Loss per step of the loop driven by exact gradients and of torch's loop, and the final parameters and data
     for the case's picture. The data behind `gradverify plot` for train cases."""
     from ..reference.training import exact_loop

@@ -18,10 +18,9 @@ from ..case.model import Case
 from ..errors import CaseError
 from ..language.nodes import Bin, Call, Index, walk
 from ..language.ops import ELEMENTWISE, OPS
-from ..results import SweepResult
+from ..results import WIDE, SweepResult
 
 DIGITS = 30  # enough to measure float64 errors to a small fraction of an ULP
-WIDE = 100.0  # a domain wider than this (or spanning more than 3 decades) is sampled log-spaced
 
 
 
@@ -120,7 +119,7 @@ def torch_grads(case: Case, values: dict[str, np.ndarray], samples: int, dtype: 
 
     program = Program(case, dtype, device=device)
     tdtype = DTYPES[dtype]
-    kw = {"dtype": tdtype, "device": device}
+    kw: dict[str, Any] = {"dtype": tdtype, "device": device}
     diff = case.differentiable
     m = int(np.prod(case.output_shape))
     if is_elementwise(case):
@@ -134,9 +133,9 @@ def torch_grads(case: Case, values: dict[str, np.ndarray], samples: int, dtype: 
         cols = []
         for i, g in zip(diff, grads):
             g = torch.zeros((samples,) + i.shape, **kw) if g is None else g
-            g = g.detach().to(torch.float64).cpu().numpy()
-            cols.append(g.reshape(samples, -1) if g.shape[0] == samples
-                        else np.broadcast_to(g, (samples,) + i.shape).reshape(samples, -1))
+            a = g.detach().to(torch.float64).cpu().numpy()
+            cols.append(a.reshape(samples, -1) if a.shape[0] == samples
+                        else np.broadcast_to(a, (samples,) + i.shape).reshape(samples, -1))
         return np.concatenate(cols, axis=1), weights
     weights = rng.standard_normal((samples, m)).astype(np.float32).astype(np.float64) if m > 1 else np.ones((samples, 1))
     rows = []
@@ -192,7 +191,7 @@ def sweep_case(case: Case, n: int = 100_000, seed: int = 0) -> SweepResult:
     shown = ulps[finite]
     worst: dict[str, Any] = {}
     if shown.size:
-        s, j = np.unravel_index(int(np.nanargmax(np.where(finite, ulps, -1.0))), ulps.shape)
+        s, j = (int(i) for i in np.unravel_index(int(np.nanargmax(np.where(finite, ulps, -1.0))), ulps.shape))
         worst = {"inputs": {i.name: values[i.name][s].tolist() for i in case.inputs}, "element": int(j),
                  "exact": float(hi[s, j]), "torch": float(got[s, j]), "ulps": float(ulps[s, j])}
     first = case.differentiable[0]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import torch
@@ -22,6 +22,14 @@ Grads = dict[str, "np.ndarray | None"]
 # torch.func's note that an op (e.g. soft_margin_loss's backward) has no batching rule and runs a slower loop: a
 # performance remark about torch, not about the gradient being verified
 warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet implemented the batching")
+
+
+@overload
+def numpy(t: torch.Tensor) -> np.ndarray: ...
+
+
+@overload
+def numpy(t: None) -> None: ...
 
 
 def numpy(t: torch.Tensor | None) -> np.ndarray | None:
@@ -157,7 +165,7 @@ class TorchSide:
     def value(self) -> np.ndarray:
         with torch.no_grad():
             out, _, _ = self.forward()
-        return numpy(out)  # type: ignore[return-value]
+        return numpy(out)
 
     def backward(self, calls: int = 1, zero_grad: bool = True) -> tuple[Grads, dict[str, np.ndarray | None]]:
         """.grad after `calls` calls of y.backward() (fresh graph each), zeroing in between when zero_grad.
@@ -168,8 +176,9 @@ class TorchSide:
         for _ in range(calls):
             if zero_grad:
                 for n in self.diff:
-                    if leaves[n].grad is not None:
-                        leaves[n].grad.zero_()
+                    grad = leaves[n].grad
+                    if grad is not None:
+                        grad.zero_()
             out, _, _ = self.forward(leaves)
             out.backward()
         others = {i.name: numpy(leaves[i.name].grad) for i in self.case.inputs if not i.requires_grad}
@@ -180,8 +189,8 @@ class TorchSide:
         leaves = self.leaves()
         out, _, _ = self.forward(leaves)
         out.backward(torch.ones_like(out))
-        return {n: None if leaves[n].grad is None else
-                (str(leaves[n].grad.dtype).replace("torch.", ""), tuple(leaves[n].grad.shape)) for n in self.diff}
+        grads = {n: leaves[n].grad for n in self.diff}
+        return {n: None if g is None else (str(g.dtype).replace("torch.", ""), tuple(g.shape)) for n, g in grads.items()}
 
     def second_backward(self, weights: np.ndarray) -> dict[str, Any]:
         """retain_graph semantics: a second backward without it, and with it."""
@@ -214,7 +223,7 @@ class TorchSide:
             return {n: _zeros_if_none(g, leaves[n]) for n, g in zip(self.diff, grads)}
 
         def func_vjp() -> Grads:
-            _, pullback = torch.func.vjp(self.function(), *self.primals())
+            pullback = torch.func.vjp(self.function(), *self.primals())[1]  # (output, vjp_fn)
             return {n: numpy(g) for n, g in zip(self.diff, pullback(v))}
 
         return {Path.BACKWARD_V: backward, Path.GRAD_V: grad, Path.FUNC_VJP: func_vjp}
@@ -238,11 +247,11 @@ class TorchSide:
                     env[n] = fwAD.make_dual(env[n], t)
                 out, _ = self.program(env)
                 tangent = fwAD.unpack_dual(out).tangent
-                return numpy(tangent) if tangent is not None else np.zeros(tuple(out.shape))  # type: ignore[return-value]
+                return numpy(tangent) if tangent is not None else np.zeros(tuple(out.shape))
 
         def func_jvp() -> np.ndarray:
-            _, jvp_out = torch.func.jvp(self.function(), self.primals(), u)
-            return numpy(jvp_out)  # type: ignore[return-value]
+            jvp_out = torch.func.jvp(self.function(), self.primals(), u)[1]  # (output, J u)
+            return numpy(jvp_out)
 
         return {Path.FORWARD_AD: forward_ad, Path.FUNC_JVP: func_jvp}
 
@@ -280,7 +289,7 @@ class TorchSide:
         n = x.numel()
         level = [g(x)]  # derivatives of order k-1, flattened
         for _ in range(order):
-            nxt = []
+            nxt: list[torch.Tensor] = []
             for d in level:
                 if d.requires_grad:
                     (gr,) = torch.autograd.grad(d, x, create_graph=True, allow_unused=True)
@@ -288,7 +297,7 @@ class TorchSide:
                 else:
                     nxt.extend(torch.zeros(n, dtype=self.dtype, device=self.device))
             level = nxt
-        return numpy(torch.stack(level)).reshape((n,) * order)  # type: ignore[union-attr]
+        return numpy(torch.stack(level)).reshape((n,) * order)
 
     def hvp(self, tangent: np.ndarray) -> np.ndarray:
         """H u by double backward: autograd.grad(autograd.grad(y, x, create_graph=True) . u, x)."""
@@ -299,19 +308,19 @@ class TorchSide:
         if not grad.requires_grad:
             return np.zeros(x.shape)
         (hu,) = torch.autograd.grad(grad @ u, x, allow_unused=True)
-        return numpy(hu) if hu is not None else np.zeros(x.shape)  # type: ignore[return-value]
+        return numpy(hu) if hu is not None else np.zeros(x.shape)
 
     def hessians(self) -> dict[str, Callable[[], np.ndarray]]:
         flat, g = self.flat_function()
         return {
-            Path.FUNCTIONAL_HESSIAN: lambda: numpy(torch.autograd.functional.hessian(g, flat)),  # type: ignore
-            Path.FUNC_HESSIAN: lambda: numpy(torch.func.hessian(g)(flat)),  # type: ignore
+            Path.FUNCTIONAL_HESSIAN: lambda: numpy(torch.autograd.functional.hessian(g, flat)),
+            Path.FUNC_HESSIAN: lambda: numpy(torch.func.hessian(g)(flat)),
         }
 
-    def accumulate(self, calls: int, weights: np.ndarray) -> dict[str, list[Grads]]:
+    def accumulate(self, calls: int, weights: np.ndarray) -> dict[Path, list[Grads]]:
         """.grad after each of `calls` backward calls: fresh graphs, one retained graph, and zeroing in between."""
         w = self._t(weights)
-        runs: dict[str, list[Grads]] = {Path.ACCUMULATE_FRESH: [],
+        runs: dict[Path, list[Grads]] = {Path.ACCUMULATE_FRESH: [],
                                         Path.ACCUMULATE_RETAINED: [],
                                         Path.ACCUMULATE_ZEROED: []}
         leaves = self.leaves()
@@ -326,8 +335,9 @@ class TorchSide:
         leaves = self.leaves()
         for _ in range(calls):
             for n in self.diff:
-                if leaves[n].grad is not None:
-                    leaves[n].grad.zero_()
+                grad = leaves[n].grad
+                if grad is not None:
+                    grad.zero_()
             out, _, _ = self.forward(leaves)
             out.backward(w)
             runs[Path.ACCUMULATE_ZEROED].append(self._grads(leaves))
@@ -337,7 +347,7 @@ class TorchSide:
         """is_leaf, requires_grad, grad_fn and .grad of every node after one backward."""
         out, nodes, leaves = self.forward(retain=self.case.retain_grad)
         everything: dict[str, torch.Tensor] = {**leaves, **nodes, "output": out}
-        facts = {n: {"is_leaf": t.is_leaf, "requires_grad": t.requires_grad,
+        facts: dict[str, dict[str, Any]] = {n: {"is_leaf": t.is_leaf, "requires_grad": t.requires_grad,
                      "grad_fn": type(t.grad_fn).__name__ if t.grad_fn is not None else None}
                  for n, t in everything.items()}
         if out.requires_grad:
@@ -373,8 +383,8 @@ class TorchSide:
         for _ in range(spec.steps):
             before = {n: numpy(p) for n, p in params.items()}
             if mode == "step":
-                loss = step_fn(params, loss_fn, spec.lr)  # type: ignore[misc]
-                grads = {n: (before[n] - numpy(p)) / spec.lr for n, p in params.items()}  # type: ignore[operator]
+                loss = step_fn(params, loss_fn, spec.lr)  # type: ignore[misc]  # step_fn is set whenever mode is 'step'
+                grads = {n: (before[n] - numpy(p)) / spec.lr for n, p in params.items()}
             else:
                 if opt is not None:
                     opt.zero_grad()
@@ -386,11 +396,13 @@ class TorchSide:
             if spec.stop_below is not None and value < spec.stop_below:
                 break
             if mode == "optim":
-                opt.step()  # type: ignore[union-attr]
+                opt.step()  # type: ignore[union-attr]  # opt is built whenever mode is 'optim'
             elif mode == "manual":
                 for p in params.values():
-                    p.data.sub_(spec.lr * p.grad)
-                    p.grad.zero_()
+                    grad = p.grad
+                    assert grad is not None  # backward filled it
+                    p.data.sub_(spec.lr * grad)
+                    grad.zero_()
         return records
 
     def nograd(self) -> dict[str, Any]:
@@ -409,4 +421,4 @@ class TorchSide:
 
 def _zeros_if_none(g: torch.Tensor | None, like: torch.Tensor) -> np.ndarray:
     """autograd.grad(allow_unused=True) returns None for an input the output does not depend on: a zero gradient."""
-    return numpy(g) if g is not None else np.zeros(tuple(like.shape))  # type: ignore[return-value]
+    return numpy(g) if g is not None else np.zeros(tuple(like.shape))

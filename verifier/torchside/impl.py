@@ -51,6 +51,7 @@ class Implementation(Program):
         args = tuple(scope[n] for n in self.names)
         if self.params:
             weights = {p: scope[n] for p, n in self.params.items()}
+            assert isinstance(self.impl, torch.nn.Module)  # module_params: checked in __init__
             out = torch.func.functional_call(self.impl, weights, args)
         else:
             out = self.impl(*args)
@@ -96,7 +97,8 @@ def implementation_program(case: Case, dtype: str, device: str | None = None) ->
 
     from .devices import DTYPES
 
-    impl = resolve_impl(case.impl, case.impl_args, case.impl_kwargs, search=search_dirs(case))  # type: ignore[arg-type]
+    assert case.impl is not None  # called for cases that name an impl
+    impl = resolve_impl(case.impl, case.impl_args, case.impl_kwargs, search=search_dirs(case))
     if isinstance(impl, torch.nn.Module):
         complex_dtype = DTYPES.get(COMPLEX_OF.get(dtype, ""))
         impl = impl.to(complex_dtype if case.complex_inputs and complex_dtype else DTYPES[dtype])

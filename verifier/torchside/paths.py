@@ -3,6 +3,7 @@ to .grad. The words shown for a path are its value (report/ prints them); checks
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import Enum
 
 
@@ -58,3 +59,26 @@ NEEDS: dict[Path, frozenset[Need]] = {
     Path.FUNCTIONAL_HESSIAN: frozenset({Need.TWICE}),
     Path.DOUBLE_BACKWARD: frozenset({Need.TWICE}),
 }
+
+
+class Why(Enum):
+    """Why a torch path was not verified (set where it is known; report/ words it)."""
+
+    NOT_IMPLEMENTED = "not_implemented"  # torch raised NotImplementedError
+    FUNCTION_LACKS = "function_lacks"  # a custom autograd.Function lacks what the path needs (jvp, setup_context, vmap)
+    TORCH_LACKS = "torch_lacks"  # the path fails on the case's own definition lowered to torch too
+    GRAPH_BREAKS = "graph_breaks"  # torch.compile split the function; the parts between ran eagerly
+
+
+@dataclass(frozen=True)
+class Unsupported:
+    """A torch path that was not verified, and why, as data: the path, the reason, the custom Functions and the
+    capabilities involved (the names of torchside.paths.Need members); error is torch's exception, shown as evidence
+    and never read."""
+
+    path: str
+    why: Why
+    functions: tuple[str, ...] = ()
+    needs: tuple[str, ...] = ()
+    error: str = ""
+    count: int = 0  # graph breaks

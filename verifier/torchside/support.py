@@ -14,8 +14,7 @@ from typing import Any
 import torch
 
 from ..dtypes import HALF
-from ..results import Unsupported, Why
-from .paths import Need, Path
+from .paths import Need, Path, Unsupported, Why
 
 
 class NoKernel(Exception):
@@ -67,7 +66,8 @@ def lacks(cls: type, need: Need) -> bool:
 def missing(functions: set[type], path: Path | str) -> tuple[tuple[str, ...], tuple[Need, ...]]:
     """The Functions lacking something the path needs, and what they lack."""
     needs = Path(path).needs if path in Path._value2member_map_ else frozenset()
-    names, lacked = [], []
+    names: list[str] = []
+    lacked: list[Need] = []
     for cls in sorted(functions, key=lambda c: c.__qualname__):
         gaps = [n for n in sorted(needs, key=lambda n: n.name) if lacks(cls, n)]
         if gaps:

@@ -110,13 +110,13 @@ class PointReference(RoundingSlack):
         for k, why in list(bad.items()):  # 0·inf in the formula: the derivative may still exist, as a limit
             i, j = divmod(k, n)
             if code_of(why) is Code.INDETERMINATE and i not in value_bad:
-                sides = self._limits(i, j, jac[i][j])
-                if sides is not None:
-                    (lo[i, j], hi[i, j]), kinks[i, j] = sides, sides[0] != sides[1]
-                    resolved[k] = (Reason(f"{REMOVABLE_NOTE}{why}; its limit is {mpmath.nstr(sides[0], 17)}",
-                                          Code.REMOVABLE) if sides[0] == sides[1] else
-                                   Reason(f"a kink: {why}; its one-sided limits are {mpmath.nstr(sides[0], 17)} and "
-                                          f"{mpmath.nstr(sides[1], 17)}", Code.KINK))
+                limits = self._limits(i, j, jac[i][j])
+                if limits is not None:
+                    (lo[i, j], hi[i, j]), kinks[i, j] = limits, limits[0] != limits[1]
+                    resolved[k] = (Reason(f"{REMOVABLE_NOTE}{why}; its limit is {mpmath.nstr(limits[0], 17)}",
+                                          Code.REMOVABLE) if limits[0] == limits[1] else
+                                   Reason(f"a kink: {why}; its one-sided limits are {mpmath.nstr(limits[0], 17)} and "
+                                          f"{mpmath.nstr(limits[1], 17)}", Code.KINK))
                     del bad[k]
         self.resolved = resolved
         if not self.ref.smooth:
@@ -125,7 +125,8 @@ class PointReference(RoundingSlack):
                 k = positions[id(s)]
                 x = self.args[k]
                 delta = mpmath.mpf(10) ** (-DIGITS // 2) * max(1, abs(x))
-                sides, closer = [], []
+                sides: list[np.ndarray] = []
+                closer: list[np.ndarray] = []
                 for sign in (-1, 1):
                     for step, out in ((delta, sides), (delta * mpmath.mpf(10) ** -6, closer)):
                         args = list(self.args)
@@ -179,7 +180,7 @@ class PointReference(RoundingSlack):
         if not all(v.is_real and v.is_finite for v in sides):
             return None
         with mpmath.workdps(DIGITS):
-            return tuple(Evaluator({})(v) for v in sides)  # type: ignore[return-value]
+            return tuple(Evaluator({})(v) for v in sides)
 
     def jacobian(self, name: str) -> Exact:
         """d out / d input, shaped out_shape + input_shape."""

@@ -103,7 +103,7 @@ class Reference:
         if order in self._derivs:
             return self._derivs[order]
         if order == 1:
-            out = {(j,): e for j, e in enumerate(self.jacobian()[0])}
+            out: dict[tuple[int, ...], sp.Expr] = {(j,): e for j, e in enumerate(self.jacobian()[0])}
         else:
             n = len(self.wrt)
             if math.comb(n + order - 1, order) > LIMITS.derivatives:

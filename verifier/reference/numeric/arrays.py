@@ -184,13 +184,13 @@ class Evaluator(DagEvaluator):
             return out
         rel = lib.relations.get(type(node))
         if rel is not None:
-            return rel(*args) if lib is NUMPY else rel(*(lib._t(a) for a in args))  # type: ignore[attr-defined]
+            return rel(*args) if lib is NUMPY else rel(*(lib._t(a) for a in args))  # type: ignore[attr-defined]  # only TorchBackend (lib is not NUMPY) has _t
         if isinstance(node, (sp.And, sp.Or, sp.Not)):
             return lib.logical({sp.And: "and", sp.Or: "or"}.get(type(node), "not"), args)
-        fn = lib.functions.get(type(node))
-        if fn is None:
+        function = lib.functions.get(type(node))
+        if function is None:
             raise Unsupported(f"no {lib.name} evaluation for {type(node).__name__}")
-        return fn(*args)
+        return function(*args)
 
 
 CHUNK = 1 << 16  # elements below which an expression is evaluated in one piece

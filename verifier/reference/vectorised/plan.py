@@ -70,10 +70,10 @@ class Plan:
 class PlanBuilder:
     """Case-language AST -> formulas; reductions become leaf symbols named by their text."""
 
-    def __init__(self, shapes: Mapping[str, Shape], reductions: list[Reduction]) -> None:
+    def __init__(self, shapes: Mapping[str, Shape], reductions: list[Any]) -> None:
         self.shapes = shapes
         self.reductions = reductions
-        self.by_name = {r.symbol.name: r for r in reductions}
+        self.by_name: dict[str, Any] = {r.symbol.name: r for r in reductions}  # Reduction | Linear
 
     def build(self, node: Node, env: Mapping[str, Formula]) -> Formula:
         if isinstance(node, (Num, Const)):
@@ -122,7 +122,9 @@ class PlanBuilder:
     def linear(self, op: str, args: list[Formula], text: str) -> Formula:
         if any(len(a.shape) > 2 for a in args):
             raise NotVectorisable(f"{op} of tensors with more than 2 dimensions")
-        shape = OPS[op].shape(*(a.shape for a in args))
+        rule = OPS[op].shape
+        assert rule is not None  # the linear ops (matmul, transpose, dot) all have a shape rule
+        shape = rule(*(a.shape for a in args))
         if op == "transpose" and len(args[0].shape) < 2:
             return args[0]
         name = "{" + text + "}"

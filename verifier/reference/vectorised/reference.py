@@ -11,6 +11,7 @@ sample. Reduction results and the cotangents between formulas are carried in flo
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import os
@@ -258,7 +259,7 @@ class VectorPoint:
                 undefined.setdefault(i * width + k, why)
         for flat in undefined:
             lo.reshape(-1)[flat] = hi.reshape(-1)[flat] = math.nan
-        kinks = np.stack([r.kinks.reshape(-1) for r in rows]).reshape(shape)
+        kinks = np.stack([r.kink_mask().reshape(-1) for r in rows]).reshape(shape)
         ex = Exact(lo, hi, undefined, kinks)
 
         def refine(idx: np.ndarray, thorough: bool = True) -> None:
@@ -269,7 +270,7 @@ class VectorPoint:
                 if row.refine is not None:
                     row.refine(np.array([k]), thorough)
                 ex.lo.reshape(-1)[flat], ex.hi.reshape(-1)[flat] = row.lo.reshape(-1)[k], row.hi.reshape(-1)[k]
-                ex.kinks.reshape(-1)[flat] = row.kinks.reshape(-1)[k]
+                kinks.reshape(-1)[flat] = row.kink_mask().reshape(-1)[k]
                 if flat in undefined:
                     ex.lo.reshape(-1)[flat] = ex.hi.reshape(-1)[flat] = math.nan
                 if k in row.undefined:
@@ -338,7 +339,8 @@ class VectorPoint:
         shape = self.plan.out.shape
         m = max(1, math.prod(shape))
         jac = {n: self.jacobian(n) for n in u}
-        ex = Exact(np.zeros(shape), np.zeros(shape), {}, np.zeros(shape, dtype=bool))
+        kinks = np.zeros(shape, dtype=bool)
+        ex = Exact(np.zeros(shape), np.zeros(shape), {}, kinks)
 
         def fill(refine: bool) -> None:
             for i in range(m):
@@ -363,7 +365,7 @@ class VectorPoint:
                 else:  # correctly rounded sums of the products
                     ex.lo.reshape(-1)[i] = math.fsum(np.concatenate(lo_terms)) if lo_terms else 0.0
                     ex.hi.reshape(-1)[i] = math.fsum(np.concatenate(hi_terms)) if hi_terms else 0.0
-                ex.kinks.reshape(-1)[i] = kink
+                kinks.reshape(-1)[i] = kink
 
         fill(False)
 
@@ -440,7 +442,7 @@ class VectorPoint:
         terms = []
         for combo in itertools.combinations_with_replacement(present, order):
             expr = memo(f"vectorised-d{order}", [case_key(self.ref.case), str(inner.expr), [c.name for c in combo]],
-                        lambda combo=combo: without_deltas(sp.diff(inner.expr, *combo)))
+                        functools.partial(lambda c: without_deltas(sp.diff(inner.expr, *c)), combo))
             if expr == 0:
                 continue
             for perm in set(itertools.permutations(combo)):

@@ -90,6 +90,7 @@ class Comparison:
     tolerance: Tolerance
     dtype: str
     worst: tuple[int, ...] | None = None
+    reverse_ones: bool = False  # torch's reverse mode with all-ones weights (y.backward(); v = ones): edges read here
     expected: float | None = None
     expected_hi: float | None = None
     got: float | None = None

@@ -30,8 +30,10 @@ def check_backward(ctx: Ctx, r: CheckResult) -> None:
         for name, got in grads.items():
             # y.backward() is v^T J with v = 1: no zero weight meets a pole of another input (jacobian() allows for
             # those, the Jacobian's own rule)
-            r.comparisons.append(ctx.cmp(ctx.exact.vjp(np.ones(()), name), got, "backward", f"grad wrt {name}", path, name,
-                                         formula="partials"))
+            c = ctx.cmp(ctx.exact.vjp(np.ones(()), name), got, "backward", f"grad wrt {name}", path, name,
+                        formula="partials")
+            c.reverse_ones = True
+            r.comparisons.append(c)
         for name, got in others.items():
             r.facts.append(Fact("backward", f"{name}.grad (requires_grad=False)", None, None if got is None else "a tensor",
                                 got is None))
@@ -58,14 +60,16 @@ def check_backward(ctx: Ctx, r: CheckResult) -> None:
 
 
 def check_vjp(ctx: Ctx, r: CheckResult) -> None:
-    weights = [("v = seeded random", ctx.random(ctx.case.output_shape))]
+    weights = [("v = seeded random", ctx.random(ctx.case.output_shape), False)]
     if not ctx.scalar:  # a scalar output's v = 1 is the backward check; a random scalar v catches an ignored grad_output
-        weights.insert(0, (weight_label(ctx), ctx.weights()))
-    for label, v in weights:
+        weights.insert(0, (weight_label(ctx), ctx.weights(), ctx.case.grad_output is None))
+    for label, v, ones in weights:
         for path, grads in each_path(ctx, r, lambda side: side.vjp(v)):
             for name, got in grads.items():
-                r.comparisons.append(ctx.cmp(ctx.exact.vjp(v, name), got, "vjp", f"v^T J wrt {name} ({label})", path,
-                                             name, formula="partials"))
+                c = ctx.cmp(ctx.exact.vjp(v, name), got, "vjp", f"v^T J wrt {name} ({label})", path, name,
+                            formula="partials")
+                c.reverse_ones = ones
+                r.comparisons.append(c)
 
 
 def check_grad(ctx: Ctx, r: CheckResult) -> None:

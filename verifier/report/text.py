@@ -223,11 +223,7 @@ def edge_points(result: CaseResult) -> list[tuple[int, Comparison, Edge]]:
     for check in result.checks:
         if check.check not in REVERSE_MODE:
             continue
-        if check.check == "backward":
-            reverse = [x for x in check.comparisons if x.path.startswith("y.backward()")]
-        else:
-            reverse = [x for x in check.comparisons if "ones" in x.label]
-        for c in reverse:
+        for c in (x for x in check.comparisons if x.reverse_ones):
             for e in c.edges:
                 key = (check.point, c.wrt, e.index)
                 if key not in seen:

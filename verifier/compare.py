@@ -73,8 +73,7 @@ EDGE_OF = {Code.INDETERMINATE: ZERO_INF, Code.ZERO_WEIGHT: ZERO_INF, Code.POLE: 
 
 def edge_kind(reason: str) -> str:
     """The kind of edge point a reason is, from its code (set where the reference knew why)."""
-    kind = EDGE_OF.get(code_of(reason), OUTSIDE)
-    return kind
+    return EDGE_OF.get(code_of(reason), OUTSIDE)
 
 
 @dataclass

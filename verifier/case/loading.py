@@ -16,9 +16,6 @@ from .fields import kind as _kind
 from .model import Case
 from .validate import build_case, build_cases, case_from_expression
 
-pass
-
-
 __all__ = ["CASE_SUFFIXES", "Collection", "build_case", "case_from_expression", "collect", "load_cases", "load_file"]
 
 CASE_SUFFIXES = (".yaml", ".yml")

@@ -1,1 +1,2 @@
-"""."""
+"""The checks: one module per family; a check is a function (Ctx, CheckResult) -> None, and run.py maps the
+catalogue's names to them."""

@@ -14,7 +14,7 @@ from .lowering import Program
 
 
 def search_dirs(case: Case) -> tuple[str, ...]:
-
+    """Where a case's impl (and a train step) is imported from: the case file's folder, then the working folder."""
     dirs = [os.getcwd()]
     if case.file and Path(case.file).exists():
         dirs.insert(0, str(Path(case.file).resolve().parent))

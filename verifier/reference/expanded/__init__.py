@@ -1,1 +1,1 @@
-"""."""
+"""The element-expansion reference: one sympy expression per element, exact everywhere."""

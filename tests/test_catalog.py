@@ -102,3 +102,10 @@ def test_one_numeric_table_serves_the_three_evaluators():
 
     assert set(mp.FUNCTIONS) == set(arrays.FUNCTIONS) == set(table.TABLE)
     assert set(arrays.TorchBackend().functions) == set(table.TABLE)
+
+
+def test_the_schema_lists_the_input_keys():
+    from verifier.case.fields import INPUT_KEYS
+
+    spec = next(v for v in _schema()["$defs"]["value_spec"]["oneOf"] if "properties" in v)
+    assert set(spec["properties"]) == set(INPUT_KEYS)

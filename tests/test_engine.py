@@ -26,8 +26,8 @@ def test_every_seed_case_passes(seed_results):
 
 def test_every_check_runs_on_the_seed_cases(seed_results):
     ran = {c.check for r in seed_results.values() for c in r.checks if c.status == "pass"}
-    assert ran == {"value", "backward", "vjp", "grad", "higher", "jvp", "jacobian", "accumulate", "graph", "nograd",
-                   "expect", "train"}
+    assert ran == {"value", "backward", "vjp", "grad", "repeat", "higher", "jvp", "jacobian", "accumulate", "graph",
+                   "nograd", "expect", "train"}
 
 
 def _point(case):
@@ -132,7 +132,7 @@ def test_pole_is_explained():
 def test_non_scalar_backward_raises_and_is_checked():
     case = case_from_expression("x * 2", {"x": [1.0, 2.0]}, checks=["backward"])
     facts = verify_case(case).checks[0].facts
-    assert facts[0].label == "y.backward() on a non-scalar output raises" and facts[0].passed
+    assert facts[0].label == "y.backward() on an output of more than one element raises" and facts[0].passed
     assert "grad can be implicitly created only for scalar outputs" in facts[0].note
 
 

@@ -29,6 +29,8 @@ def assert_gradients_match(
     seed: int = 0,
     strict: bool = False,
     timeout: float | None = 120.0,
+    grad_output: Any = None,
+    define: Mapping[str, str] | None = None,
 ) -> CaseResult:
     """Assert that ``impl``'s gradients equal the exact derivatives of ``reference`` at ``inputs``.
 
@@ -36,13 +38,18 @@ def assert_gradients_match(
         impl: a callable taking the input tensors positionally, in the order of ``inputs`` (a custom Function's
             ``apply``, an ``nn.Module``, a function), returning a tensor.
         reference: an expression of the case language over the input names (the same parser and op table).
-        inputs: name -> tensor (float64 or float32, all the same dtype); copied, never modified.
+        inputs: name -> tensor (one floating dtype for all; copied, never modified). As torch (and gradcheck) read
+            them: where some floating input has requires_grad=True, exactly those are differentiated and the others
+            are constants passed to ``impl`` (targets, masks); where none has, every floating input is
+            differentiated. Integer tensors (class labels, indices) are constants, passed as int64.
         order: the highest derivative order to check; >= 2 adds double backward through create_graph=True.
         checks: a subset of the checks to run (default: all that apply to an implementation).
         rtol, atol: override the dtype's default tolerance.
         seed: seed of the random grad_outputs and tangents.
         strict: fail at kinks instead of accepting a value between the one-sided derivatives.
         timeout: seconds before the check stops with a failure.
+        grad_output: the v of y.backward(v) for a non-scalar output (default: a seeded random v, and ones).
+        define: intermediates of the reference, name -> expression (like a YAML case's ``define``).
     Returns:
         The CaseResult, when everything matches.
     Raises:
@@ -53,14 +60,16 @@ def assert_gradients_match(
     from .runner import verify_implementation
 
     dtype = _dtype(inputs)
-    values = {name: _array(name, t) for name, t in inputs.items()}
+    values = _input_specs(inputs)
     tolerance = None
     if rtol is not None or atol is not None:
         base = DEFAULT_TOLERANCES[dtype]
         tolerance = Tolerance(base.rtol if rtol is None else float(rtol), base.atol if atol is None else float(atol))
     wanted = tuple(checks) if checks is not None else HELPER + (("higher",) if order >= 2 else ())
     result = verify_implementation(impl, reference, values, dtype=dtype, order=order, checks=wanted,
-                                   tolerance=tolerance, seed=seed, strict=strict, timeout=timeout)
+                                   tolerance=tolerance, seed=seed, strict=strict, timeout=timeout,
+                                   define=dict(define) if define else None,
+                                   grad_output=None if grad_output is None else _array("grad_output", grad_output))
     if result.status != "pass":
         from .report.text import case_text
 
@@ -68,12 +77,37 @@ def assert_gradients_match(
     return result
 
 
+def _is_integer(t: Any) -> bool:
+    import torch
+
+    return isinstance(t, torch.Tensor) and not (t.is_floating_point() or t.is_complex())
+
+
+def _input_specs(inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """The inputs as case input specs: which are differentiated, which are constants, which are integers."""
+    import torch
+
+    floating = {n: t for n, t in inputs.items() if not _is_integer(t)}
+    marked = any(isinstance(t, torch.Tensor) and t.requires_grad for t in floating.values())
+    specs: dict[str, Any] = {}
+    for name, t in inputs.items():
+        value = _array(name, t)
+        if _is_integer(t):
+            specs[name] = {"value": value, "requires_grad": False, "integer": True}
+        elif marked and not (isinstance(t, torch.Tensor) and t.requires_grad):
+            specs[name] = {"value": value, "requires_grad": False}
+        else:
+            specs[name] = value
+    return specs
+
+
 def _dtype(inputs: Mapping[str, Any]) -> str:
     import torch
 
     if not inputs:
         raise CaseError("inputs is empty: give at least one tensor")
-    kinds = {str(t.dtype).replace("torch.", "") if isinstance(t, torch.Tensor) else "float64" for t in inputs.values()}
+    kinds = {str(t.dtype).replace("torch.", "") if isinstance(t, torch.Tensor) else "float64" for t in inputs.values()
+             if not _is_integer(t)}
     if len(kinds) != 1 or not kinds <= set(DTYPES):
         raise CaseError(f"inputs must all be tensors of one dtype, one of {', '.join(DTYPES)}; got {sorted(kinds)}")
     return kinds.pop()

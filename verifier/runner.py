@@ -10,7 +10,7 @@ import signal
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -172,6 +172,8 @@ def verify_implementation(
     seed: int,
     strict: bool,
     timeout: float | None,
+    define: Mapping[str, str] | None = None,
+    grad_output: np.ndarray | None = None,
 ) -> CaseResult:
     """Verify a user's callable against the exact derivatives of a reference expression (the assertion helper)."""
     from .case.validate import case_from_expression
@@ -179,7 +181,7 @@ def verify_implementation(
 
     case = case_from_expression(reference, dict(values), name="implementation",
                                 file="<assert_gradients_match>", dtype=dtype, order=max(order, 1),
-                                checks=list(checks), seed=seed)
+                                checks=list(checks), seed=seed, define=define, grad_output=grad_output)
     case = replace(case, tolerance=tolerance, strict=strict)
     if order >= 2 and case.output_shape != ():
         # double backward of a non-scalar output: check the scalar sum(w * out) with a seeded random w
@@ -213,7 +215,8 @@ def _verify(case: Case, result: CaseResult, run: Settled, program: Callable[[Cas
     reference = make_reference(case)
     tolerance = case.tolerance_for(dtype)
     for k, raw in enumerate(case.points):
-        point = {n: v if dtype == "float64" and v.dtype == np.float64 else round_to(v, dtype)
+        integers = {i.name for i in case.inputs if i.integer}  # labels stay exact
+        point = {n: v if n in integers or (dtype == "float64" and v.dtype == np.float64) else round_to(v, dtype)
                  for n, v in raw.items()}
         result.points.append(point)
         rng = np.random.default_rng([run.seed, k])

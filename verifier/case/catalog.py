@@ -39,6 +39,9 @@ CATALOG: tuple[Check, ...] = (
           backward_based=True, helper=True),
     Check("grad", "torch.autograd.grad returns the gradient and leaves .grad untouched", backward_based=True,
           helper=True),
+    Check("repeat", "backward again and again on one retained graph with distinct seeded random grad_outputs gives "
+          "v^T J every time, the same v gives the same result, and no grad_output is changed in place",
+          backward_based=True, helper=True),
     Check("higher", "orders 2..N by create_graph=True; the Hessian by autograd.functional.hessian and "
           "torch.func.hessian", backward_based=True),
     Check("jvp", "forward-mode AD (torch.autograd.forward_ad and torch.func.jvp) gives J u", helper=True),

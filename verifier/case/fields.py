@@ -16,7 +16,7 @@ from ..language.shapes import Shape
 from ..limits import LIMITS, flag
 
 VAR_RE = re.compile(r"^(?!.*__)[A-Za-z][A-Za-z0-9_]{0,63}$")  # no '__': reserved for element symbols
-INPUT_KEYS = ("value", "shape", "sample", "seed", "requires_grad", "fill")
+INPUT_KEYS = ("value", "shape", "sample", "seed", "requires_grad", "fill", "integer")
 CONSTRUCTORS = ("eye", "ones", "zeros", "arange", "full")
 RESERVED = {"output"}
 

@@ -13,7 +13,8 @@ from ..language.nodes import Node
 from ..language.shapes import Shape
 
 COMPILE_BACKENDS = ("auto", "inductor", "aot_eager", "eager")
-DIAGNOSES = ("accumulated", "missing_zero_grad", "kink", "factor", "relative", "sign", "zero", "none", "nonfinite", "transpose",
+DIAGNOSES = ("accumulated", "missing_zero_grad", "mutated_state",
+             "kink", "factor", "relative", "sign", "zero", "none", "nonfinite", "transpose",
              "conjugate",
              "shape", "partial", "inaccurate",
              "any")
@@ -53,6 +54,7 @@ class Input:
     value: np.ndarray = field(compare=False, repr=False)  # float64, the case's own value
     requires_grad: bool = True
     line: int | None = None
+    integer: bool = False  # class labels, indices: an int64 tensor on the torch side (never differentiated)
 
     @property
     def shape(self) -> Shape:

@@ -77,7 +77,8 @@ def build_case(doc: Mapping[str, Any], *, file: str | None = None, dtype: str | 
         iname = variable_name(ctx, iname, "inputs", raw_inputs)
         array, requires_grad = value_spec(ctx, spec, f"inputs.{iname}", [seed, i],  # type: ignore[arg-type]  # YAML keys are strings: variable_name checked it
                                           complex_values=complex_case)
-        inputs.append(Input(iname, array, requires_grad, ctx.line(raw_inputs, iname)))
+        integer = _integer(ctx, spec, f"inputs.{iname}", array, requires_grad)
+        inputs.append(Input(iname, array, requires_grad, ctx.line(raw_inputs, iname), integer=integer))
     shapes: dict[str, Shape] = {i.name: i.shape for i in inputs}
 
     raw_defines = doc.get("define", {})
@@ -287,6 +288,22 @@ def _backward(ctx: Ctx, raw: Any) -> tuple[int, bool]:
     if not isinstance(zero, bool):
         raise ctx.error("backward.zero_grad", f"expected true or false, got {kind(zero)}", raw, "zero_grad")
     return calls, zero
+
+
+def _integer(ctx: Ctx, spec: Any, key: str, array: np.ndarray, requires_grad: bool) -> bool:
+    """An input's `integer: true` (class labels, indices): passed to torch as int64, never differentiated."""
+    if not isinstance(spec, Mapping) or "integer" not in spec:
+        return False
+    flag = spec["integer"]
+    if not isinstance(flag, bool):
+        raise ctx.error(f"{key}.integer", f"expected true or false, got {kind(flag)}", spec, "integer")
+    if flag and requires_grad:
+        raise ctx.error(f"{key}.integer", "an integer input cannot require grad: give requires_grad: false", spec,
+                        "integer")
+    if flag and (np.iscomplexobj(array) or not np.all(np.mod(array, 1) == 0) or np.any(np.abs(array) > 2.0**53)):
+        raise ctx.error(f"{key}.integer", "an integer input's values must be whole numbers (|v| <= 2**53)", spec,
+                        "value")
+    return flag
 
 
 def case_from_expression(

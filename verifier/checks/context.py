@@ -143,8 +143,13 @@ class Ctx:
             return self.rounded(self.case.grad_output)
         return np.ones(self.case.output_shape)
 
-    def random(self, shape: tuple[int, ...]) -> np.ndarray:
-        return self.rounded(self.rng.standard_normal(shape))
+    def random(self, shape: tuple[int, ...], rng: np.random.Generator | None = None) -> np.ndarray:
+        return self.rounded((rng or self.rng).standard_normal(shape))
+
+    def stream(self, tag: int) -> np.random.Generator:
+        """A seeded generator of its own for one check (its draws leave the shared sequence of the others alone)."""
+        seed = self.run.seed if self.run is not None else self.case.seed
+        return np.random.default_rng([seed, self.point, tag])
 
     @property
     def scalar(self) -> bool:

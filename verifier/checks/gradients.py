@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..compare import Fact
+from ..compare import Diagnosis, Fact
 from ..reference.rounding import summed_slack
 from ..results import CheckResult
+from ..torchside.autodiff import StateChanged
 from ..torchside.paths import Path
 from ..values import Exact
 from .context import MAX_BASIS, MAX_HIGHER, MAX_JACOBIAN, Ctx, each_path, scaled, weight_label
@@ -18,21 +19,26 @@ def check_value(ctx: Ctx, r: CheckResult) -> None:
 
 def check_backward(ctx: Ctx, r: CheckResult) -> None:
     case = ctx.case
-    if not ctx.scalar:
+    if int(np.prod(case.output_shape)) != 1:  # torch's rule: an implicit grad_output only for one element
         err = ctx.torch.backward_error(implicit=True)
-        r.facts.append(Fact("backward", "y.backward() on a non-scalar output raises", True, err is not None,
-                            err is not None, note=err))
+        r.facts.append(Fact("backward", "y.backward() on an output of more than one element raises", True,
+                            err is not None, err is not None, note=err))
     else:
         grads, others = ctx.torch.backward(case.backward_calls, case.zero_grad)
         path = "y.backward()"
-        if case.backward_calls > 1:
-            path += f" x{case.backward_calls}" + ("" if case.zero_grad else " without zero_()")
+        calls = case.backward_calls
+        if calls > 1:
+            path += f" x{calls}" + ("" if case.zero_grad else " without zero_()")
+        once = ctx.torch.backward(1, True)[0] if calls > 1 and not case.zero_grad else {}
         for name, got in grads.items():
             # y.backward() is v^T J with v = 1: no zero weight meets a pole of another input (jacobian() allows for
             # those, the Jacobian's own rule)
-            c = ctx.cmp(ctx.exact.vjp(np.ones(()), name), got, "backward", f"grad wrt {name}", path, name,
-                        formula="partials")
+            exact = ctx.exact.vjp(np.ones(case.output_shape), name)
+            c = ctx.cmp(exact, got, "backward", f"grad wrt {name}", path, name, formula="partials")
             c.reverse_ones = True
+            if not c.passed and name in once and got is not None and np.allclose(got, calls * exact.lo, rtol=1e-6) \
+                    and ctx.cmp(exact, once[name], "backward", "", path, name).passed:
+                c.diagnosis = Diagnosis("accumulated", factor=float(calls), count=calls)  # the first call alone is right
             r.comparisons.append(c)
         for name, got in others.items():
             r.facts.append(Fact("backward", f"{name}.grad (requires_grad=False)", None, None if got is None else "a tensor",
@@ -42,7 +48,13 @@ def check_backward(ctx: Ctx, r: CheckResult) -> None:
         r.facts.append(Fact("backward", f"{name}.grad dtype and shape", want, meta, meta in (want, None),
                             note="a gradient must have its input's dtype and shape (a broadcast not reduced back?)"))
     w = ctx.weights()
-    second = ctx.torch.second_backward(w)
+    try:
+        second = ctx.torch.second_backward(w)
+    except StateChanged as exc:
+        r.facts.append(Fact("backward", "backward(retain_graph=True) then backward() runs", True, False, False,
+                            note="the first call ran and the graph was retained: the backward changed a tensor the "
+                                 f"graph saved (in place), and torch refused the second call ({exc.error[:160]})"))
+        return
     got_error = second["error"] is not None
     # the probe: the same two calls with retain_graph=True ran, so an error without it is the freed graph's. The
     # graph's saved tensors are read from its nodes' _saved_* attributes; some torch versions do not list every one
@@ -70,6 +82,53 @@ def check_vjp(ctx: Ctx, r: CheckResult) -> None:
                             formula="partials")
                 c.reverse_ones = ones
                 r.comparisons.append(c)
+
+
+REPEATS = 3  # distinct seeded random grad_outputs through one retained graph, then the first one again
+REPEAT_STREAM = 1001  # the repeat check's own random stream
+
+
+def check_repeated(ctx: Ctx, r: CheckResult) -> None:
+    """Backward called again and again on one retained graph with distinct seeded random grad_outputs: each must be
+    v^T J (a backward that changes its saved tensors in place is right only the first time, and only a v other
+    than ones shows it), the first v again must give the first result (reproducible), and no grad_output may be
+    changed by the backward it was passed to."""
+    rng = ctx.stream(REPEAT_STREAM)
+    vs = [ctx.random(ctx.case.output_shape, rng) for _ in range(REPEATS)]
+    try:
+        grads, intact = ctx.torch.retained(vs + [vs[0]])
+    except StateChanged as exc:
+        r.facts.append(Fact("repeat", f"backward call {exc.call} through one retained graph runs", True, False, False,
+                            note="the first call ran: the backward changed a tensor the graph saved (in place, e.g. "
+                                 f"grad = ctx.saved; grad *= grad_output), and torch refused the next call ({exc.error[:160]})"))
+        return
+    first_right: dict[str, bool] = {}
+    for k, (v, got) in enumerate(zip(vs, grads), start=1):
+        for name, g in got.items():
+            c = ctx.cmp(ctx.exact.vjp(v, name), g, "repeat", f"v^T J wrt {name} (call {k} of {REPEATS}, v_{k} seeded random)",
+                        Path.RETAINED, name, formula="partials")
+            if k == 1:
+                first_right[name] = c.passed
+            elif not c.passed and first_right.get(name) and (c.diagnosis is None or c.diagnosis.kind == "partial"):
+                c.diagnosis = Diagnosis("mutated_state", count=k)
+            r.comparisons.append(c)
+    for name, again in grads[-1].items():
+        first = grads[0][name]
+        with np.errstate(invalid="ignore"):
+            same = (again == first) | (np.isnan(first) & np.isnan(again))  # inf twice, NaN twice: the same
+            gap = np.where(same, 0.0, np.abs(again - first))
+        diff = float(np.max(np.nan_to_num(gap, nan=np.inf))) if np.size(first) else 0.0
+        with np.errstate(invalid="ignore"):
+            bound = float(np.max(np.nan_to_num(ctx.tolerance.allowed(np.abs(first)), nan=0.0))) if np.size(first) else 0.0
+        r.facts.append(Fact("repeat", f"the same v on the same graph gives the same grad wrt {name} (reproducible)",
+                            "equal", "equal" if diff == 0 else f"differs by {diff:.3g}", diff == 0 or diff <= bound,
+                            note="non-determinism within the tolerance passes" if 0 < diff <= bound else None))
+    for k, ok in enumerate(intact[:REPEATS], start=1):
+        if not ok:
+            r.facts.append(Fact("repeat", f"grad_output v_{k} unchanged by the backward it was passed to", True, False,
+                                False, note="the backward modified grad_output in place (e.g. grad_output.div_(n)): "
+                                            "the caller's tensor is corrupted"))
+            break
 
 
 def check_grad(ctx: Ctx, r: CheckResult) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..case.model import Case
-from ..compare import Fact
+from ..compare import Diagnosis, Fact
 from ..language.analysis import expected_grad_fn, grad_sources
 from ..language.nodes import Call, Index, Name, Node
 from ..results import CheckResult
@@ -15,12 +17,18 @@ def check_accumulate(ctx: Ctx, r: CheckResult) -> None:
     exact = {i.name: ctx.exact.vjp(w, i.name) for i in ctx.case.differentiable}
     for path, calls in ctx.torch.accumulate(ctx.case.accumulate_calls, w).items():
         zeroing = path.zeroes
+        first_right: dict[str, bool] = {}
         for k, grads in enumerate(calls, start=1):
             for name, got in grads.items():
                 target = exact[name] if zeroing else scaled(exact[name], k)
                 factor = "" if zeroing else f" = {k} x grad"
-                r.comparisons.append(ctx.cmp(target, got, "accumulate", f"{name}.grad after call {k}{factor}", path,
-                                             name))
+                c = ctx.cmp(target, got, "accumulate", f"{name}.grad after call {k}{factor}", path, name)
+                if k == 1:
+                    first_right[name] = c.passed
+                elif zeroing and not c.passed and first_right.get(name) and got is not None and \
+                        np.allclose(got, scaled(exact[name], k).lo, rtol=1e-6, atol=0):
+                    c.diagnosis = Diagnosis("accumulated", factor=float(k), count=k)  # the first call alone was right
+                r.comparisons.append(c)
 
 
 def check_graph(ctx: Ctx, r: CheckResult) -> None:
@@ -99,7 +107,10 @@ def check_nograd(ctx: Ctx, r: CheckResult) -> None:
         if base is not None:
             source[name] = base
     leaves = {n for n, origin in source.items() if origin in grad_inputs}  # require grad even under no_grad
-    want = {"no_grad output requires_grad": "output" in leaves,
+    # the lowered definition is predicted from the expression; a user's implementation is judged by what it
+    # returned (a Function returning x.view_as(x) keeps x's requires_grad under no_grad, whatever the reference)
+    output = "output" in leaves if ctx.torch.is_lowered() else facts["no_grad output is a view of a tensor requiring grad"]
+    want = {"no_grad output requires_grad": output,
             "no_grad intermediates requiring grad": sorted(d.name for d in ctx.case.defines if d.name in leaves),
             "detach() requires_grad": False, "detach() shares storage": True, "detach() value equal": True}
     for label, expected in want.items():

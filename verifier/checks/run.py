@@ -21,6 +21,7 @@ from .gradients import (
     check_higher,
     check_jacobian,
     check_jvp,
+    check_repeated,
     check_value,
     check_vjp,
 )
@@ -29,7 +30,8 @@ from .train import check_train
 from .wirtinger import check_wirtinger
 
 CHECKS: dict[str, Callable[[Ctx, CheckResult], None]] = {
-    "value": check_value, "backward": check_backward, "vjp": check_vjp, "grad": check_grad, "higher": check_higher,
+    "value": check_value, "backward": check_backward, "vjp": check_vjp, "grad": check_grad,
+    "repeat": check_repeated, "higher": check_higher,
     "jvp": check_jvp, "jacobian": check_jacobian, "accumulate": check_accumulate, "graph": check_graph,
     "nograd": check_nograd, "expect": check_expect, "train": check_train, "compile": check_compile,
     "wirtinger": check_wirtinger,

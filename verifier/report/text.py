@@ -36,6 +36,9 @@ def diagnosis_text(d: Diagnosis | None, c: Comparison) -> str | None:
                 "zero .grad (x.grad.zero_() / optimizer.zero_grad()) before each backward")
     if d.kind == "sign":
         return "-1x expected: the sign is flipped"
+    if d.kind == "mutated_state":
+        return (f"the first backward through this graph was right, call {d.count} was wrong: backward changes its "
+                "saved tensors (or other state) in place (e.g. grad = ctx.saved; grad *= grad_output); work on a copy")
     if d.kind == "factor":
         f = d.factor or 0.0
         if abs(f - 0.5) < 1e-9:

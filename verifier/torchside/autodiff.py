@@ -24,6 +24,15 @@ Grads = dict[str, "np.ndarray | None"]
 warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet implemented the batching")
 
 
+class StateChanged(Exception):
+    """A backward through a retained graph raised on call `call`, though the same graph ran backward before: the
+    earlier backward changed something the graph needs (torch's saved-tensor version check, or the user's state)."""
+
+    def __init__(self, call: int, error: str) -> None:
+        super().__init__(error)
+        self.call, self.error = call, error
+
+
 @overload
 def numpy(t: torch.Tensor) -> np.ndarray: ...
 
@@ -77,6 +86,7 @@ class TorchSide:
         self.dtype = DTYPES[self.dtype_name]
         self.point = point
         self.diff = tuple(i.name for i in case.differentiable)
+        self.integers = frozenset(i.name for i in case.inputs if i.integer)
 
     # --- probes: the same computation elsewhere (torchside.support decides what torch supports with them) --------
 
@@ -112,11 +122,17 @@ class TorchSide:
         """A tensor of the case's dtype on its device (the values are float64 numbers already in that dtype)."""
         return torch.tensor(value, dtype=self.dtype, device=self.device)
 
+    def _input(self, name: str) -> torch.Tensor:
+        """An input's tensor: the case's dtype, or int64 for an integer input (labels, indices)."""
+        if name in self.integers:
+            return torch.tensor(self.point[name], dtype=torch.int64, device=self.device)
+        return self._t(self.point[name])
+
     # --- building blocks ---------------------------------------------------------------------------------------
 
     def leaves(self) -> dict[str, torch.Tensor]:
         return {
-            i.name: self._t(self.point[i.name]).requires_grad_(i.requires_grad)
+            i.name: self._input(i.name).requires_grad_(i.requires_grad)
             for i in self.case.inputs
         }
 
@@ -128,7 +144,7 @@ class TorchSide:
         return out, nodes, leaves
 
     def constants(self) -> dict[str, torch.Tensor]:
-        return {i.name: self._t(self.point[i.name]) for i in self.case.inputs if not i.requires_grad}
+        return {i.name: self._input(i.name) for i in self.case.inputs if not i.requires_grad}
 
     def primals(self) -> tuple[torch.Tensor, ...]:
         return tuple(self._t(self.point[n]) for n in self.diff)
@@ -194,39 +210,64 @@ class TorchSide:
 
     def second_backward(self, weights: np.ndarray) -> dict[str, Any]:
         """retain_graph semantics: a second backward without it, and with it."""
-        w = self._t(weights)
         out, _, leaves = self.forward()
         saved = has_saved_tensors(out.grad_fn)
-        out.backward(w)
+        out.backward(self._t(weights))
         try:
-            out.backward(w)
+            out.backward(self._t(weights))
             error = None
         except RuntimeError as exc:
             error = str(exc)
         out, _, leaves = self.forward()
-        out.backward(w, retain_graph=True)
-        out.backward(w)  # ran: so an error of the second call above came from the freed graph
+        out.backward(self._t(weights), retain_graph=True)
+        try:
+            out.backward(self._t(weights))  # ran: so an error of the second call above came from the freed graph
+        except RuntimeError as exc:  # the graph was kept and still refused: the first backward changed its state
+            raise StateChanged(2, str(exc)) from exc
         return {"saved": saved, "error": error, "freed": error is not None, "retained": self._grads(leaves)}
 
     def vjp(self, weights: np.ndarray) -> dict[str, Callable[[], Grads]]:
-        """v^T J three ways, each a thunk (a path may be unsupported by the implementation)."""
-        v = self._t(weights)
+        """v^T J three ways, each a thunk (a path may be unsupported by the implementation). Each path gets its own
+        v tensor: a backward that modifies grad_output in place must not change what the next path receives (the
+        repeat check names that bug)."""
 
         def backward() -> Grads:
             out, _, leaves = self.forward()
-            out.backward(v)
+            out.backward(self._t(weights))
             return self._grads(leaves)
 
         def grad() -> Grads:
             out, _, leaves = self.forward()
-            grads = torch.autograd.grad(out, [leaves[n] for n in self.diff], grad_outputs=v, allow_unused=True)
+            grads = torch.autograd.grad(out, [leaves[n] for n in self.diff], grad_outputs=self._t(weights),
+                                        allow_unused=True)
             return {n: _zeros_if_none(g, leaves[n]) for n, g in zip(self.diff, grads)}
 
         def func_vjp() -> Grads:
             pullback = torch.func.vjp(self.function(), *self.primals())[1]  # (output, vjp_fn)
-            return {n: numpy(g) for n, g in zip(self.diff, pullback(v))}
+            return {n: numpy(g) for n, g in zip(self.diff, pullback(self._t(weights)))}
 
         return {Path.BACKWARD_V: backward, Path.GRAD_V: grad, Path.FUNC_VJP: func_vjp}
+
+    def retained(self, weights: list[np.ndarray]) -> tuple[list[dict[str, np.ndarray]], list[bool]]:
+        """v^T J for each v in turn through ONE retained graph (autograd.grad, retain_graph=True): a backward that
+        changes its saved tensors in place is right the first time only, and only a v other than ones shows it.
+        Also whether each grad_output tensor was left unchanged by the backward it was passed to."""
+        out, _, leaves = self.forward()
+        results: list[dict[str, np.ndarray]] = []
+        intact: list[bool] = []
+        for k, w in enumerate(weights):
+            v = self._t(w)
+            before = v.clone()
+            try:
+                grads = torch.autograd.grad(out, [leaves[n] for n in self.diff], grad_outputs=v, retain_graph=True,
+                                            allow_unused=True)
+            except RuntimeError as exc:
+                if k == 0:
+                    raise  # the first call itself fails: that is the check's error
+                raise StateChanged(k + 1, str(exc)) from exc  # the same call ran before on this graph
+            results.append({n: _zeros_if_none(g, leaves[n]) for n, g in zip(self.diff, grads)})
+            intact.append(bool(torch.equal(v, before) or (v.isnan() & before.isnan()).all().item()))
+        return results, intact
 
     def grad(self, weights: np.ndarray | None = None) -> tuple[Grads, bool]:
         """torch.autograd.grad (grad_outputs=weights for a non-scalar output); and whether it touched .grad."""
@@ -242,7 +283,7 @@ class TorchSide:
 
         def forward_ad() -> np.ndarray:
             with fwAD.dual_level():
-                env = {i.name: self._t(self.point[i.name]) for i in self.case.inputs}
+                env = {i.name: self._input(i.name) for i in self.case.inputs}
                 for n, t in zip(self.diff, u):
                     env[n] = fwAD.make_dual(env[n], t)
                 out, _ = self.program(env)
@@ -318,19 +359,20 @@ class TorchSide:
         }
 
     def accumulate(self, calls: int, weights: np.ndarray) -> dict[Path, list[Grads]]:
-        """.grad after each of `calls` backward calls: fresh graphs, one retained graph, and zeroing in between."""
-        w = self._t(weights)
+        """.grad after each of `calls` backward calls: fresh graphs, one retained graph, and zeroing in between.
+        Every call gets its own grad_output tensor: AccumulateGrad may adopt the incoming gradient as .grad (when the
+        program's last op is a view) and accumulate into it later, which must not write into the next call's."""
         runs: dict[Path, list[Grads]] = {Path.ACCUMULATE_FRESH: [],
                                         Path.ACCUMULATE_RETAINED: [],
                                         Path.ACCUMULATE_ZEROED: []}
         leaves = self.leaves()
         for _ in range(calls):
             out, _, _ = self.forward(leaves)
-            out.backward(w)
+            out.backward(self._t(weights))
             runs[Path.ACCUMULATE_FRESH].append(self._grads(leaves))
         out, _, leaves = self.forward()
         for k in range(calls):
-            out.backward(w, retain_graph=k < calls - 1)
+            out.backward(self._t(weights), retain_graph=k < calls - 1)
             runs[Path.ACCUMULATE_RETAINED].append(self._grads(leaves))
         leaves = self.leaves()
         for _ in range(calls):
@@ -339,7 +381,7 @@ class TorchSide:
                 if grad is not None:
                     grad.zero_()
             out, _, _ = self.forward(leaves)
-            out.backward(w)
+            out.backward(self._t(weights))
             runs[Path.ACCUMULATE_ZEROED].append(self._grads(leaves))
         return runs
 
@@ -365,7 +407,7 @@ class TorchSide:
         p.grad.zero_()), or 'step' (the user's step(params, loss_fn, lr); the gradient it used is read from the
         parameter change, for plain SGD).
         """
-        env = {i.name: self._t(self.point[i.name]) for i in self.case.inputs}
+        env = {i.name: self._input(i.name) for i in self.case.inputs}
         params = {n: env[n].clone().requires_grad_(True) for n in spec.params}
         for i in self.case.inputs:
             env[i.name].requires_grad_(i.requires_grad and i.name not in params)
@@ -407,16 +449,28 @@ class TorchSide:
 
     def nograd(self) -> dict[str, Any]:
         with torch.no_grad():
-            out, nodes, _ = self.forward()
+            out, nodes, leaves = self.forward()
         free, _, _ = self.forward()
         detached = free.detach()
         return {
             "no_grad output requires_grad": out.requires_grad,
+            # torch's rule, applied to what the program returned: under no_grad only an input itself, or a view of a
+            # tensor that requires grad, requires grad (a view keeps its base's flag)
+            "no_grad output is a view of a tensor requiring grad": _keeps_requires_grad(out, leaves),
             "no_grad intermediates requiring grad": sorted(n for n, t in nodes.items() if t.requires_grad),
             "detach() requires_grad": detached.requires_grad,
             "detach() shares storage": detached.data_ptr() == free.data_ptr(),
             "detach() value equal": bool(((detached == free) | (detached.isnan() & free.isnan())).all()),
         }
+
+
+def _keeps_requires_grad(t: torch.Tensor, leaves: Mapping[str, torch.Tensor]) -> bool:
+    """Whether torch's view rule makes t require grad under no_grad: t is an input that requires grad, or a view
+    whose base requires grad."""
+    if any(t is leaf for leaf in leaves.values()):
+        return bool(t.requires_grad)
+    base = t._base if t._is_view() else None
+    return bool(base is not None and base.requires_grad)
 
 
 def _zeros_if_none(g: torch.Tensor | None, like: torch.Tensor) -> np.ndarray:

@@ -34,6 +34,7 @@ class Path(str, Enum):
     ACCUMULATE_FRESH = "fresh graph each call, no zero_()"
     ACCUMULATE_RETAINED = "one graph, retain_graph=True, no zero_()"
     ACCUMULATE_ZEROED = "grad.zero_() before each call"
+    RETAINED = "one retained graph, autograd.grad with a new seeded random v each call"
 
     def __str__(self) -> str:
         return str(self.value)

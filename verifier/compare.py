@@ -128,6 +128,7 @@ class Fact:
     got: Any
     passed: bool
     note: str | None = None
+    cause: str | None = None  # a diagnosis kind this fact establishes when it fails (mutated_state, ...)
 
 
 def compare(

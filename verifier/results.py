@@ -105,8 +105,9 @@ class CaseResult:
         return [(ch, c) for ch in self.checks for c in ch.comparisons if c.edge_count]
 
     def diagnoses(self) -> set[str]:
-        """The diagnosis kinds of every failing comparison."""
-        return {c.diagnosis.kind for ch in self.checks for c in ch.comparisons if not c.passed and c.diagnosis}
+        """The diagnosis kinds of every failing comparison, and the causes of every failing fact that names one."""
+        return ({c.diagnosis.kind for ch in self.checks for c in ch.comparisons if not c.passed and c.diagnosis}
+                | {f.cause for ch in self.checks for f in ch.facts if not f.passed and f.cause})
 
     def expected_failure_seen(self) -> bool:
         wanted = self.case.expect_failure if self.case is not None else None

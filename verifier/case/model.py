@@ -13,7 +13,7 @@ from ..language.nodes import Node
 from ..language.shapes import Shape
 
 COMPILE_BACKENDS = ("auto", "inductor", "aot_eager", "eager")
-DIAGNOSES = ("accumulated", "missing_zero_grad", "mutated_state",
+DIAGNOSES = ("accumulated", "missing_zero_grad", "mutated_state", "grad_output_modified", "ignores_grad_output", "region",
              "kink", "factor", "relative", "sign", "zero", "none", "nonfinite", "transpose",
              "conjugate",
              "shape", "partial", "inaccurate",

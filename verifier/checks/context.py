@@ -11,7 +11,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..case.model import Case, Tolerance
-from ..compare import Comparison, compare
+from ..compare import Comparison, Diagnosis, compare
 from ..config import Settled
 from ..dtypes import HALF, round_to
 from ..reference.base import PointQuantities
@@ -39,7 +39,9 @@ class Ctx:
     run: Settled | None = None  # this run's settled options (None: the case's own)
 
     def cmp(self, exact: Exact, got: np.ndarray | None, check: str, label: str, path: str, wrt: str | None = None,
-            formula: str | None = None, source: str = "sympy") -> Comparison:
+            formula: str | None = None, source: str = "sympy", weights: np.ndarray | None = None) -> Comparison:
+        """Compare got with the exact quantity; weights: the grad_output v of a v^T J (to name a backward that
+        ignores it)."""
         path = str(path)  # a torchside.paths.Path member, or a composed label
 
         def run() -> Comparison:
@@ -72,6 +74,8 @@ class Ctx:
                     c.notes[-1] = (f"{left} mismatched element(s) were judged against the float64 screen, not the "
                                    "exact value (the refinement budget ran out)")
         c.exact_source = source
+        if not c.passed and got is not None and wrt is not None and np.shape(got) == exact.lo.shape:
+            self._explain(c, exact, np.asarray(got, dtype=np.float64), wrt, weights)
         if not c.passed and c.worst is not None:
             try:
                 if formula == "value":
@@ -84,6 +88,37 @@ class Ctx:
             except (ValueError, IndexError):
                 c.formula = None
         return c
+
+    def _explain(self, c: Comparison, exact: Exact, got: np.ndarray, wrt: str, weights: np.ndarray | None) -> None:
+        """Name the cause a single comparison cannot see: a backward that ignores grad_output (got is the v = 1
+        result whatever v is), or an error confined to a region of the input (wrong where x > t, right elsewhere)."""
+        close = 1e-6 if self.dtype == "float64" else 1e-3
+        if weights is not None and not np.all(weights == 1) and (c.diagnosis is None or c.diagnosis.kind in
+                                                                  ("partial", "factor", "relative", "inaccurate")):
+            ones = self.exact.vjp(np.ones(self.case.output_shape), wrt).lo
+            if ones.shape == got.shape and np.allclose(got, ones, rtol=close, atol=close * float(np.max(np.abs(ones),
+                                                                                                       initial=0.0))):
+                c.diagnosis = Diagnosis("ignores_grad_output")
+                return
+        x = np.asarray(self.exact.point.get(wrt, np.empty(0)), dtype=np.float64)
+        if c.diagnosis is None or c.diagnosis.kind != "partial" or x.shape != got.shape or got.size < 4:
+            return
+        lo = exact.lo
+        with np.errstate(invalid="ignore"):
+            bad = ~(np.abs(got - lo) <= self.tolerance.allowed(np.abs(lo), 0.0 if exact.slack is None else exact.slack))
+        bad &= ~np.isnan(lo)
+        good = ~bad & ~np.isnan(lo)
+        if not bad.any() or not good.any():
+            return
+        for side, inside in ((">", float(x[bad].min()) > float(x[good].max())),
+                             ("<", float(x[bad].max()) < float(x[good].min()))):
+            if inside:
+                at = float(x[good].max()) if side == ">" else float(x[good].min())
+                what = "sign" if np.allclose(got[bad], -lo[bad], rtol=close, atol=0) else \
+                    "zero" if np.all(got[bad] == 0) else "wrong"
+                c.diagnosis = Diagnosis("region", count=int(bad.sum()),
+                                        detail={"input": wrt, "side": side, "at": at, "what": what})
+                return
 
     def _normwise(self, exact: Exact) -> None:
         """A half-precision (or large float32) quantity from a reference without per-element bounds gets the

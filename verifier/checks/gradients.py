@@ -53,7 +53,8 @@ def check_backward(ctx: Ctx, r: CheckResult) -> None:
     except StateChanged as exc:
         r.facts.append(Fact("backward", "backward(retain_graph=True) then backward() runs", True, False, False,
                             note="the first call ran and the graph was retained: the backward changed a tensor the "
-                                 f"graph saved (in place), and torch refused the second call ({exc.error[:160]})"))
+                                 f"graph saved (in place), and torch refused the second call ({exc.error[:160]})",
+                            cause="mutated_state"))
         return
     got_error = second["error"] is not None
     # the probe: the same two calls with retain_graph=True ran, so an error without it is the freed graph's. The
@@ -79,7 +80,7 @@ def check_vjp(ctx: Ctx, r: CheckResult) -> None:
         for path, grads in each_path(ctx, r, lambda side: side.vjp(v)):
             for name, got in grads.items():
                 c = ctx.cmp(ctx.exact.vjp(v, name), got, "vjp", f"v^T J wrt {name} ({label})", path, name,
-                            formula="partials")
+                            formula="partials", weights=v)
                 c.reverse_ones = ones
                 r.comparisons.append(c)
 
@@ -100,16 +101,18 @@ def check_repeated(ctx: Ctx, r: CheckResult) -> None:
     except StateChanged as exc:
         r.facts.append(Fact("repeat", f"backward call {exc.call} through one retained graph runs", True, False, False,
                             note="the first call ran: the backward changed a tensor the graph saved (in place, e.g. "
-                                 f"grad = ctx.saved; grad *= grad_output), and torch refused the next call ({exc.error[:160]})"))
+                                 f"grad = ctx.saved; grad *= grad_output), and torch refused the next call "
+                                 f"({exc.error[:160]})", cause="mutated_state"))
         return
     first_right: dict[str, bool] = {}
     for k, (v, got) in enumerate(zip(vs, grads), start=1):
         for name, g in got.items():
-            c = ctx.cmp(ctx.exact.vjp(v, name), g, "repeat", f"v^T J wrt {name} (call {k} of {REPEATS}, v_{k} seeded random)",
-                        Path.RETAINED, name, formula="partials")
+            c = ctx.cmp(ctx.exact.vjp(v, name), g, "repeat", f"v^T J wrt {name} (call {k} of {REPEATS}, v_{k} seeded "
+                        "random)", Path.RETAINED, name, formula="partials", weights=v)
             if k == 1:
                 first_right[name] = c.passed
-            elif not c.passed and first_right.get(name) and (c.diagnosis is None or c.diagnosis.kind == "partial"):
+            elif not c.passed and first_right.get(name) and (c.diagnosis is None or c.diagnosis.kind in
+                                                            ("partial", "factor", "relative", "region")):
                 c.diagnosis = Diagnosis("mutated_state", count=k)
             r.comparisons.append(c)
     for name, again in grads[-1].items():
@@ -127,7 +130,7 @@ def check_repeated(ctx: Ctx, r: CheckResult) -> None:
         if not ok:
             r.facts.append(Fact("repeat", f"grad_output v_{k} unchanged by the backward it was passed to", True, False,
                                 False, note="the backward modified grad_output in place (e.g. grad_output.div_(n)): "
-                                            "the caller's tensor is corrupted"))
+                                            "the caller's tensor is corrupted", cause="grad_output_modified"))
             break
 
 

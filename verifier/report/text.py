@@ -36,6 +36,13 @@ def diagnosis_text(d: Diagnosis | None, c: Comparison) -> str | None:
                 "zero .grad (x.grad.zero_() / optimizer.zero_grad()) before each backward")
     if d.kind == "sign":
         return "-1x expected: the sign is flipped"
+    if d.kind == "ignores_grad_output":
+        return ("backward does not scale with grad_output: the result is the gradient for v = 1 whatever v is "
+                "(multiply by grad_output)")
+    if d.kind == "region":
+        part = {"sign": ": the sign is flipped there", "zero": ": 0 there"}.get(d.detail.get("what", ""), "")
+        return (f"wrong where {d.detail['input']} {d.detail['side']} {d.detail['at']:.6g} ({d.count} of {c.n} "
+                f"element(s)){part}, right elsewhere")
     if d.kind == "mutated_state":
         return (f"the first backward through this graph was right, call {d.count} was wrong: backward changes its "
                 "saved tensors (or other state) in place (e.g. grad = ctx.saved; grad *= grad_output); work on a copy")

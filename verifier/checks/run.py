@@ -64,9 +64,9 @@ def run_check(name: str, ctx: Ctx) -> CheckResult:
             r.comparisons, r.facts, r.unsupported = [], [], []
             r.skipped, r.no_kernel = no_kernel_text(ctx.dtype, first_line(exc)), True
         else:
-            r.error = traceback.format_exc(limit=8)
-    except Exception:  # noqa: BLE001 - reported as this check's verdict
-        r.error = traceback.format_exc(limit=8)
+            r.error = error_text(exc)
+    except Exception as exc:  # noqa: BLE001 - reported as this check's verdict
+        r.error = error_text(exc)
     return r
 
 
@@ -82,6 +82,24 @@ def _runs_in_float32(name: str, ctx: Ctx) -> bool:
     except Exception:  # noqa: BLE001 - any failure in float32 too: the error is not the dtype's
         return False
     return True
+
+
+def error_text(exc: BaseException) -> str:
+    """The traceback of an exception a check caught. Where it passed through the user's code, the verifier's own
+    frames are left out: the user's frames (and torch's) and the exception are what there is to read."""
+    import os
+
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+    torch_dir = os.sep + "torch" + os.sep
+    frames = traceback.extract_tb(exc.__traceback__)
+    users = [f for f in frames if not f.filename.startswith(package) and torch_dir not in f.filename]
+    if not users:
+        return traceback.format_exc(limit=8)
+    outside = [f for f in frames if not f.filename.startswith(package)]
+    start = next(k for k, f in enumerate(outside) if f in users)  # from the user's first frame on
+    kept = traceback.StackSummary.from_list(outside[start:][-8:])
+    return "Traceback (the user's frames; the verifier's and torch's own before them left out):\n" + "".join(kept.format()) + \
+        "".join(traceback.format_exception_only(type(exc), exc))
 
 
 def no_kernel_text(dtype: str, error: str) -> str:

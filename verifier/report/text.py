@@ -198,6 +198,10 @@ def case_text(result: CaseResult, checks: set[str] | None = None, verbose: bool 
             not any(c.status in ("fail", "error") for c in result.checks):
         return (f"FAIL {result.name} ({result.location}): expected a failure diagnosed "
                 f"'{result.case.expect_failure}', but every check passed")
+    if checks is None and result.status != FINDING:
+        grouped = _root_cause_text(result)
+        if grouped:
+            return grouped
     blocks = []
     for check in result.checks:
         if checks is not None and check.check not in checks:
@@ -221,6 +225,66 @@ def case_text(result: CaseResult, checks: set[str] | None = None, verbose: bool 
     if result.status == FINDING and checks is None:
         blocks.extend(edge_lines(result, limit=None if verbose else 8))
     return "\n\n".join(blocks)
+
+
+def _basic(check: CheckResult, c: Comparison) -> int:
+    """How basic a failing quantity is: the value, then y.backward() once (v = ones), then v^T J with other v, then
+    everything that repeats or composes (retained graphs, accumulation, higher orders, forward mode)."""
+    if check.check == "value":
+        return 0
+    if c.reverse_ones and check.check == "backward":
+        return 1
+    if check.check in ("vjp", "grad"):
+        return 2 if c.reverse_ones or check.check == "grad" else 3
+    return 4
+
+
+def _root_cause_text(result: CaseResult) -> str:
+    """One root cause, one block: the most basic failing quantity in full (the value, then y.backward() once, then
+    v^T J, then repeats and higher orders: the catalogue's order), or a failing fact that names a cause (an in-place
+    change of saved state or of grad_output) ahead of it; then one line for each other check that failed, which
+    the same cause most likely explains."""
+    failing = [(check, check.failures()) for check in result.checks if check.error or any(check.failures())]
+    if not failing:
+        return ""
+    caused = [(check, f) for check, (_, facts) in failing for f in facts if f.cause]
+    lead: str
+    if caused:
+        check, fact = caused[0]
+        lead = fact_text(result, fact)
+        first = check
+    else:
+        ranked = sorted(((_basic(check, c), k, check, c) for k, (check, (comps, _)) in enumerate(failing)
+                         for c in comps), key=lambda item: item[:2])
+        first, (comps, facts) = failing[0]
+        if ranked and not first.error:
+            _, _, first, best = ranked[0]
+            lead = comparison_text(result, first, best)
+        elif first.error:
+            lead = (f"ERROR {result.name} [{first.check}] at point {first.point + 1}: the code under test raised\n"
+                    f"{first.error.rstrip()}")
+        else:
+            lead = fact_text(result, facts[0])
+    lines = []
+    for check, (comps, facts) in failing:
+        items = [f"{c.label} via {c.path}: {c.mismatched}/{c.n} mismatched, worst exact {fmt(c.expected)} got "
+                 f"{fmt(c.got)}" for c in comps] + [f"{f.label}: expected {f.expected!r}, got {f.got!r}" for f in facts]
+        if check.error:
+            items.insert(0, "raised (see above)" if check is first else "raised")
+        if check is first:
+            items = items[1:]
+        if items:
+            extra = f" (+{len(items) - 1} more)" if len(items) > 1 else ""
+            lines.append(f"  also [{check.check}] at point {check.point + 1}: {items[0]}{extra}")
+    text = lead
+    if lines:
+        shown = lines[:MAX_ALSO * 2]
+        if len(lines) > len(shown):
+            shown.append(f"  ... and {len(lines) - len(shown)} more failing check(s)")
+        text += "\n  the same cause most likely explains:\n" + "\n".join(shown)
+    if result.evaluation and result.reference != "expand":
+        text += f"\n  reference: {result.evaluation}"
+    return text
 
 
 REVERSE_MODE = ("backward", "vjp")  # the checks whose first comparison is torch's gradient by y.backward()

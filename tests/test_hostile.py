@@ -41,7 +41,7 @@ def test_explosive_derivation_times_out_for_that_case_only(write_case, tmp_path)
     out = subprocess.run([sys.executable, "-m", "verifier", "run", str(tmp_path), "--timeout", "2", "--json",
                           str(tmp_path / "r.json")], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert time.perf_counter() - start < 60
-    assert out.returncode == 2
+    assert out.returncode == 1  # a timed-out case is a failed verdict (2 is for bad input)
     assert "TIMEOUT explosive" in out.stdout and "stopped after 2 s (raise the limit with --timeout)" in out.stdout
     data = json.loads((tmp_path / "r.json").read_text())
     assert {c["case"]: c["verdict"] for c in data["cases"]} == {"explosive": "timeout", "fine": "pass"}
@@ -143,3 +143,33 @@ raise SystemExit(main(["run", {str(tmp_path)!r}, "--json", {str(report)!r}]))
     data = json.loads(report.read_text())
     assert data["complete"] is False and [c["case"] for c in data["cases"]] == ["first"]
     assert "(interrupted: incomplete)" in out.stdout
+
+
+def test_a_timed_out_case_is_a_failed_verdict_and_the_json_says_the_exit_code(write_case, tmp_path):
+    write_case("- name: slow\n  inputs: {x: {shape: [4000], sample: {uniform: [0.1, 1]}}}\n"
+               "  function: sum(sin(x)**3 * exp(cos(x)) / (1 + x**2))\n  reference: expand\n")
+    report = tmp_path / "r.json"
+    out = subprocess.run([sys.executable, "-m", "verifier", "run", str(tmp_path), "--timeout", "0.5", "--json",
+                          str(report), "--max-symbols", "5000"], capture_output=True, text=True, cwd=ROOT)
+    data = json.loads(report.read_text())
+    assert out.returncode == 1 and data["exit_code"] == 1, out.stdout[-500:]
+    assert data["cases"][0]["verdict"] == "timeout"
+
+
+def test_an_interrupted_run_reports_its_own_exit_code(write_case, tmp_path):
+    write_case("- name: first\n  inputs: {x: 1.0}\n  function: sin(x)\n- name: second\n  inputs: {x: 1.0}\n"
+               "  function: cos(x)\n")
+    report = tmp_path / "r.json"
+    code = f"""
+import verifier.runner as r
+real = r.verify_with
+def interrupting(case, config, program=None):
+    if case.name == "second":
+        raise KeyboardInterrupt
+    return real(case, config, program)
+r.verify_with = interrupting
+from verifier.cli import main
+raise SystemExit(main(["run", {str(tmp_path)!r}, "--json", {str(report)!r}]))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 130 and json.loads(report.read_text())["exit_code"] == 130

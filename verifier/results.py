@@ -136,10 +136,13 @@ class RunResult:
 
     @property
     def exit_code(self) -> int:
-        """0: everything passed; 1: a discrepancy (or an engine error); 2: bad input (after running the rest)."""
-        if self.errors or any(c.status in (INVALID, TIMEOUT) for c in self.cases):
+        """0: everything passed; 1: a discrepancy, a timed-out case or an engine error; 2: bad input (after running
+        the rest); 130: interrupted (what finished is reported). The JSON report's exit_code is this one."""
+        if self.incomplete:
+            return 130
+        if self.errors or any(c.status == INVALID for c in self.cases):
             return 2
-        if any(c.status not in OK for c in self.cases) or self.incomplete:
+        if any(c.status not in OK for c in self.cases):
             return 1
         return 0
 

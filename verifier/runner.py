@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
+from types import FrameType
 from typing import Iterator
 
 import numpy as np
@@ -40,22 +41,42 @@ class CaseTimeout(BaseException):  # not an Exception: no handler of a check may
 
 @contextmanager
 def time_limit(seconds: float | None) -> Iterator[None]:
-    """Interrupt the block after `seconds` (SIGALRM; only in the main thread of a Unix process, else no limit)."""
+    """Interrupt the block after `seconds` (SIGALRM; only in the main thread of a Unix process, else no limit).
+
+    The caller's own interval timer and SIGALRM handler (pytest-timeout's signal method, a user's alarm) are left as
+    they were: their remaining time keeps running while the block runs, an alarm of theirs due inside the block is
+    delivered to their handler on time, and whatever remains is re-armed afterwards.
+    """
     usable = seconds and hasattr(signal, "SIGALRM") and threading.current_thread() is threading.main_thread()
     if not usable:
         yield
         return
+    assert seconds is not None
+    start = time.monotonic()
+    theirs = signal.getitimer(signal.ITIMER_REAL)  # (remaining, interval); (0, 0) when not armed
+    theirs_first = 0 < theirs[0] < seconds
+    old = signal.getsignal(signal.SIGALRM)
 
-    def expire(signum: int, frame: object) -> None:
+    def expire(signum: int, frame: FrameType | None) -> None:
+        if theirs_first:  # the caller's alarm, not ours: hand it back and let their handler run
+            signal.signal(signal.SIGALRM, old)
+            signal.setitimer(signal.ITIMER_REAL, *((theirs[1], theirs[1]) if theirs[1] else (0, 0)))
+            if callable(old):
+                old(signum, frame)
+            return
         raise CaseTimeout()
 
-    old = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)  # type: ignore[arg-type]  # usable: seconds is a number
+    signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, theirs[0] if theirs_first else seconds)
     try:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
+        if signal.getsignal(signal.SIGALRM) is expire:
+            signal.signal(signal.SIGALRM, old)
+            if theirs[0] > 0:  # re-arm the caller's timer with what is left of it (a moment, if it is due)
+                left = max(theirs[0] - (time.monotonic() - start), 1e-6)
+                signal.setitimer(signal.ITIMER_REAL, left, theirs[1])
 
 
 _WARM = False

@@ -20,8 +20,19 @@ from .paths import Path
 Grads = dict[str, "np.ndarray | None"]
 
 # torch.func's note that an op (e.g. soft_margin_loss's backward) has no batching rule and runs a slower loop: a
-# performance remark about torch, not about the gradient being verified
-warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet implemented the batching")
+# performance remark about torch, not about the gradient being verified; silenced around the vmap-based paths only
+# (never in the caller's process-wide filters)
+SLOW_BATCHING = "There is a performance drop because we have not yet implemented the batching"
+
+
+def quiet_batching(fn: Callable[[], Any]) -> Callable[[], Any]:
+    """fn, with torch.func's slow-batching notice silenced while it runs."""
+    def run() -> Any:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=SLOW_BATCHING)
+            return fn()
+
+    return run
 
 
 class StateChanged(Exception):
@@ -307,7 +318,7 @@ class TorchSide:
 
             return thunk
 
-        return {Path.JACREV: run(torch.func.jacrev), Path.JACFWD: run(torch.func.jacfwd)}
+        return {Path.JACREV: quiet_batching(run(torch.func.jacrev)), Path.JACFWD: quiet_batching(run(torch.func.jacfwd))}
 
     def flat_function(self) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
         """All differentiable inputs as one flat vector, and the scalar function of it."""
@@ -355,7 +366,7 @@ class TorchSide:
         flat, g = self.flat_function()
         return {
             Path.FUNCTIONAL_HESSIAN: lambda: numpy(torch.autograd.functional.hessian(g, flat)),
-            Path.FUNC_HESSIAN: lambda: numpy(torch.func.hessian(g)(flat)),
+            Path.FUNC_HESSIAN: quiet_batching(lambda: numpy(torch.func.hessian(g)(flat))),
         }
 
     def accumulate(self, calls: int, weights: np.ndarray) -> dict[Path, list[Grads]]:

@@ -173,3 +173,16 @@ raise SystemExit(main(["run", {str(tmp_path)!r}, "--json", {str(report)!r}]))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 130 and json.loads(report.read_text())["exit_code"] == 130
+
+
+def test_impl_with_define_and_infinite_inputs_do_not_crash(write_case, tmp_path):
+    write_case("- name: impl_define\n  inputs: {x: [0.5, 1.0]}\n  define: {a: exp(x)}\n  function: a\n"
+               "  impl: verifier.examples:Exp\n"
+               "- name: inf_input\n  inputs: {x: [1.0, 2.0]}\n  points: [{x: [.inf, 1.0]}]\n  function: x**2\n")
+    report = tmp_path / "r.json"
+    out = subprocess.run([sys.executable, "-m", "verifier", "run", str(tmp_path), "--json", str(report)],
+                         capture_output=True, text=True, cwd=ROOT)
+    data = json.loads(report.read_text())  # written: inf as the string 'inf'
+    assert out.returncode == 0, out.stdout[-1500:]
+    assert {c["case"]: c["verdict"] for c in data["cases"]} == {"impl_define": "pass", "inf_input": "pass"}
+    assert data["cases"][1]["points"] == [{"x": ["inf", 1.0]}]

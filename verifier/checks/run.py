@@ -64,9 +64,9 @@ def run_check(name: str, ctx: Ctx) -> CheckResult:
             r.comparisons, r.facts, r.unsupported = [], [], []
             r.skipped, r.no_kernel = no_kernel_text(ctx.dtype, first_line(exc)), True
         else:
-            r.error = error_text(exc)
+            r.error = error_text(exc, users=not ctx.torch.is_lowered())
     except Exception as exc:  # noqa: BLE001 - reported as this check's verdict
-        r.error = error_text(exc)
+        r.error = error_text(exc, users=not ctx.torch.is_lowered())
     return r
 
 
@@ -84,19 +84,20 @@ def _runs_in_float32(name: str, ctx: Ctx) -> bool:
     return True
 
 
-def error_text(exc: BaseException) -> str:
-    """The traceback of an exception a check caught. Where it passed through the user's code, the verifier's own
-    frames are left out: the user's frames (and torch's) and the exception are what there is to read."""
+def error_text(exc: BaseException, users: bool) -> str:
+    """The traceback of an exception a check caught. Where the code under test is the user's (users) and the
+    exception passed through it, the verifier's own frames are left out: the user's frames and the exception are
+    what there is to read. Otherwise (a bug of ours, or of a library under us) the whole traceback."""
     import os
 
     package = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
     torch_dir = os.sep + "torch" + os.sep
     frames = traceback.extract_tb(exc.__traceback__)
-    users = [f for f in frames if not f.filename.startswith(package) and torch_dir not in f.filename]
-    if not users:
+    mine = [f for f in frames if not f.filename.startswith(package) and torch_dir not in f.filename]
+    if not users or not mine:
         return traceback.format_exc(limit=8)
     outside = [f for f in frames if not f.filename.startswith(package)]
-    start = next(k for k, f in enumerate(outside) if f in users)  # from the user's first frame on
+    start = next(k for k, f in enumerate(outside) if f in mine)  # from the user's first frame on
     kept = traceback.StackSummary.from_list(outside[start:][-8:])
     return "Traceback (the user's frames; the verifier's and torch's own before them left out):\n" + "".join(kept.format()) + \
         "".join(traceback.format_exception_only(type(exc), exc))

@@ -58,6 +58,14 @@ def explain_at(expr: sp.Expr, values: dict[sp.Symbol, Any], value: Any) -> str:
     return Reason("the value is not a real number here", Code.OUTSIDE)
 
 
+def real_mp(v: Any) -> Any:
+    """A real value (is_real) as an mpf: a complex number with a zero imaginary part (the derivative of acosh left of
+    its domain, 1/sqrt(x**2 - 1)) is its real part."""
+    if isinstance(v, mpmath.mpc):
+        return v.real
+    return v if isinstance(v, mpmath.mpf) else mpmath.mpf(v)
+
+
 def is_real(v: Any) -> bool:
     if isinstance(v, mpmath.mpc):
         return v.imag == 0 and mpmath.isfinite(v.real) or (v.imag == 0 and mpmath.isinf(v.real))

@@ -41,8 +41,8 @@ JSON_ELEMENTS = 1_000  # inputs larger than this are summarised in the JSON repo
 
 def _point_json(value: Any) -> Any:
     arr = np.asarray(value, dtype=np.float64)
-    if arr.size <= JSON_ELEMENTS:
-        return arr.tolist()
+    if arr.size <= JSON_ELEMENTS:  # JSON has no inf or NaN: they are written as the strings "inf", "-inf", "nan"
+        return np.vectorize(_num, otypes=[object])(arr).tolist() if not np.isfinite(arr).all() else arr.tolist()
     finite = arr[np.isfinite(arr)]
     return {"shape": list(arr.shape), "elements": int(arr.size),
             "min": float(finite.min()) if finite.size else None, "max": float(finite.max()) if finite.size else None,
@@ -71,9 +71,9 @@ def case_json(r: CaseResult) -> dict[str, Any]:
 
 def _jsonable(v: Any) -> Any:
     try:
-        json.dumps(v)
+        json.dumps(v, allow_nan=False)
         return v
-    except TypeError:
+    except (TypeError, ValueError):  # not JSON, or inf / NaN in it
         return repr(v)
 
 

@@ -12,7 +12,6 @@ import torch.autograd.forward_ad as fwAD
 import torch.func
 
 from ..case.model import Case
-from ..language.analysis import grad_sources
 from .devices import DTYPES
 from .lowering import Program
 from .paths import Path
@@ -169,15 +168,9 @@ class TorchSide:
     # --- checks ------------------------------------------------------------------------------------------------
 
     def output_requires_grad(self) -> bool:
-        if not hasattr(self, "_requires_grad"):  # asked before every check: answered once
-            if type(self.program) is Program:  # the lowered definition: known without running it
-                reach = {n: {n} for n in self.diff}
-                for d in self.case.defines:
-                    reach[d.name] = grad_sources(d.node, reach)
-                self._requires_grad = bool(grad_sources(self.case.function, reach))
-            else:  # a user's implementation: ask torch
-                out, _, _ = self.forward()
-                self._requires_grad = bool(out.requires_grad)
+        if not hasattr(self, "_requires_grad"):  # asked before every check: answered once, by torch (the lowered
+            out, _, _ = self.forward()  # definition too: imag() of a real tensor is a constant whatever it reads)
+            self._requires_grad = bool(out.requires_grad)
         return self._requires_grad
 
     def backward_error(self, implicit: bool) -> str | None:

@@ -12,7 +12,7 @@ import sympy as sp
 
 from ...language.nodes import Node
 from ...values import Code, Exact, Reason, code_of
-from ..facts import exact_from_mp, explain_at, finite_magnitudes, infinite_sides, is_real, value_or_reason
+from ..facts import exact_from_mp, explain_at, finite_magnitudes, infinite_sides, is_real, real_mp, value_or_reason
 from ..numeric.mp import Evaluator
 from ..rounding import RoundingSlack, set_slack, summed_slack
 from ..symbols import DIGITS, as_basic, display, evaluate
@@ -68,7 +68,7 @@ class PointReference(RoundingSlack):
                     bad[k] = self.explain(e, v)
                     out.append(None)
                 else:
-                    out.append(v if isinstance(v, mpmath.mpf) else mpmath.mpf(v))
+                    out.append(real_mp(v))
         return out, bad
 
     def explain(self, expr: sp.Expr, value: Any) -> str:

@@ -31,7 +31,7 @@ from tests.mutations import sin_exp  # noqa: E402
 from verifier import GradientMismatch  # noqa: E402
 from verifier.assertions import assert_gradients_match  # noqa: E402
 from verifier.case.validate import case_from_expression  # noqa: E402
-from verifier.runner import _warm_up, verify_case  # noqa: E402
+from verifier.runner import warm_up, verify_case  # noqa: E402
 
 EPSILONS = [10.0**-k for k in range(1, 15)]
 
@@ -178,7 +178,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--skip-suite", action="store_true")
     args = parser.parse_args()
-    _warm_up()
+    warm_up()
     quick = args.quick
     rows = [] if args.skip_suite else suite_rows()
     rows += elementwise_rows([10**3, 10**4, 10**5] if quick else [10**3, 10**4, 10**5, 10**6, 10**7], 3 if quick else 7)

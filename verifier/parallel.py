@@ -47,3 +47,135 @@ def map_unordered(fn: Callable[..., R], items: Iterable[T], jobs: int, threads: 
         except BaseException:
             workers.shutdown(wait=False, cancel_futures=True)
             raise
+
+
+GRACE = 1.0  # seconds past a case's limit before its worker is killed (the in-process alarm gets the first chance)
+
+
+class _Worker:
+    """One spawned process that verifies cases sent to it, one at a time (a pipe each way)."""
+
+    def __init__(self, fn: Callable[..., Any], threads: int, warm: Callable[[], None] | None) -> None:
+        import multiprocessing
+        from dataclasses import asdict
+
+        context = multiprocessing.get_context("spawn")
+        self.conn, child = context.Pipe()
+        self.proc = context.Process(target=_serve, args=(child, fn, asdict(LIMITS), threads, warm), daemon=True)
+        self.proc.start()
+        child.close()
+        self.ready = False  # the worker has imported and warmed up: a case's clock starts only then
+        self.job: tuple[int, Any] | None = None  # (index, case) in progress
+        self.started = 0.0
+
+    def submit(self, index: int, item: Any, kwargs: dict[str, Any]) -> None:
+        import time
+
+        self.job = (index, item)
+        self.started = time.monotonic()
+        self.conn.send((item, kwargs))
+
+    def stop(self) -> None:
+        if self.proc.is_alive():
+            self.proc.kill()
+        self.proc.join(5)
+        self.conn.close()
+
+
+READY = "ready"
+
+
+def _serve(conn: Any, fn: Callable[..., Any], limits: dict[str, int], threads: int,
+           warm: Callable[[], None] | None) -> None:
+    """The worker's loop: warm up, say so, then verify what arrives and send back the result; exit when the pipe
+    closes."""
+    worker_init(limits, threads)
+    if warm is not None:
+        warm()
+    conn.send(READY)
+    while True:
+        try:
+            item, kwargs = conn.recv()
+        except (EOFError, OSError):
+            return
+        conn.send(fn(item, **kwargs))
+
+
+def run_isolated(fn: Callable[..., R], items: list[T], jobs: int, limit: Callable[[T], float | None],
+                 died: Callable[[T, str], R], stuck: Callable[[T, float], R],
+                 warm: Callable[[], None] | None = None, **kwargs: Any) -> Iterator[tuple[int, R]]:
+    """(index, fn(item, **kwargs)) for each item, each run in a worker process of its own kind: a worker that dies
+    (a segfault, os._exit, the OOM killer) makes that item's result died(item, how) and is replaced; one that runs
+    past limit(item) + GRACE seconds (stuck inside one C call, where the in-process alarm cannot land) is killed,
+    the result is stuck(item, limit), and a fresh worker takes the next item. The other items are unaffected.
+    An interrupt kills every worker."""
+    import time
+    from multiprocessing.connection import wait
+
+    threads = max(1, (os.cpu_count() or 1) // max(1, jobs))
+    pending = list(enumerate(items))[::-1]
+    workers = [_Worker(fn, threads, warm) for _ in range(min(jobs, len(items)))]
+    failed_starts = 0
+    try:
+        while pending or any(w.job is not None for w in workers):
+            busy = [w for w in workers if w.job is not None]
+            deadlines = [w.started + lim + GRACE for w in busy
+                         if (lim := limit(w.job[1])) is not None]  # type: ignore[index]  # busy: job is set
+            timeout = max(0.05, min(deadlines) - time.monotonic()) if deadlines else None
+            ready = wait([w.conn for w in workers] + [w.proc.sentinel for w in workers], timeout)
+            for k, w in enumerate(workers):
+                message: Any = None
+                received = False
+                if w.conn in ready:
+                    try:
+                        message, received = w.conn.recv(), True
+                    except (EOFError, OSError):
+                        pass
+                if received and not w.ready and message == READY:
+                    w.ready = True
+                    if pending:
+                        w.submit(*pending.pop(), kwargs)
+                    continue
+                if not received and (w.proc.sentinel in ready or not w.proc.is_alive()):
+                    w.proc.join(1)
+                    code = w.proc.exitcode
+                    how = (f"killed by signal {_signal_name(-code)}" if code is not None and code < 0 else
+                           f"exited with code {code}")
+                    job = w.job
+                    w.stop()
+                    if job is None:  # died while starting up: nothing of an item's to report
+                        failed_starts += 1
+                        if failed_starts > 3:
+                            raise RuntimeError(f"the worker processes cannot start ({how})")
+                    workers[k] = _Worker(fn, threads, warm)
+                    if job is not None:
+                        yield job[0], died(job[1], how)
+                    continue
+                if w.job is None:
+                    continue
+                index, item = w.job
+                lim = limit(item)
+                if received:
+                    w.job = None
+                    yield index, message
+                elif lim is not None and time.monotonic() - w.started > lim + GRACE:
+                    w.stop()
+                    workers[k] = _Worker(fn, threads, warm)
+                    yield index, stuck(item, lim)
+                    continue
+                else:
+                    continue
+                if pending:
+                    w.submit(*pending.pop(), kwargs)
+    finally:
+        for w in workers:
+            w.stop()
+
+
+def _signal_name(number: int) -> str:
+    import signal
+
+    try:
+        return f"{signal.Signals(number).name} ({number})"
+    except ValueError:
+        return str(number)

@@ -82,7 +82,7 @@ def time_limit(seconds: float | None) -> Iterator[None]:
 _WARM = False
 
 
-def _warm_up() -> None:
+def warm_up() -> None:
     """Import torch and the parts torch.func imports lazily before any clock starts: a time-limit alarm that lands
     inside an import leaves the module half-initialised for every later case."""
     global _WARM
@@ -156,7 +156,7 @@ def verify_with(case: Case, config: RunConfig, program: Callable[[Case], object]
         else:  # the case's own device key: skipped where that device is missing (a CPU-only CI)
             result.skipped = str(exc.reason)
         return result
-    _warm_up()
+    warm_up()
     start = time.perf_counter()
     if program is None and case.impl:
         try:
@@ -268,10 +268,14 @@ def run(
     jobs: int = 1,
     device: str | None = None,
     compile: str | None = None,
+    isolate: bool | None = None,
 ) -> RunResult:
     """Load every case under the paths and verify each; broken cases are reported, the rest still run.
 
     With jobs > 1 the cases run in that many processes; the results, in case order, are those of a serial run.
+    With isolate (default: when jobs > 1 or a case names user code with impl:), each case runs in a worker process:
+    a case that kills its process is that case's 'crashed' verdict, and one stuck past its time limit (inside one C
+    call, where no alarm lands) is killed within about a second; the other cases run on, the report is written.
 
     A KeyboardInterrupt stops the run and returns what finished, marked incomplete.
     """
@@ -280,13 +284,28 @@ def run(
     out = RunResult(errors=list(found.errors), seed=seed if seed is not None else 0, versions=versions())
     chosen = select(found.cases, pattern)
     config = RunConfig(dtype=dtype, seed=seed, strict=strict, timeout=timeout, device=device, compile=compile)
+    if isolate is None:
+        isolate = jobs > 1 or any(c.impl for c in chosen)
     try:
-        if jobs > 1 and len(chosen) > 1:
-            from .parallel import map_unordered
+        if isolate and chosen:
+            from .parallel import run_isolated
+
+            def died(case: Case, how: str) -> CaseResult:
+                res = CaseResult(name=case.name, case=case, dtype=config.settle(case).dtype)
+                res.crashed = (f"the case's process died ({how}): a crash of the code under test (an extension, "
+                               "os._exit, the out-of-memory killer); the other cases ran on")
+                return res
+
+            def stuck(case: Case, limit: float) -> CaseResult:
+                res = CaseResult(name=case.name, case=case, dtype=config.settle(case).dtype)
+                res.timed_out = limit  # its worker was killed: the limit held inside a C call too
+                return res
 
             results: dict[int, CaseResult] = {}
             try:
-                for done, (k, res) in enumerate(map_unordered(verify_with, chosen, jobs, config=config), start=1):
+                cases = list(chosen)
+                for done, (k, res) in enumerate(run_isolated(verify_with, cases, jobs, lambda c: config.timeout,
+                                                             died, stuck, warm_up, config=config), start=1):
                     results[k] = res
                     if progress:
                         progress(res, done, len(chosen))

@@ -27,15 +27,34 @@ def test_bundled_implementation_and_training_cases():
     assert any(u.path == "forward_ad" and u.why is Why.FUNCTION_LACKS and u.needs == ("JVP",) for u in jvp.unsupported)
 
 
-def test_import_error_is_that_cases_verdict(write_case, tmp_path):
+def test_a_missing_impl_module_is_bad_input(write_case, tmp_path):
     write_case("- name: missing\n  inputs: {x: 1.0}\n  function: x\n  impl: no_such_module:f\n"
                "- name: fine\n  inputs: {x: 1.0}\n  function: x**2\n  checks: [value]\n")
     out = subprocess.run([sys.executable, "-m", "verifier", "run", str(tmp_path)], capture_output=True, text=True,
                          cwd=ROOT)
-    assert out.returncode == 1
-    assert "ERROR missing" in out.stdout and "could not be loaded" in out.stdout
-    assert "ModuleNotFoundError: No module named 'no_such_module'" in out.stdout
-    assert "1 passed, 1 error" in out.stdout
+    assert out.returncode == 2  # bad input: one clear line naming the key, no traceback
+    assert "case 'missing', key 'impl': impl: no module named 'no_such_module'" in out.stdout
+    assert "Traceback" not in out.stdout
+    assert "1 passed, 1 invalid" in out.stdout
+
+
+@pytest.mark.parametrize("impl, words", [
+    ("verifier.examples:NoSuchThing", "impl: 'verifier.examples' has no attribute 'NoSuchThing'"),
+    ("verifier.examples:torch", "is a module, not callable"),
+])
+def test_an_impl_that_names_nothing_callable_is_bad_input(write_case, tmp_path, impl, words):
+    write_case(f"- name: bad\n  inputs: {{x: 1.0}}\n  function: x\n  impl: {impl!r}\n")
+    out = subprocess.run([sys.executable, "-m", "verifier", "run", str(tmp_path)], capture_output=True, text=True,
+                         cwd=ROOT)
+    assert out.returncode == 2 and words in out.stdout and "Traceback" not in out.stdout
+
+
+def test_a_missing_import_inside_user_code_stays_its_verdict(tmp_path):
+    (tmp_path / "needs_more.py").write_text("import no_such_dependency\n\ndef f(x):\n    return x\n")
+    path = tmp_path / "c.yaml"
+    path.write_text("name: dep\ninputs: {x: 1.0}\nfunction: x\nimpl: needs_more:f\n")
+    result = verify_case(load_cases(path)[0])
+    assert result.status == "error" and "No module named 'no_such_dependency'" in (result.user_error or "")
 
 
 def test_exception_in_user_code_is_a_verdict_with_traceback(tmp_path):

@@ -161,6 +161,10 @@ def verify_with(case: Case, config: RunConfig, program: Callable[[Case], object]
     if program is None and case.impl:
         try:
             program = implementation_program(case, run.dtype, run.device)
+        except CaseError as exc:  # the impl key names nothing loadable: bad input (exit 2), one line
+            result.error = exc.located(file=case.file, line=case.line, case=case.name, key="impl")
+            result.seconds = time.perf_counter() - start
+            return result
         except Exception:  # noqa: BLE001 - the user's code failed to import or build: this case's verdict
             result.user_error = traceback.format_exc(limit=6)
             result.seconds = time.perf_counter() - start

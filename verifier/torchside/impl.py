@@ -10,6 +10,7 @@ import torch
 
 from ..case.model import Case
 from ..dtypes import COMPLEX_OF
+from ..errors import CaseError
 from .lowering import Program
 
 
@@ -75,19 +76,28 @@ def resolve_impl(target: str, args: tuple[Any, ...] = (), kwargs: Mapping[str, A
     sys.path[:0] = added
     try:
         obj: Any = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        parts = module_name.split(".")
+        if exc.name not in {".".join(parts[:k]) for k in range(1, len(parts) + 1)}:
+            raise  # the user's module imports something missing: that is its own error, with its frames
+        where = ", ".join(search) or "sys.path"
+        raise CaseError(f"impl: no module named {exc.name!r} (looked in {where} and sys.path)") from None
     finally:
         for d in added:
             sys.path.remove(d)
-    for part in attr.split("."):
+    for k, part in enumerate(attr.split(".")):
+        if not hasattr(obj, part):
+            owner = module_name + "".join("." + p for p in attr.split(".")[:k])
+            raise CaseError(f"impl: {owner!r} has no attribute {part!r}") from None
         obj = getattr(obj, part)
     if isinstance(obj, type) and issubclass(obj, torch.autograd.Function):
         return obj.apply
     if isinstance(obj, type) and issubclass(obj, torch.nn.Module):
         return obj(*args, **dict(kwargs or {}))
     if isinstance(obj, type):
-        raise TypeError(f"{target} is a class that is neither a torch.autograd.Function nor an nn.Module")
+        raise CaseError(f"impl: {target} is a class that is neither a torch.autograd.Function nor an nn.Module")
     if not callable(obj):
-        raise TypeError(f"{target} is not callable")
+        raise CaseError(f"impl: {target} is a {type(obj).__name__}, not callable")
     return obj
 
 

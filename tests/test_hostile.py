@@ -186,3 +186,12 @@ def test_impl_with_define_and_infinite_inputs_do_not_crash(write_case, tmp_path)
     assert out.returncode == 0, out.stdout[-1500:]
     assert {c["case"]: c["verdict"] for c in data["cases"]} == {"impl_define": "pass", "inf_input": "pass"}
     assert data["cases"][1]["points"] == [{"x": ["inf", 1.0]}]
+
+
+def test_torch_refusing_a_singular_point_is_a_verdict_not_a_traceback():
+    from verifier.runner import verify_case
+
+    result = verify_case(case_from_expression("sum(inv(A))", {"A": [[1.0, 2.0], [2.0, 4.0]]}))
+    assert result.status == "pass" and not any(c.error for c in result.checks)
+    facts = [f for c in result.checks for f in c.facts if "LinAlgError" in f.label]
+    assert facts and all(f.passed for f in facts) and "the inversion could not be completed" in facts[0].note

@@ -6,6 +6,7 @@ import traceback
 from typing import Callable
 
 from ..case.catalog import BACKWARD_BASED, NEEDS_GRAD
+from ..compare import Fact
 from ..dtypes import HALF
 from ..errors import LimitError
 from ..reference.base import NotVectorisable
@@ -60,6 +61,9 @@ def run_check(name: str, ctx: Ctx) -> CheckResult:
     except NoKernel as exc:  # torch has no kernel for this dtype: nothing to verify, and no fault of the gradient
         r.skipped, r.no_kernel = no_kernel_text(ctx.dtype, exc.error), True
     except (RuntimeError, NotImplementedError) as exc:
+        if _is_linalg_error(exc):  # by its type: torch's LinAlgError (a singular matrix, a failed factorisation)
+            _linalg_fact(ctx, r, exc)
+            return r
         if ctx.dtype in HALF and _runs_in_float32(name, ctx):  # the probe: the failure is the dtype's alone
             r.comparisons, r.facts, r.unsupported = [], [], []
             r.skipped, r.no_kernel = no_kernel_text(ctx.dtype, first_line(exc)), True
@@ -68,6 +72,22 @@ def run_check(name: str, ctx: Ctx) -> CheckResult:
     except Exception as exc:  # noqa: BLE001 - reported as this check's verdict
         r.error = error_text(exc, users=not ctx.torch.is_lowered())
     return r
+
+
+def _is_linalg_error(exc: BaseException) -> bool:
+    import torch
+
+    return isinstance(exc, torch.linalg.LinAlgError)
+
+
+def _linalg_fact(ctx: Ctx, r: CheckResult, exc: BaseException) -> None:
+    """torch refused the point (LinAlgError): right where the exact function does not exist there either (a singular
+    matrix), wrong where it does."""
+    undefined = ctx.exact.value().undefined
+    why = next(iter(undefined.values()), None)
+    r.facts.append(Fact(r.check, "torch raises LinAlgError only where the exact function does not exist",
+                        "undefined here" if why else "defined here", "torch raised", why is not None,
+                        note=f"exact: {why or 'the value exists here'}; torch: {first_line(exc)}"))
 
 
 def _runs_in_float32(name: str, ctx: Ctx) -> bool:

@@ -3,6 +3,7 @@ and `cache clear` do what they say, a corrupt entry is a miss."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -98,3 +99,35 @@ def test_keys_follow_the_deriving_code(fresh_cache, monkeypatch):
     cache._RECENT.clear()
     Reference(_case()).jacobian()
     assert cache.STATE.misses == base + 2
+
+
+def test_the_cache_has_a_size_bound_and_keeps_the_recently_used(fresh_cache, monkeypatch):
+    import os
+    import time
+
+    for k, expr in enumerate(["sin(x) * exp(y)", "cos(x) + y", "tanh(x) * y", "exp(x) - y**2", "log(x) * y"]):
+        Reference(_case(expr)).jacobian()
+        for p in cache.entries():  # spread the modification times: the order of use
+            if p.stat().st_mtime > time.time() - 1:
+                os.utime(p, (time.time() - 100 + k, time.time() - 100 + k))
+    sizes = {p: p.stat().st_size for p in cache.entries()}
+    newest = max(cache.entries(), key=lambda p: p.stat().st_mtime)
+    limit = sum(sizes.values()) // 2
+    removed, freed = cache.prune(limit)
+    left = cache.entries()
+    assert removed and sum(p.stat().st_size for p in left) <= limit and newest in left
+    assert freed == sum(size for p, size in sizes.items() if p not in left)
+
+
+def test_concurrent_runs_on_a_cold_cache_agree(tmp_path):
+    import subprocess
+    import sys
+
+    from .conftest import CASES, ROOT
+
+    env = {**os.environ, "GRADVERIFY_CACHE_DIR": str(tmp_path / "shared")}
+    runs = [subprocess.Popen([sys.executable, "-m", "verifier", "run", str(CASES / "seed"), "--no-progress"],
+                             stdout=subprocess.PIPE, text=True, cwd=ROOT, env=env) for _ in range(3)]
+    summaries = [p.communicate(timeout=300)[0].strip().splitlines()[-1].rsplit(" in ", 1)[0] for p in runs]
+    assert len(set(summaries)) == 1 and "passed" in summaries[0], summaries
+    assert all(p.returncode == 0 for p in runs)

@@ -94,7 +94,7 @@ def _parser() -> argparse.ArgumentParser:
     conv.add_argument("-j", "--jobs", type=int, default=1, help="verify cases in N processes (default 1)")
 
     cache = sub.add_parser("cache", help="the on-disk cache of symbolic derivations: where it is, how big; clear")
-    cache.add_argument("action", choices=("info", "clear"), nargs="?", default="info")
+    cache.add_argument("action", choices=("info", "clear", "prune"), nargs="?", default="info")
 
     lst = sub.add_parser("list", help="list the cases under the paths (does not load torch or sympy)")
     lst.add_argument("paths", nargs="*", default=["cases"])
@@ -132,10 +132,15 @@ def _cache(args: argparse.Namespace) -> int:
         count, size = cache.clear()
         print(f"removed {count} entries ({size / 1e6:.1f} MB) from {where}")
         return EXIT_OK
+    if args.action == "prune":
+        count, size = cache.prune()
+        print(f"removed {count} least recently used entries ({size / 1e6:.1f} MB) from {where}")
+        return EXIT_OK
     found = cache.entries()
     size = sum(p.stat().st_size for p in found)
-    print(f"{where}: {len(found)} entries, {size / 1e6:.1f} MB "
-          "(set GRADVERIFY_CACHE_DIR to move it; --no-cache or GRADVERIFY_NO_CACHE=1 to bypass it)")
+    print(f"{where}: {len(found)} entries, {size / 1e6:.1f} MB of at most {cache.MAX_BYTES / 2**20:.0f} MB, the "
+          "least recently used removed past it (set GRADVERIFY_CACHE_DIR to move it, GRADVERIFY_CACHE_MB to size it; "
+          "--no-cache or GRADVERIFY_NO_CACHE=1 to bypass it)")
     return EXIT_OK
 
 

@@ -29,6 +29,18 @@ class _State:
     enabled = os.environ.get("GRADVERIFY_NO_CACHE", "") in ("", "0")
     hits = 0
     misses = 0
+    stores = 0
+
+
+def _limit_bytes() -> int:
+    try:
+        return int(float(os.environ.get("GRADVERIFY_CACHE_MB", "256")) * 2**20)
+    except ValueError:
+        return 256 * 2**20
+
+
+MAX_BYTES = _limit_bytes()  # the cache's size bound ($GRADVERIFY_CACHE_MB, default 256 MB): least recently used go
+PRUNE_EVERY = 64  # stores between two checks of the bound (a check stats every entry)
 
 
 STATE = _State()
@@ -122,6 +134,10 @@ def memo(kind: str, parts: Any, compute: Callable[[], T]) -> T:
             value = pickle.load(fh)
         STATE.hits += 1
         _remember(digest, value)
+        try:
+            os.utime(path)  # used now: the least recently used entries are the ones the size bound removes
+        except OSError:
+            pass
         return value
     except FileNotFoundError:
         pass
@@ -157,6 +173,35 @@ def _store(path: Path, value: Any) -> None:
         os.replace(tmp, path)
     except OSError:
         return  # a read-only or full disk costs speed, never a verdict
+    STATE.stores += 1
+    if STATE.stores % PRUNE_EVERY == 0:
+        prune()
+
+
+def prune(limit: int | None = None) -> tuple[int, int]:
+    """Remove the least recently used entries until the cache holds at most 90% of its bound (when it is over
+    it); returns (files, bytes) removed. Safe beside other runs: an entry removed under a reader is a miss."""
+    limit = MAX_BYTES if limit is None else limit
+    found = []
+    for p in entries():
+        try:
+            st = p.stat()
+        except OSError:
+            continue
+        found.append((st.st_mtime, st.st_size, p))
+    total = sum(size for _, size, _ in found)
+    if total <= limit:
+        return 0, 0
+    removed = freed = 0
+    for _, size, p in sorted(found, key=lambda f: f[0]):
+        if total - freed <= 0.9 * limit:
+            break
+        try:
+            p.unlink()
+        except OSError:
+            continue
+        removed, freed = removed + 1, freed + size
+    return removed, freed
 
 
 def entries() -> list[Path]:

@@ -31,7 +31,7 @@ from tests.mutations import sin_exp  # noqa: E402
 from verifier import GradientMismatch  # noqa: E402
 from verifier.assertions import assert_gradients_match  # noqa: E402
 from verifier.case.validate import case_from_expression  # noqa: E402
-from verifier.runner import warm_up, verify_case  # noqa: E402
+from verifier.runner import verify_case, warm_up  # noqa: E402
 
 EPSILONS = [10.0**-k for k in range(1, 15)]
 

@@ -71,3 +71,26 @@ def test_importing_and_running_leave_the_warning_filters_alone():
             "print(list(warnings.filters) == before)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.strip() == "True"
+
+
+def test_off_the_main_thread_the_helper_says_it_cannot_enforce_a_limit():
+    import threading
+
+    from verifier.report.text import notes
+
+    results = []
+    thread = threading.Thread(target=lambda: results.append(assert_gradients_match(torch.sin, "sin(x)", {"x": X})))
+    thread.start()
+    thread.join(60)
+    (result,) = results
+    assert not result.limit_enforced
+    assert any("time limit could not be enforced here" in line for line in notes(result))
+    assert assert_gradients_match(torch.sin, "sin(x)", {"x": X}).limit_enforced  # the main thread: enforced
+
+
+def test_torch_compile_config_is_left_as_it_was():
+    import torch._dynamo.config as dynamo_config
+
+    before = dynamo_config.get_config_copy()
+    assert_gradients_match(torch.sin, "sin(x)", {"x": X}, order=2)
+    assert dynamo_config.get_config_copy() == before

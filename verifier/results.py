@@ -66,6 +66,7 @@ class CaseResult:
     strict: bool = False  # edges and findings of a conformance case fail
     skipped: str | None = None  # why the case did not run here (its device is not available)
     device: str = ""  # where the torch side ran (the run's settled device; default: the case's)
+    limit_enforced: bool = True  # False: a time limit was asked for where none can interrupt (off the main thread)
 
     def __post_init__(self) -> None:
         if not self.device:

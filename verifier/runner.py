@@ -39,6 +39,12 @@ class CaseTimeout(BaseException):  # not an Exception: no handler of a check may
     """Raised inside a case that ran past its time limit."""
 
 
+def limit_enforceable() -> bool:
+    """Whether a time limit can interrupt a case here: SIGALRM exists and this is the main thread (not so in a
+    thread of the caller's; run() in worker processes enforces it by killing the worker instead)."""
+    return hasattr(signal, "SIGALRM") and threading.current_thread() is threading.main_thread()
+
+
 @contextmanager
 def time_limit(seconds: float | None) -> Iterator[None]:
     """Interrupt the block after `seconds` (SIGALRM; only in the main thread of a Unix process, else no limit).
@@ -47,7 +53,7 @@ def time_limit(seconds: float | None) -> Iterator[None]:
     they were: their remaining time keeps running while the block runs, an alarm of theirs due inside the block is
     delivered to their handler on time, and whatever remains is re-armed afterwards.
     """
-    usable = seconds and hasattr(signal, "SIGALRM") and threading.current_thread() is threading.main_thread()
+    usable = seconds and limit_enforceable()
     if not usable:
         yield
         return
@@ -170,6 +176,7 @@ def verify_with(case: Case, config: RunConfig, program: Callable[[Case], object]
             result.seconds = time.perf_counter() - start
             return result
     result.strict = run.strict
+    result.limit_enforced = not run.timeout or limit_enforceable()
     try:
         with time_limit(run.timeout):
             _verify(case, result, run, program)

@@ -86,6 +86,15 @@ def documents(draw: st.DrawFn) -> dict:
             doc.pop(key, None)
         else:
             doc[key] = draw(st.one_of(json_values, any_expression))
+    if draw(st.booleans()):  # this round's input keys: constants and integer labels, well and badly formed
+        name = draw(st.sampled_from(sorted(DOC_INPUTS)))
+        doc.setdefault("inputs", {})
+        if isinstance(doc["inputs"], dict):
+            doc["inputs"][name] = {"value": draw(st.one_of(json_values, st.lists(st.integers(-3, 3), max_size=4))),
+                                   "requires_grad": draw(st.one_of(st.booleans(), json_values)),
+                                   "integer": draw(st.one_of(st.booleans(), json_values))}
+    if draw(st.booleans()):
+        doc["checks"] = draw(st.one_of(st.sampled_from(["repeat", ["repeat", "vjp"], ["repeat", "repeat"]]), json_values))
     return doc
 
 

@@ -55,7 +55,8 @@ def case_json(r: CaseResult) -> dict[str, Any]:
         "evaluation": r.evaluation, "reference": r.reference, "dtype": r.dtype,
         "points": [{n: _point_json(v) for n, v in p.items()} for p in r.points],
         "error": str(r.error) if r.error else (r.crashed or r.user_error or None),
-        "timed_out_after": r.timed_out, "expect_failure": r.case.expect_failure if r.case else None,
+        "timed_out_after": r.timed_out, "limit_enforced": r.limit_enforced,
+        "expect_failure": r.case.expect_failure if r.case else None,
         "checks": [{
             "check": c.check, "point": c.point, "verdict": c.status, "skipped": c.skipped, "error": c.error,
             "unsupported": [unsupported_text(u) for u in c.unsupported],

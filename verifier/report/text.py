@@ -367,6 +367,9 @@ def notes(result: CaseResult, verbose: bool = True) -> list[str]:
     """What passed but is worth saying: undefined points and overflows; with verbose, kinks and unsupported paths."""
     out: list[str] = []
     seen: set[str] = set()
+    if not result.limit_enforced:
+        out.append(f"{result.name}: its time limit could not be enforced here (not the main thread, or no SIGALRM): "
+                   "it ran without one")
     for check in result.checks:
         for u in check.unsupported if verbose else ():
             line = f"{result.name} [{check.check}]: not supported by torch here: {unsupported_text(u)}"

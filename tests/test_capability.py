@@ -16,24 +16,7 @@ from verifier.assertions import assert_gradients_match
 from verifier.torchside.paths import Need, Path, Why
 from verifier.torchside.support import custom_functions, lacks
 
-
-class DocsCube(torch.autograd.Function):
-    """The PyTorch docs' setup_context example: forward returns the cube and its derivative; no vmap rule."""
-
-    @staticmethod
-    def forward(x):
-        return x**3, 3 * x**2
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        (x,) = inputs
-        _, dx = output
-        ctx.save_for_backward(x, dx)
-
-    @staticmethod
-    def backward(ctx, grad_output, grad_dx):
-        x, dx = ctx.saved_tensors
-        return grad_output * dx + grad_dx * 6 * x
+from .user_code import DocsCube  # the PyTorch docs' setup_context example: no vmap rule
 
 
 class WrongCube(DocsCube):

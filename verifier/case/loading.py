@@ -12,7 +12,7 @@ import yaml
 
 from ..errors import CaseError, LimitError
 from ..limits import LIMITS, flag
-from .fields import kind as _kind
+from .fields import kind
 from .model import Case
 from .validate import build_case, build_cases, case_from_expression
 
@@ -161,7 +161,7 @@ def load_file(path: str | Path) -> tuple[list[Case], list[CaseError]]:
     for entry in entries:
         try:
             if not isinstance(entry, Mapping):
-                raise CaseError(f"a case is a mapping of keys, got {_kind(entry)}")
+                raise CaseError(f"a case is a mapping of keys, got {kind(entry)}")
             cases.extend(build_cases(entry, file=file))
         except CaseError as exc:
             name = entry.get("name") if isinstance(entry, Mapping) and isinstance(entry.get("name"), str) else None

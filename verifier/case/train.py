@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from .fields import check_keys, kind, number
+
 OPTIMIZERS = ("sgd", "adam")
 TRAIN_KEYS = ("params", "optimizer", "lr", "momentum", "weight_decay", "betas", "eps", "steps", "stop_below", "step")
 
@@ -34,13 +36,9 @@ class TrainSpec:
 
 def parse_train(ctx: Any, raw: Any, inputs: Mapping[str, Any], output_shape: tuple[int, ...]) -> TrainSpec:
     """Validate a case's `train` section (ctx is the loader's error context)."""
-    from .fields import check_keys as _check_keys
-    from .fields import kind as _kind
-    from .fields import number
-
     if not isinstance(raw, Mapping):
-        raise ctx.error("train", f"train is a mapping (params, optimizer, lr, steps, ...), got {_kind(raw)}")
-    _check_keys(ctx, raw, TRAIN_KEYS, "train")
+        raise ctx.error("train", f"train is a mapping (params, optimizer, lr, steps, ...), got {kind(raw)}")
+    check_keys(ctx, raw, TRAIN_KEYS, "train")
     if output_shape != ():
         raise ctx.error("train", f"training needs a scalar loss; the function has shape {list(output_shape)}")
     grad_inputs = [n for n, i in inputs.items() if i.requires_grad]
@@ -50,7 +48,7 @@ def parse_train(ctx: Any, raw: Any, inputs: Mapping[str, Any], output_shape: tup
                         f"got {params!r:.80}", raw, "params")
     optimizer = raw.get("optimizer", "sgd")
     if optimizer not in OPTIMIZERS:
-        raise ctx.error("train.optimizer", f"optimizer is one of {', '.join(OPTIMIZERS)}, got {_kind(optimizer)}",
+        raise ctx.error("train.optimizer", f"optimizer is one of {', '.join(OPTIMIZERS)}, got {kind(optimizer)}",
                         raw, "optimizer")
     values: dict[str, Any] = {}
     for key, lo in (("lr", 0.0), ("momentum", 0.0), ("weight_decay", 0.0), ("eps", 0.0)):
@@ -66,13 +64,13 @@ def parse_train(ctx: Any, raw: Any, inputs: Mapping[str, Any], output_shape: tup
         b = raw["betas"]
         try:
             if not isinstance(b, list) or len(b) != 2:
-                raise ValueError(f"betas is [beta1, beta2], got {_kind(b)}")
+                raise ValueError(f"betas is [beta1, beta2], got {kind(b)}")
             values["betas"] = (number(b[0]), number(b[1]))
         except ValueError as exc:
             raise ctx.error("train.betas", str(exc), raw, "betas") from None
     steps = raw.get("steps", 10)
     if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= 10_000:
-        raise ctx.error("train.steps", f"steps is an integer 1..10000, got {_kind(steps)}", raw, "steps")
+        raise ctx.error("train.steps", f"steps is an integer 1..10000, got {kind(steps)}", raw, "steps")
     stop = raw.get("stop_below")
     if stop is not None:
         try:
@@ -84,7 +82,7 @@ def parse_train(ctx: Any, raw: Any, inputs: Mapping[str, Any], output_shape: tup
         from .fields import IMPL_RE
 
         if not isinstance(step, str) or not IMPL_RE.match(step):
-            raise ctx.error("train.step", f"step is 'package.module:attr', got {_kind(step)}", raw, "step")
+            raise ctx.error("train.step", f"step is 'package.module:attr', got {kind(step)}", raw, "step")
     spec = TrainSpec(params=tuple(params), optimizer=optimizer, steps=steps, stop_below=stop, step=step, **values)
     if step is not None and not spec.plain_sgd:
         raise ctx.error("train.step", "a user's step is checked with plain SGD (no momentum or weight decay): the "

@@ -25,7 +25,7 @@ def check_backward(ctx: Ctx, r: CheckResult) -> None:
                             err is not None, err is not None, note=err))
     else:
         grads, others = ctx.torch.backward(case.backward_calls, case.zero_grad)
-        path = "y.backward()"
+        path = str(Path.BACKWARD)
         calls = case.backward_calls
         if calls > 1:
             path += f" x{calls}" + ("" if case.zero_grad else " without zero_()")

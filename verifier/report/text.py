@@ -214,8 +214,7 @@ def case_text(result: CaseResult, checks: set[str] | None = None, verbose: bool 
             comps = [c for c in comps if c.unclassified]  # the edges are listed on their own
         if comps:
             text = comparison_text(result, check, comps[0])
-            more = [f"  also: {c.label} via {c.path}: {c.mismatched}/{c.n} mismatched, worst exact {fmt(c.expected)} "
-                    f"got {fmt(c.got)}" for c in comps[1:MAX_ALSO + 1]]
+            more = [f"  also: {mismatch_line(c)}" for c in comps[1:MAX_ALSO + 1]]
             if len(comps) > MAX_ALSO + 1:
                 more.append(f"  ... and {len(comps) - MAX_ALSO - 1} more comparison(s) of this check")
             blocks.append("\n".join([text, *more]))
@@ -225,6 +224,11 @@ def case_text(result: CaseResult, checks: set[str] | None = None, verbose: bool 
     if result.status == FINDING and checks is None:
         blocks.extend(edge_lines(result, limit=None if verbose else 8))
     return "\n\n".join(blocks)
+
+
+def mismatch_line(c: Comparison) -> str:
+    """One failing comparison in one line: what, which path, how many, the worst element."""
+    return f"{c.label} via {c.path}: {c.mismatched}/{c.n} mismatched, worst exact {fmt(c.expected)} got {fmt(c.got)}"
 
 
 def _basic(check: CheckResult, c: Comparison) -> int:
@@ -267,8 +271,7 @@ def _root_cause_text(result: CaseResult) -> str:
             lead = fact_text(result, facts[0])
     lines = []
     for check, (comps, facts) in failing:
-        items = [f"{c.label} via {c.path}: {c.mismatched}/{c.n} mismatched, worst exact {fmt(c.expected)} got "
-                 f"{fmt(c.got)}" for c in comps] + [f"{f.label}: expected {f.expected!r}, got {f.got!r}" for f in facts]
+        items = [mismatch_line(c) for c in comps] + [f"{f.label}: expected {f.expected!r}, got {f.got!r}" for f in facts]
         if check.error:
             items.insert(0, "raised (see above)" if check is first else "raised")
         if check is first:

@@ -12,14 +12,14 @@ from typing import Any
 import numpy as np
 
 from .case.model import Tolerance
-from .dtypes import ulp
+from .dtypes import UNIT_ROUNDOFF, ulp
 from .values import Code, Exact, code_of
 
 
 @dataclass
 class Diagnosis:
     """A named pattern in the discrepancy: kind is one of accumulated, factor, sign, zero, nonfinite, transpose,
-    shape, partial."""
+    shape, saturated, inaccurate, relative, partial."""
 
     kind: str
     factor: float | None = None
@@ -31,6 +31,7 @@ class Diagnosis:
 KINK, REMOVABLE, POLE, ZERO_INF, OUTSIDE, NONFINITE_INPUT = (
     "kink", "removable singularity", "pole", "0·inf", "outside the domain", "non-finite input")
 MAX_EDGES = 32  # edge records kept per comparison (all are counted)
+SATURATED = 16  # an error up to this many units of roundoff of 1, where the exact value is below 1: a saturated formula
 
 
 @dataclass(frozen=True)
@@ -275,6 +276,14 @@ def diagnose(lo: np.ndarray, hi: np.ndarray, got: np.ndarray, bad: np.ndarray, s
     exact, g = lo[ok], got[ok]
     if (~np.isfinite(g) & np.isfinite(exact)).any():
         return Diagnosis("nonfinite", count=int((~np.isfinite(g) & np.isfinite(exact)).sum()))
+    wrong = bad & ok
+    if dtype in ("float32", "float64") and wrong.any():
+        with np.errstate(invalid="ignore"):
+            lost = np.abs(got[wrong] - lo[wrong])
+        if np.all(np.abs(lo[wrong]) < 1) and np.all(lost <= SATURATED * UNIT_ROUNDOFF[dtype]):
+            # the error is one rounding of a number of size 1: the derivative went through values of order 1 that
+            # cannot resolve it (1 - y where the output y rounds to its limit)
+            return Diagnosis("saturated", factor=float(np.max(np.abs(lo[wrong]))), count=int(wrong.sum()))
     close = 1e-6 if dtype == "float64" else 1e-3
     nz = exact != 0
     if nz.any() and np.all(g[nz] == 0):

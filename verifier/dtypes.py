@@ -29,6 +29,10 @@ def smallest_subnormal(dtype: str) -> float:
     return 2.0 ** (MIN_EXPONENT[dtype] - PRECISION[dtype] + 1)
 
 
+def smallest_normal(dtype: str) -> float:
+    return 2.0 ** MIN_EXPONENT[dtype]
+
+
 def round_to(values: np.ndarray, dtype: str) -> np.ndarray:
     """Values rounded to nearest (ties to even) in the format, returned as float64 (every such value is a float64)."""
     import numpy as np

@@ -254,7 +254,7 @@ def _verify(case: Case, result: CaseResult, run: Settled, program: Callable[[Cas
         rng = np.random.default_rng([run.seed, k])
         torch_side = TorchSide(case, point, dtype, program(case) if program else None, run.device)  # type: ignore[arg-type]  # a factory of Programs, typed loosely for users
         at = reference.at(point)
-        if dtype in HALF:
+        if dtype in HALF or tolerance.derived:
             at.rounding = dtype  # each exact quantity carries the error rounding in this dtype can do to it
         ctx = Ctx(case, k, at, torch_side, dtype, tolerance, run.strict, rng, run)
         for name in CHECKS:

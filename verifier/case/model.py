@@ -8,7 +8,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..dtypes import FLOATS, UNIT_ROUNDOFF, smallest_subnormal
+from ..dtypes import FLOATS, UNIT_ROUNDOFF, smallest_normal, smallest_subnormal
 from ..language.nodes import Node
 from ..language.shapes import Shape
 
@@ -24,21 +24,32 @@ REFERENCES = ("auto", "expand", "vectorised", "matrix")
 
 @dataclass(frozen=True)
 class Tolerance:
-    """Allowed error: |got - exact| <= atol + rtol * |exact| (+ the rounding slack of a low precision)."""
+    """Allowed error: |got - exact| <= atol + rtol * |exact| (+ the rounding bound of the computation, per element).
+
+    derived: the dtype's default, where the reference derives a per-element bound (the running error of the
+    forward computation and of the chain rule, :mod:`verifier.reference.chainbound`): atol is then only the dtype's
+    smallest normal number (a value is never accepted because it is small), rtol the accuracy of one library function.
+    A tolerance written in a case or passed to the helper is taken as it stands (derived False)."""
 
     rtol: float
     atol: float
+    derived: bool = False
 
     def allowed(self, magnitude: Any, slack: Any = 0.0) -> Any:
         """The one tolerance rule: the error allowed at an exact value of this magnitude (scalars or arrays)."""
         return self.atol + self.rtol * magnitude + slack
 
+    def floor(self, dtype: str) -> Tolerance:
+        """The derived form: atol down to the dtype's smallest normal number (the bound carries the rest)."""
+        return Tolerance(self.rtol, smallest_normal(dtype), derived=True)
 
-# float64 is tight enough to catch a relative error of 1e-10 in a well-conditioned gradient; float32 allows the
-# few-ulp errors of a correct float32 implementation (and of the float32 rounding of its inputs) without alarms.
+
+# The fixed table (large-tensor references, which bound rounding norm-wise): float64 is tight enough to catch a
+# relative error of 1e-10 in a well-conditioned gradient; float32 allows the few-ulp errors of a correct float32
+# implementation. Where the reference derives a per-element bound (derived=True), atol drops to the smallest normal.
 DEFAULT_TOLERANCES: Mapping[str, Tolerance] = MappingProxyType({
-    "float64": Tolerance(rtol=1e-11, atol=1e-13),
-    "float32": Tolerance(rtol=2e-5, atol=1e-6),
+    "float64": Tolerance(rtol=1e-11, atol=1e-13, derived=True),
+    "float32": Tolerance(rtol=2e-5, atol=1e-6, derived=True),
     # float16 and bfloat16: one rounding of the result, and the subnormal floor; the rounding the computation itself
     # does is bounded per element by the reference (verifier.rounding) and added to these
     "float16": Tolerance(rtol=UNIT_ROUNDOFF["float16"], atol=16 * smallest_subnormal("float16")),

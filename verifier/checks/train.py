@@ -57,7 +57,7 @@ def check_train(ctx: Ctx, r: CheckResult) -> None:
             c = ctx.cmp(Exact(exact, exact.copy(), slack=slack), got, "train", f"gradient used for {name} at each step",
                         label[mode], name)
             if not c.passed:
-                bad = np.abs(got - exact) > ctx.tolerance.allowed(np.abs(exact), 0.0 if slack is None else slack)
+                bad = np.abs(got - exact) > c.tolerance.allowed(np.abs(exact), 0.0 if slack is None else slack)
                 first = int(np.argwhere(bad.reshape(len(records), -1).any(axis=1))[0][0]) + 1
                 c.label += f" (first wrong at step {first} of {len(records)})"
                 cumulative = np.cumsum(exact, axis=0)

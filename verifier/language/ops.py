@@ -34,6 +34,8 @@ class Op:
         smooth: False where the op has kinks or jumps (the reference then computes one-sided derivatives).
         doc: one line for the documentation and error messages.
         keywords: the keyword arguments accepted (``axis`` for reductions).
+        algorithm: torch computes the op by a matrix algorithm (LU), not the closed form the reference expands (its
+            rounding is then bounded norm-wise).
     """
 
     name: str
@@ -46,6 +48,7 @@ class Op:
     smooth: bool = True
     doc: str = ""
     keywords: tuple[str, ...] = ()
+    algorithm: bool = False
 
 
 def _same_shape(shape: Shape, axis: Any = -1) -> Shape:
@@ -294,9 +297,9 @@ register_op(Op("dot", TENSOR, (2, 2), lambda S, a, b: _np().array(_np().dot(a, b
 register_op(Op("trace", TENSOR, (1, 1), lambda S, a: _np().array(_np().trace(a), dtype=object),
                lambda T, a: T.trace(a), shape=_square("trace"), grad_fn="Trace" + _T, doc="sum of the diagonal"))
 register_op(Op("det", TENSOR, (1, 1), _sym_matrix("det"), lambda T, a: T.linalg.det(a),
-               shape=_square("det"), grad_fn="LinalgDet" + _T, doc="determinant of a square matrix"))
+               shape=_square("det"), grad_fn="LinalgDet" + _T, doc="determinant of a square matrix", algorithm=True))
 register_op(Op("inv", TENSOR, (1, 1), _sym_matrix("inv"), lambda T, a: T.linalg.inv(a),
-               shape=_square("inv"), doc="inverse of a square matrix"))
+               shape=_square("inv"), doc="inverse of a square matrix", algorithm=True))
 register_op(Op("softmax", TENSOR, (1, 1), _sym_softmax(False), lambda T, a, axis=-1: T.softmax(a, dim=axis),
                shape=_same_shape, grad_fn="Softmax" + _T, doc="softmax along axis (default -1)", keywords=("axis",)))
 register_op(Op("log_softmax", TENSOR, (1, 1), _sym_softmax(True), lambda T, a, axis=-1: T.log_softmax(a, dim=axis),

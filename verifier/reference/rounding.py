@@ -26,20 +26,27 @@ import mpmath
 import numpy as np
 import sympy as sp
 
-from ..dtypes import LARGEST, UNIT_ROUNDOFF
+from ..dtypes import HALF, LARGEST, UNIT_ROUNDOFF
 from ..values import Code, Exact, Reason
+from .chainbound import ChainBound
 from .numeric.dag import DagEvaluator
 from .numeric.mp import Evaluator
 
 SAFETY = 1  # the allowance is SAFETY * u * R; R is already a worst-case first-order bound
+# float32 and float64 (the derived tolerance): every operation may be off by KAPPA units of roundoff (2 ulps: torch's
+# vectorised elementary functions are within 1 ulp), a library function's derivative value by the dtype's rtol
+KAPPA = 4
 
 
 class RoundingBound(DagEvaluator):
     """R(expr) at one point, in units of u; NaN where the value does not exist. Also the largest magnitude met on the
     way (an intermediate that overflows the dtype makes the computed value meaningless)."""
 
-    def __init__(self, values: Evaluator) -> None:
+    def __init__(self, values: Evaluator, stable: bool = False) -> None:
         self.values = values  # the point's values of every sub-expression (shared memo)
+        # stable: a library function may be evaluated at its argument rounded once more (torch's sinc computes
+        # sin(pi x) from the rounded pi x): |a f'(a)| more per argument (the mixed forward-backward error model)
+        self.stable = stable
         self.memo: dict[sp.Basic, Any] = {}
         self.peak: dict[sp.Basic, Any] = {}  # the largest |intermediate| under each node
 
@@ -95,6 +102,8 @@ class RoundingBound(DagEvaluator):
             return r[0]
         if isinstance(node, (sp.sign, sp.Heaviside)):
             return mpmath.mpf(0)
+        if self.stable and not isinstance(node, sp.Pow):
+            r = [ri + abs(self._value(a)) for ri, a in zip(r, args)]
         return self._propagated(node, r) + abs(value)
 
     def _propagated(self, node: sp.Basic, r: list[Any]) -> Any:
@@ -133,9 +142,9 @@ class RoundingSlack:
         if self.rounding is None:
             return None
         with mpmath.workdps(30):
-            bound = RoundingBound(self._at_point())
+            bound = RoundingBound(self._at_point(), stable=self.rounding not in HALF)
             found = [bound.bound(e) for e in exprs]
-        scale = SAFETY * UNIT_ROUNDOFF[self.rounding]
+        scale = (SAFETY if self.rounding in HALF else KAPPA) * UNIT_ROUNDOFF[self.rounding]
         slack = np.array([scale * r if math.isfinite(r) else 0.0 for r, _ in found])
         largest = LARGEST[self.rounding]
         over: dict[int, str] = {k: Reason(f"the exact value or an intermediate of its formula reaches {peak:.4g}, beyond "
@@ -155,12 +164,37 @@ class RoundingSlack:
         Jacobian then leaves out, as a pole: everything built from it sees them undefined)."""
         if self.rounding is None:
             return None
+        if "jac_slack" not in self._cache and self.rounding not in HALF:
+            with mpmath.workdps(30):
+                chain = self._chain(1)
+                rows = [chain.first(e)[1] for e in self.ref.flat_out]
+            slack = np.array(rows, dtype=float).reshape(len(rows), len(self.ref.wrt)) * chain.unit
+            self._cache["jac_slack"] = _known(slack, self.rounding), {}
         if "jac_slack" not in self._cache:
             jac = self.ref.jacobian()
             slack, over = self._slack([e for row in jac for e in row])  # type: ignore[misc]  # not None: the rounding dtype is set here
             slack = slack.reshape(len(jac), len(self.ref.wrt)) + self._forward_rounding(jac)
             self._cache["jac_slack"] = slack, over
         return self._cache["jac_slack"]
+
+    def _chain(self, order: int) -> Any:
+        """The chain-rule running bound of this point (float32 and float64; :mod:`verifier.reference.chainbound`)."""
+        from ..case.model import DEFAULT_TOLERANCES
+
+        key = f"chain{order}"
+        if key not in self._cache:
+            dtype = self.rounding or "float64"
+            unit = KAPPA * UNIT_ROUNDOFF[dtype]
+            self._cache[key] = ChainBound(self._at_point(), RoundingBound(self._at_point(), stable=True), self.ref.wrt, order,
+                                          library=DEFAULT_TOLERANCES[dtype].rtol / unit, unit=unit, kappa=KAPPA)
+        return self._cache[key]
+
+    def _hessian_slack(self) -> np.ndarray:
+        """float32 / float64: the chain-rule bound of every second derivative of the scalar output, (n, n)."""
+        with mpmath.workdps(30):
+            chain = self._chain(2)
+            f = chain.second(self.ref.flat_out[0])[1]
+        return _known(np.asarray(f, dtype=float) * chain.unit, self.rounding)
 
     def _forward_rounding(self, jac: list[list[sp.Expr]]) -> np.ndarray:
         """What rounding the forward value does to a backward formula that reads it (torch's sigmoid backward is
@@ -222,6 +256,14 @@ def summed_slack(weights: np.ndarray, slack: np.ndarray, magnitude: np.ndarray, 
     terms = weights[:, None] * magnitude
     levels = 1 + math.ceil(math.log2(max(len(weights), 1)))
     return weights @ slack + SAFETY * UNIT_ROUNDOFF[dtype or "float64"] * levels * terms.sum(axis=0)
+
+
+def _known(slack: np.ndarray, dtype: str | None) -> np.ndarray:
+    """A chain-rule bound with the entries it could not derive (a partial sympy cannot evaluate) at the fixed
+    table's atol instead."""
+    from ..case.model import DEFAULT_TOLERANCES
+
+    return np.where(np.isfinite(slack), slack, DEFAULT_TOLERANCES[dtype or "float64"].atol)
 
 
 def _power_of_two(r: sp.Rational) -> bool:

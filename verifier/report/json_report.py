@@ -10,7 +10,7 @@ import numpy as np
 
 from ..compare import Comparison
 from ..results import CaseResult, RunResult
-from .text import case_text, diagnosis_text, unsupported_text
+from .text import allowed_at_worst, case_text, diagnosis_text, unsupported_text
 
 # --- JSON ------------------------------------------------------------------------------------------------------
 
@@ -27,6 +27,8 @@ def comparison_json(c: Comparison) -> dict[str, Any]:
         "mismatched": c.mismatched, "n": c.n, "worst_index": list(c.worst) if c.worst is not None else None,
         "exact": _num(c.expected), "exact_hi": _num(c.expected_hi), "got": _num(c.got), "abs_err": _num(c.abs_err),
         "rel_err": _num(c.rel_err), "ulps": _num(c.ulps), "rtol": c.tolerance.rtol, "atol": c.tolerance.atol,
+        "tolerance": "derived" if c.tolerance.derived else ("table+rounding" if c.slack is not None else "fixed"),
+        "allowed": _num(allowed_at_worst(c)),
         "dtype": c.dtype, "kinks": c.kinks, "kink_side": c.kink_side,
         "diagnosis": c.diagnosis.kind if c.diagnosis else None, "diagnosis_text": diagnosis_text(c.diagnosis, c),
         "formula": c.formula, "undefined": {str(k): v for k, v in c.undefined.items()},

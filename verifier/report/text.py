@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from ..compare import KINK, REMOVABLE, Comparison, Diagnosis, Edge, Fact
+from ..compare import KINK, REMOVABLE, SATURATED, Comparison, Diagnosis, Edge, Fact
 from ..dtypes import HALF, LARGEST
 from ..errors import CaseError
 from ..results import EDGE, FINDING, CaseResult, CheckResult, RunResult
@@ -80,12 +80,30 @@ def diagnosis_text(d: Diagnosis | None, c: Comparison) -> str | None:
         return "got the transpose of the exact matrix"
     if d.kind == "shape":
         return f"got shape {list(c.got_shape)}, the exact result has shape {list(c.expected_shape)}"
+    if d.kind == "saturated":
+        return (f"{d.count} element(s) off by less than {SATURATED} units of roundoff of 1 where the exact value is "
+                f"small (up to {d.factor:.3g}, representable in {c.dtype}): the result went through values of order 1 "
+                "that cannot resolve it (1 - y or y + 1 where the output y rounds to its limit, as in the saturated "
+                "tails of sigmoid, tanh, expm1): an inaccurate formula, not a wrong derivative")
     if d.kind == "inaccurate":
         return (f"{d.count} of {c.n} element(s) differ by small relative errors (up to {d.factor:.2g}) with no common "
                 "factor: an inaccurate formula or a lower-precision computation, not a wrong derivative")
     if d.kind == "partial":
         return f"{d.count} of {c.n} element(s) differ with no common pattern (a missing or wrong term)"
     return d.kind
+
+
+def allowed_at_worst(c: Comparison) -> float | None:
+    """The error the comparison allowed at its worst element (tolerance and rounding bound together)."""
+    if c.worst is None or c.expected is None:
+        return None
+    slack = 0.0
+    if c.slack is not None and c.slack.shape == c.expected_shape:
+        slack = float(c.slack[c.worst])
+    magnitude = max(abs(c.expected), abs(c.expected_hi if c.expected_hi is not None else c.expected))
+    if not math.isfinite(magnitude):
+        return None
+    return float(c.tolerance.allowed(magnitude, slack))
 
 
 def _point_text(result: CaseResult, check: CheckResult, index: tuple[int, ...] | None) -> str:
@@ -138,11 +156,16 @@ def comparison_text(result: CaseResult, check: CheckResult, c: Comparison) -> st
         lines.append(f"  worst at index {idx}: {src} {fmt(c.expected)}, got {fmt(c.got)}")
     ulps = f", {c.ulps:.3g} ULPs ({c.dtype})" if c.ulps is not None and math.isfinite(c.ulps) else ""
     rel = f", rel err {c.rel_err:.3g}" if c.rel_err is not None else ""
-    bound = ""
-    if c.slack is not None and c.worst is not None and c.slack.shape == c.expected_shape:
-        bound = f" + {float(c.slack[c.worst]):.3g} (the {c.dtype} rounding bound here)"
-    lines.append(f"  abs err {fmt(c.abs_err) if c.abs_err is not None else '-'}{rel}{ulps}; allowed |err| <= "
-                 f"{c.tolerance.atol:g} + {c.tolerance.rtol:g} * |exact|{bound}")
+    allowed = allowed_at_worst(c)
+    if c.tolerance.derived and allowed is not None:
+        rule = (f"{allowed:.3g} here, derived ({c.dtype}: the rounding of the forward values and of the chain rule's "
+                f"terms, {c.tolerance.rtol:g} per library function, floor {c.tolerance.atol:.3g})")
+    else:
+        bound = ""
+        if c.slack is not None and c.worst is not None and c.slack.shape == c.expected_shape:
+            bound = f" + {float(c.slack[c.worst]):.3g} (the {c.dtype} rounding bound here)"
+        rule = f"{c.tolerance.atol:g} + {c.tolerance.rtol:g} * |exact|{bound}"
+    lines.append(f"  abs err {fmt(c.abs_err) if c.abs_err is not None else '-'}{rel}{ulps}; allowed |err| <= {rule}")
     seed = case.seed if case is not None else 0
     if c.check == "train":
         step = f"; worst at step {c.worst[0] + 1}" if c.worst else ""

@@ -10,11 +10,12 @@ import mpmath
 import numpy as np
 import sympy as sp
 
+from ...dtypes import HALF
 from ...language.nodes import Node
 from ...values import Code, Exact, Reason, code_of
 from ..facts import exact_from_mp, explain_at, finite_magnitudes, infinite_sides, is_real, real_mp, value_or_reason
 from ..numeric.mp import Evaluator
-from ..rounding import RoundingSlack, set_slack, summed_slack
+from ..rounding import RoundingSlack, normwise_slack, set_slack, summed_slack
 from ..symbols import DIGITS, as_basic, display, evaluate
 
 if TYPE_CHECKING:  # the reference that builds this point (it imports this module)
@@ -26,6 +27,28 @@ ZERO_INF_RULE = "0·inf (a zero weight times a pole elsewhere): "
 # The prefix of the note on an entry whose formula is indeterminate at the point but whose limit exists there.
 REMOVABLE_NOTE = "removable singularity: "
 LIMIT_OPS = 200  # sympy.limit is asked only of formulas up to this many operations
+
+
+TINY = mpmath.mpf(10) ** (-DIGITS // 2)  # a value this small may be what cancellation left at DIGITS digits
+
+
+def _resolved(e: sp.Expr, v: Any, args: list[Any], symbols: list[sp.Symbol]) -> Any:
+    """A tiny value confirmed at more digits: terms of size 1 that cancel leave noise of 10^-DIGITS at DIGITS digits
+    (softmax's vector-Jacobian product with v = 1 at [800, 0, 1], whose exact value is 0 to 300 digits). The value at
+    two, then six times the digits; where they disagree it is below what six times the digits resolve: 0."""
+    if v == 0 or abs(v) >= TINY:
+        return v
+    last = v
+    for digits in (DIGITS * 2, DIGITS * 6):
+        with mpmath.workdps(digits):
+            again = value_or_reason(Evaluator(dict(zip(symbols, args))), e)
+        if isinstance(again, Exception) or not is_real(again):
+            return v
+        again = real_mp(again)
+        if abs(again - last) <= mpmath.mpf(10) ** -10 * abs(again):
+            return again
+        last = again
+    return mpmath.mpf(0)
 
 
 def _to_mp(values: np.ndarray) -> list[Any]:
@@ -43,7 +66,7 @@ class PointReference(RoundingSlack):
         self.args = [a for i in ref.case.inputs for a in _to_mp(point[i.name])]
         self._cache: dict[str, Any] = {}
         self.resolved: dict[int, str] = {}  # Jacobian entries whose indeterminate formula has a limit, with a note
-        self.rounding: str | None = None  # a half-precision dtype: each Exact gets the rounding error it allows
+        self.rounding: str | None = None  # the dtype whose rounding bound each Exact carries (None: none)
 
     def _eval(self, key: str, exprs: Sequence[sp.Expr], args: list[Any] | None = None) -> tuple[list[Any], dict[int, str]]:
         """Evaluate expressions in DIGITS digits; elements that do not exist come back None with a reason."""
@@ -68,7 +91,7 @@ class PointReference(RoundingSlack):
                     bad[k] = self.explain(e, v)
                     out.append(None)
                 else:
-                    out.append(real_mp(v))
+                    out.append(_resolved(e, real_mp(v), args, self.ref.args))
         return out, bad
 
     def explain(self, expr: sp.Expr, value: Any) -> str:
@@ -313,8 +336,14 @@ class PointReference(RoundingSlack):
                     full_bad[int(np.ravel_multi_index(perm, full.shape))] = bad[number]
         ex = exact_from_mp(list(full.reshape(-1)), full_bad, full.shape, list(full_hi.reshape(-1)))
         ex.kinks = kinks
+        if self.rounding is not None and self.rounding not in HALF and order == 2:
+            return set_slack(ex, self._hessian_slack())  # the chain rule's own bound
         rounding = self._slack([table[k] for k in keys])
-        if rounding is not None:
+        if rounding is not None and self.rounding is not None and self.rounding not in HALF:
+            # order 3 and up: the rounding of sympy's formula and a norm-wise floor
+            magnitudes = np.array([float(v) if v is not None else 0.0 for v in vals])
+            rounding[0][:] += normwise_slack(np.nan_to_num(magnitudes), self.rounding, 4 * order)
+        elif rounding is not None:
             rounding[0][:] += self._forward_rounding_higher(keys, [table[k] for k in keys])
             slack = np.zeros(full.shape)
             over = {}

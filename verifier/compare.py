@@ -276,17 +276,11 @@ def diagnose(lo: np.ndarray, hi: np.ndarray, got: np.ndarray, bad: np.ndarray, s
     exact, g = lo[ok], got[ok]
     if (~np.isfinite(g) & np.isfinite(exact)).any():
         return Diagnosis("nonfinite", count=int((~np.isfinite(g) & np.isfinite(exact)).sum()))
-    wrong = bad & ok
-    if dtype in ("float32", "float64") and wrong.any():
-        with np.errstate(invalid="ignore"):
-            lost = np.abs(got[wrong] - lo[wrong])
-        if np.all(np.abs(lo[wrong]) < 1) and np.all(lost <= SATURATED * UNIT_ROUNDOFF[dtype]):
-            # the error is one rounding of a number of size 1: the derivative went through values of order 1 that
-            # cannot resolve it (1 - y where the output y rounds to its limit)
-            return Diagnosis("saturated", factor=float(np.max(np.abs(lo[wrong]))), count=int(wrong.sum()))
     close = 1e-6 if dtype == "float64" else 1e-3
     nz = exact != 0
     if nz.any() and np.all(g[nz] == 0):
+        if dtype in ("float32", "float64") and np.all(np.abs(exact[nz]) <= SATURATED * UNIT_ROUNDOFF[dtype]):
+            return Diagnosis("saturated", factor=float(np.max(np.abs(exact[nz]))), count=int(nz.sum()))
         return Diagnosis("zero", count=int(nz.sum()))
     if nz.any() and np.all(np.abs(g[~nz]) <= close * np.max(np.abs(exact[nz]))):
         ratios = g[nz] / exact[nz]
@@ -308,6 +302,14 @@ def diagnose(lo: np.ndarray, hi: np.ndarray, got: np.ndarray, bad: np.ndarray, s
         tol = close * max(1.0, float(np.max(np.abs(lo))))
         if np.allclose(got, lo.T, rtol=close, atol=tol):
             return Diagnosis("transpose")
+    wrong = bad & ok  # no common factor: is it the loss of a saturated formula?
+    if dtype in ("float32", "float64") and wrong.any():
+        with np.errstate(invalid="ignore"):
+            lost = np.abs(got[wrong] - lo[wrong])
+        if np.all(np.abs(lo[wrong]) < 1) and np.all(lost <= SATURATED * UNIT_ROUNDOFF[dtype]):
+            # the error is one rounding of a number of size 1: the derivative went through values of order 1 that
+            # cannot resolve it (1 - y where the output y rounds to its limit)
+            return Diagnosis("saturated", factor=float(np.max(np.abs(lo[wrong]))), count=int(wrong.sum()))
     with np.errstate(divide="ignore", invalid="ignore"):
         rel = np.abs(got - lo) / np.abs(lo)
     rel = rel[bad & (lo != 0) & np.isfinite(rel)]

@@ -7,10 +7,12 @@ import numpy as np
 from ..compare import Diagnosis, Fact
 from ..reference.rounding import summed_slack
 from ..results import CheckResult
-from ..torchside.autodiff import StateChanged
+from ..torchside.autodiff import StateChanged, TorchSide
 from ..torchside.paths import Path
 from ..values import Exact
 from .context import MAX_BASIS, MAX_HIGHER, MAX_JACOBIAN, Ctx, each_path, scaled, weight_label
+from .modes import MAX_ORDER as MAX_MODES
+from .modes import check_modes
 
 
 def check_value(ctx: Ctx, r: CheckResult) -> None:
@@ -87,6 +89,7 @@ def check_vjp(ctx: Ctx, r: CheckResult) -> None:
 
 REPEATS = 3  # distinct seeded random grad_outputs through one retained graph, then the first one again
 REPEAT_STREAM = 1001  # the repeat check's own random stream
+HIGHER_STREAM = 1003  # the v of a non-scalar output's higher orders
 
 
 def check_repeated(ctx: Ctx, r: CheckResult) -> None:
@@ -145,32 +148,41 @@ def check_grad(ctx: Ctx, r: CheckResult) -> None:
 
 
 def check_higher(ctx: Ctx, r: CheckResult) -> None:
+    """Orders 2..N of a scalar output; of a non-scalar one, of sum(v * out) with v the case's grad_output or a seeded
+    random v (every path then runs on that scalar: torch's rules for the output's ops are the ones exercised)."""
     n = sum(i.value.size for i in ctx.case.differentiable)
-    if not ctx.scalar:
-        r.skipped = "higher orders are checked for scalar outputs"
-        return
     if ctx.case.order < 2:
         r.skipped = "order is 1"
         return
+    v = None if ctx.scalar else (ctx.weights() if ctx.case.grad_output is not None else
+                                 ctx.random(ctx.case.output_shape, ctx.stream(HIGHER_STREAM)))
+    of = "y" if v is None else "(v . y)"
+
+    def on(side: TorchSide) -> TorchSide:
+        return side if v is None else side.weighted(v)
+
     for k in range(2, ctx.case.order + 1):
         if n**k > MAX_HIGHER:
             r.skipped = f"the order-{k} derivative has {n**k} entries; the limit is {MAX_HIGHER}"
             return
-        exact = ctx.exact.derivative(k)
-        for path, got in each_path(ctx, r, lambda side: {Path.CREATE_GRAPH: lambda: side.derivatives(k)}):
-            r.comparisons.append(ctx.cmp(exact, got, "higher", f"d{k}y (order {k})", path))
+        exact = ctx.exact.derivative(k, v) if v is not None else ctx.exact.derivative(k)
+        for path, got in each_path(ctx, r, lambda side: {Path.CREATE_GRAPH: lambda: on(side).derivatives(k)}):
+            r.comparisons.append(ctx.cmp(exact, got, "higher", f"d{k}{of} (order {k})", path))
         if r.unsupported and not r.comparisons:
             return
         if k == 2:
-            for path, got in each_path(ctx, r, lambda side: side.hessians()):
-                r.comparisons.append(ctx.cmp(exact, got, "higher", "Hessian", path))
+            for path, got in each_path(ctx, r, lambda side: on(side).hessians()):
+                r.comparisons.append(ctx.cmp(exact, got, "higher", "Hessian" if v is None else "Hessian of v . y",
+                                             path))
             u = ctx.random((n,))
             rows = {flat // n: why for flat, why in exact.undefined.items()}  # a row with a hole has no H u
             hu = Exact(exact.lo @ u, exact.hi @ u, rows)
             if exact.slack is not None:
                 hu.slack = summed_slack(np.abs(u), exact.slack.T, np.abs(np.nan_to_num(exact.lo)).T, ctx.dtype)
-            for path, got in each_path(ctx, r, lambda side: {Path.DOUBLE_BACKWARD: lambda: side.hvp(u)}):
+            for path, got in each_path(ctx, r, lambda side: {Path.DOUBLE_BACKWARD: lambda: on(side).hvp(u)}):
                 r.comparisons.append(ctx.cmp(hu, got, "higher", "H u (u = seeded random)", path))
+        if k <= MAX_MODES:
+            check_modes(ctx, r, k, exact, on)  # every composition of forward and reverse mode
 
 
 def check_jvp(ctx: Ctx, r: CheckResult) -> None:

@@ -214,10 +214,12 @@ def _unary(name: str, sym: Callable[..., Any], tch: Callable[..., Any], grad_fn:
     register_op(Op(name, ELEMENTWISE, (1, 1), sym, tch, grad_fn=grad_fn, **kw))
 
 
-def _reduction(name: str, sym_fn: Callable[[Any, list[Any]], Any], torch_name: str, grad_fn: str, doc: str) -> None:
+def _reduction(name: str, sym_fn: Callable[[Any, list[Any]], Any], torch_name: str, grad_fn: str, doc: str,
+               algorithm: bool = False) -> None:
     register_op(
         Op(name, REDUCTION, (1, 1), _sym_reduce(sym_fn), _torch_reduce(torch_name),
-           shape=lambda a, axis=None: reduced_shape(a, axis), grad_fn=grad_fn, doc=doc, keywords=("axis",))
+           shape=lambda a, axis=None: reduced_shape(a, axis), grad_fn=grad_fn, doc=doc, keywords=("axis",),
+           algorithm=algorithm)
     )
 
 
@@ -280,7 +282,8 @@ register_op(Op("min", TENSOR, (1, 2), _min_sym, _min_torch, shape=_max_min_shape
 
 _reduction("sum", lambda S, xs: S.Add(*xs), "sum", "Sum" + _T, "sum over all elements or along axis")
 _reduction("mean", lambda S, xs: S.Add(*xs) / len(xs), "mean", "Mean" + _T, "mean over all elements or along axis")
-_reduction("prod", lambda S, xs: S.Mul(*xs), "prod", "Prod" + _T, "product over all elements or along axis")
+_reduction("prod", lambda S, xs: S.Mul(*xs), "prod", "Prod" + _T, "product over all elements or along axis",
+           algorithm=True)  # torch's backward divides the product by each factor
 _reduction("logsumexp", lambda S, xs: S.log(S.Add(*(S.exp(x) for x in xs))), "logsumexp", "Logsumexp" + _T,
            "log of the sum of exponentials")
 _reduction("norm", lambda S, xs: S.sqrt(S.Add(*(x**2 for x in xs))), "norm", "LinalgVectorNorm" + _T,
@@ -413,7 +416,8 @@ def _sym_cumulative(kind: str) -> Callable[..., Any]:
 for _name in ("cumsum", "cumprod", "logcumsumexp"):
     register_op(Op(_name, TENSOR, (1, 1), _sym_cumulative(_name),
                    (lambda n: lambda T, a, axis=-1: a if a.dim() == 0 else getattr(T, n)(a, dim=axis))(_name),
-                   shape=_same_shape, doc=f"{_name} along axis (default -1)", keywords=("axis",)))
+                   shape=_same_shape, doc=f"{_name} along axis (default -1)", keywords=("axis",),
+                   algorithm=_name == "cumprod"))
 
 
 def _pair_shape(name: str) -> Callable[..., Shape]:
@@ -540,9 +544,9 @@ def _sym_logdet(absolute: bool) -> Callable[..., Any]:
 
 
 register_op(Op("slogdet", TENSOR, (1, 1), _sym_logdet(True), lambda T, a: T.linalg.slogdet(a).logabsdet,
-               shape=_square("det"), doc="log |det A| (the logabsdet of torch.linalg.slogdet)"))
+               shape=_square("det"), doc="log |det A| (the logabsdet of torch.linalg.slogdet)", algorithm=True))
 register_op(Op("logdet", TENSOR, (1, 1), _sym_logdet(False), lambda T, a: T.logdet(a),
-               shape=_square("det"), doc="log det A (NaN where det A < 0)"))
+               shape=_square("det"), doc="log det A (NaN where det A < 0)", algorithm=True))
 
 
 def _solve_shape(a: Shape, b: Shape) -> Shape:
@@ -553,7 +557,8 @@ def _solve_shape(a: Shape, b: Shape) -> Shape:
 
 
 register_op(Op("solve", TENSOR, (2, 2), lambda S, a, b: _np().matmul(_sym_matrix("inv")(S, a), b),
-               lambda T, a, b: T.linalg.solve(a, b), shape=_solve_shape, doc="solve(A, b) = inv(A) @ b"))
+               lambda T, a, b: T.linalg.solve(a, b), shape=_solve_shape, doc="solve(A, b) = inv(A) @ b",
+               algorithm=True))
 
 
 def _outer_shape(a: Shape, b: Shape) -> Shape:

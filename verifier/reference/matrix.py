@@ -413,8 +413,8 @@ class MatrixPoint:
         v = np.array(total)
         return Exact(v, v)
 
-    def derivative(self, order: int) -> Exact:
-        if order != 1 or self.d.out_shape:
+    def derivative(self, order: int, weights: np.ndarray | None = None) -> Exact:
+        if order != 1 or self.d.out_shape or weights is not None:
             raise NotVectorisable("higher orders of matrix expressions need element expansion")
         parts = [self.vjp(np.ones(()), i.name).lo.reshape(-1) for i in self.ref.case.differentiable]
         g = np.concatenate(parts)

@@ -189,11 +189,11 @@ class RoundingSlack:
                                           library=DEFAULT_TOLERANCES[dtype].rtol / unit, unit=unit, kappa=KAPPA)
         return self._cache[key]
 
-    def _hessian_slack(self) -> np.ndarray:
-        """float32 / float64: the chain-rule bound of every second derivative of the scalar output, (n, n)."""
+    def _hessian_slack(self, scalar: sp.Expr) -> np.ndarray:
+        """float32 / float64: the chain-rule bound of every second derivative of a scalar expression, (n, n)."""
         with mpmath.workdps(30):
             chain = self._chain(2)
-            f = chain.second(self.ref.flat_out[0])[1]
+            f = chain.second(scalar)[1]
         return _known(np.asarray(f, dtype=float) * chain.unit, self.rounding)
 
     def _forward_rounding(self, jac: list[list[sp.Expr]]) -> np.ndarray:

@@ -162,6 +162,10 @@ class TorchSide:
     def function(self) -> Callable[..., torch.Tensor]:
         return self.program.function(self.diff, self.constants())
 
+    def weighted(self, weights: np.ndarray) -> TorchSide:
+        """This side with the scalar sum(weights * out) as its function (higher orders of a non-scalar output)."""
+        return Weighted(self, weights)
+
     def _grads(self, leaves: Mapping[str, torch.Tensor]) -> Grads:
         return {n: numpy(leaves[n].grad) for n in self.diff}
 
@@ -466,6 +470,27 @@ class TorchSide:
             "detach() shares storage": detached.data_ptr() == free.data_ptr(),
             "detach() value equal": bool(((detached == free) | (detached.isnan() & free.isnan())).all()),
         }
+
+
+class Weighted(TorchSide):
+    """A side whose function is sum(weights * f) for the function f of another side (its probes weighted too)."""
+
+    def __init__(self, side: TorchSide, weights: np.ndarray) -> None:  # noqa: D107 - the other side's state, shared
+        self.__dict__.update(side.__dict__)
+        self.base, self.weights = side, weights
+
+    def function(self) -> Callable[..., torch.Tensor]:
+        f = self.base.function()
+        v = self._t(self.weights)
+        return lambda *args: (v * f(*args)).sum()
+
+    def lowered(self) -> TorchSide | None:
+        base = self.base.lowered()
+        return None if base is None else Weighted(base, self.weights)
+
+    def at_dtype(self, dtype: str) -> TorchSide | None:
+        base = self.base.at_dtype(dtype)
+        return None if base is None else Weighted(base, self.weights)
 
 
 def _keeps_requires_grad(t: torch.Tensor, leaves: Mapping[str, torch.Tensor]) -> bool:

@@ -35,6 +35,24 @@ class Path(str, Enum):
     ACCUMULATE_RETAINED = "one graph, retain_graph=True, no zero_()"
     ACCUMULATE_ZEROED = "grad.zero_() before each call"
     RETAINED = "one retained graph, autograd.grad with a new seeded random v each call"
+    # order 2: every composition of forward and reverse mode (torch.func, and autograd's forward_ad with grad)
+    JVP_JVP = "torch.func.jvp(jvp): forward over forward"
+    GRAD_JVP = "torch.func.grad(jvp): reverse over forward"
+    VJP_JVP = "torch.func.vjp(jvp): reverse over forward"
+    JVP_GRAD = "torch.func.jvp(grad): forward over reverse (hvp)"
+    JACFWD_JACFWD = "torch.func.jacfwd(jacfwd)"
+    JACREV_JACFWD = "torch.func.jacrev(jacfwd)"
+    JACREV_JACREV = "torch.func.jacrev(jacrev)"
+    FWAD_GRAD = "forward_ad over autograd.grad(create_graph=True): forward over reverse"
+    GRAD_FWAD = "autograd.grad over forward_ad: reverse over forward"
+    # order 3
+    JVP3 = "torch.func.jvp(jvp(jvp)): forward over forward over forward"
+    GRAD_JVP_JVP = "torch.func.grad(jvp(jvp)): reverse over forward over forward"
+    JVP_JVP_GRAD = "torch.func.jvp(jvp(grad)): forward over forward over reverse"
+    JVP_GRAD_GRAD = "torch.func.jvp(grad(grad)): forward over reverse over reverse"
+    JACFWD_JACFWD_JACREV = "torch.func.jacfwd(jacfwd(jacrev))"
+    JACREV3 = "torch.func.jacrev(jacrev(jacrev))"
+    FWAD_GRAD_GRAD = "forward_ad over autograd.grad(create_graph=True) twice: forward over reverse over reverse"
 
     def __str__(self) -> str:
         return str(self.value)
@@ -59,6 +77,32 @@ NEEDS: dict[Path, frozenset[Need]] = {
     Path.CREATE_GRAPH: frozenset({Need.TWICE}),
     Path.FUNCTIONAL_HESSIAN: frozenset({Need.TWICE}),
     Path.DOUBLE_BACKWARD: frozenset({Need.TWICE}),
+    Path.JVP_JVP: frozenset({Need.FUNCTORCH, Need.JVP}),
+    Path.GRAD_JVP: frozenset({Need.FUNCTORCH, Need.JVP}),
+    Path.VJP_JVP: frozenset({Need.FUNCTORCH, Need.JVP}),
+    Path.JVP_GRAD: frozenset({Need.FUNCTORCH, Need.JVP}),
+    Path.JACFWD_JACFWD: frozenset({Need.FUNCTORCH, Need.VMAP, Need.JVP}),
+    Path.JACREV_JACFWD: frozenset({Need.FUNCTORCH, Need.VMAP, Need.JVP}),
+    Path.JACREV_JACREV: frozenset({Need.FUNCTORCH, Need.VMAP, Need.TWICE}),
+    Path.FWAD_GRAD: frozenset({Need.JVP, Need.TWICE}),
+    Path.GRAD_FWAD: frozenset({Need.JVP}),
+    Path.JVP3: frozenset({Need.FUNCTORCH, Need.JVP}),
+    Path.GRAD_JVP_JVP: frozenset({Need.FUNCTORCH, Need.JVP}),
+    Path.JVP_JVP_GRAD: frozenset({Need.FUNCTORCH, Need.JVP}),
+    Path.JVP_GRAD_GRAD: frozenset({Need.FUNCTORCH, Need.JVP, Need.TWICE}),
+    Path.JACFWD_JACFWD_JACREV: frozenset({Need.FUNCTORCH, Need.VMAP, Need.JVP}),
+    Path.JACREV3: frozenset({Need.FUNCTORCH, Need.VMAP, Need.TWICE}),
+    Path.FWAD_GRAD_GRAD: frozenset({Need.JVP, Need.TWICE}),
+}
+
+# What each nested path returns, for a scalar f with seeded tangents u, w, z (flat over the differentiable inputs):
+# "uw" the number D^2 f[u, w] (D^3 f[u, w, z] at order 3), "u" the vector D^k f[u, (w,) .], "full" the whole tensor.
+NESTED: dict[Path, tuple[int, str]] = {
+    Path.JVP_JVP: (2, "uw"), Path.GRAD_JVP: (2, "u"), Path.VJP_JVP: (2, "u"), Path.JVP_GRAD: (2, "w"),
+    Path.JACFWD_JACFWD: (2, "full"), Path.JACREV_JACFWD: (2, "full"), Path.JACREV_JACREV: (2, "full"),
+    Path.FWAD_GRAD: (2, "w"), Path.GRAD_FWAD: (2, "u"),
+    Path.JVP3: (3, "uw"), Path.GRAD_JVP_JVP: (3, "u"), Path.JVP_JVP_GRAD: (3, "u"), Path.JVP_GRAD_GRAD: (3, "u"),
+    Path.JACFWD_JACFWD_JACREV: (3, "full"), Path.JACREV3: (3, "full"), Path.FWAD_GRAD_GRAD: (3, "u"),
 }
 
 

@@ -298,14 +298,15 @@ class PointReference(RoundingSlack):
             set_slack(ex, summed_slack(t, rounding[0].T, finite_magnitudes(lo).T, self.rounding))
         return ex
 
-    def derivative(self, order: int) -> Exact:
-        """The order-k derivative tensor of a scalar output, shape (n,) * k over all differentiable elements."""
-        if order == 1:
+    def derivative(self, order: int, weights: np.ndarray | None = None) -> Exact:
+        """The order-k derivative tensor of a scalar output (of sum(weights * out) where weights are given), shape
+        (n,) * k over all differentiable elements."""
+        if order == 1 and weights is None:
             lo, hi, bad, _ = self._jacobian_mp()
             ex = exact_from_mp(list(lo.reshape(-1)), bad, (len(self.ref.wrt),), list(hi.reshape(-1)))
             rounding = self._jacobian_slack()
             return ex if rounding is None else set_slack(ex, rounding[0])
-        table = self.ref.derivatives(order)
+        table = self.ref.derivatives(order, weights)
         keys = list(table)
         vals, bad = self._eval(f"d{order}", [table[k] for k in keys])
         n = len(self.ref.wrt)
@@ -337,13 +338,13 @@ class PointReference(RoundingSlack):
         ex = exact_from_mp(list(full.reshape(-1)), full_bad, full.shape, list(full_hi.reshape(-1)))
         ex.kinks = kinks
         if self.rounding is not None and self.rounding not in HALF and order == 2:
-            return set_slack(ex, self._hessian_slack())  # the chain rule's own bound
+            return set_slack(ex, self._hessian_slack(self.ref.weighted(weights)))  # the chain rule's own bound
         rounding = self._slack([table[k] for k in keys])
         if rounding is not None and self.rounding is not None and self.rounding not in HALF:
             # order 3 and up: the rounding of sympy's formula and a norm-wise floor
             magnitudes = np.array([float(v) if v is not None else 0.0 for v in vals])
             rounding[0][:] += normwise_slack(np.nan_to_num(magnitudes), self.rounding, 4 * order)
-        elif rounding is not None:
+        elif rounding is not None and weights is None:
             rounding[0][:] += self._forward_rounding_higher(keys, [table[k] for k in keys])
             slack = np.zeros(full.shape)
             over = {}

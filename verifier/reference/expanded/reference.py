@@ -55,6 +55,7 @@ class Reference:
         self.smooth = not any(e.has(*NONSMOOTH) for e in self.flat_out)
         self._jac: list[list[sp.Expr]] | None = None
         self._derivs: dict[int, dict[tuple[int, ...], sp.Expr]] = {}
+        self._weighted: dict[tuple[object, ...], dict[tuple[int, ...], sp.Expr]] = {}
 
     def _expand(self) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """The defines and the function as object arrays of sympy expressions of the element symbols."""
@@ -98,8 +99,18 @@ class Reference:
             rows.append([without_deltas(sp.diff(e, s)) if s in free else sp.Integer(0) for s in self.wrt])
         return rows
 
-    def derivatives(self, order: int) -> dict[tuple[int, ...], sp.Expr]:
-        """The distinct order-k partial derivatives of a scalar output, keyed by sorted index tuples."""
+    def weighted(self, weights: np.ndarray | None) -> sp.Expr:
+        """The scalar whose higher derivatives are taken: the output, or sum(weights * out) for a non-scalar one
+        (the weights exactly, as the rationals their floats are)."""
+        if weights is None:
+            return self.flat_out[0]
+        return sp.Add(*(sp.Rational(Fraction(float(w))) * e for w, e in zip(weights.reshape(-1), self.flat_out)))
+
+    def derivatives(self, order: int, weights: np.ndarray | None = None) -> dict[tuple[int, ...], sp.Expr]:
+        """The distinct order-k partial derivatives of a scalar output (of sum(weights * out) where weights are
+        given), keyed by sorted index tuples."""
+        if weights is not None:
+            return self._weighted_derivatives(order, weights)
         if order in self._derivs:
             return self._derivs[order]
         if order == 1:
@@ -114,6 +125,25 @@ class Reference:
             out = memo(f"derivatives{order}", self.key, lambda: self._next_order(prev, order))
         self._derivs[order] = out
         return out
+
+    def _weighted_derivatives(self, order: int, weights: np.ndarray) -> dict[tuple[int, ...], sp.Expr]:
+        key = ("weighted", order, weights.tobytes())
+        if key not in self._weighted:
+            n = len(self.wrt)
+            if math.comb(n + order - 1, order) > LIMITS.derivatives:
+                raise LimitError(f"order-{order} derivatives of {n} variables need {math.comb(n + order - 1, order)} "
+                                 f"expressions; the limit is {LIMITS.derivatives} (raise it with {flag('derivatives')})")
+            def build() -> dict[tuple[int, ...], sp.Expr]:
+                phi = self.weighted(weights)
+                table: dict[tuple[int, ...], sp.Expr] = {
+                    (j,): without_deltas(sp.diff(phi, s)) if s in phi.free_symbols else sp.Integer(0)
+                    for j, s in enumerate(self.wrt)}
+                for k in range(2, order + 1):
+                    table = self._next_order(table, k)
+                return table
+
+            self._weighted[key] = memo(f"weighted-derivatives{order}", (self.key, weights.tobytes().hex()), build)
+        return self._weighted[key]
 
     def _next_order(self, prev: dict[tuple[int, ...], sp.Expr], order: int) -> dict[tuple[int, ...], sp.Expr]:
         out = {}

@@ -377,8 +377,11 @@ class VectorPoint:
         ex.refine = refine
         return ex
 
-    def derivative(self, order: int) -> Exact:
-        """The order-k derivative tensor of a scalar output over all differentiable elements."""
+    def derivative(self, order: int, weights: np.ndarray | None = None) -> Exact:
+        """The order-k derivative tensor of a scalar output (of sum(weights * out): by element expansion) over all
+        differentiable elements."""
+        if weights is not None:
+            return self._expanded(order, weights)
         if order == 1:
             parts = [self.vjp(np.ones(()), n) for n in self.plan.differentiable]
             lo = np.concatenate([p.lo.reshape(-1) for p in parts])
@@ -450,12 +453,12 @@ class VectorPoint:
                 terms.append(Term(expr, B, np.full((), scale), (n,) * order, target=target))
         return Quantity(self, terms, (n,) * order).exact()
 
-    def _expanded(self, order: int) -> Exact:
+    def _expanded(self, order: int, weights: np.ndarray | None = None) -> Exact:
         total = sum(i.value.size for i in self.ref.case.inputs)
         if total > LIMITS.symbols:
             raise NotVectorisable(f"order-{order} derivatives through nested reductions need element expansion, "
                                   f"limited to {LIMITS.symbols} elements (this case has {total})")
-        return self.ref.fallback().at(self.point).derivative(order)
+        return self.ref.fallback().at(self.point).derivative(order, weights)
 
     def expression(self, node: Node, shape: Shape) -> Exact:
         """The value of another case-language expression (a hand-derived formula) here."""

@@ -1,0 +1,86 @@
+"""Every composition of forward and reverse mode to order 3, through torch.func and through autograd (forward_ad
+dual numbers with autograd.grad), on the scalar function of one flat vector of the differentiable inputs.
+
+Nested dual levels (forward_ad over forward_ad) are not offered: torch 2.13 raises "Nested forward mode AD is not
+supported" for every function, so forward over forward is verified through torch.func.jvp(jvp) alone.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+import torch
+import torch.autograd.forward_ad as fwAD
+from torch.func import grad, jacfwd, jacrev, jvp, vjp
+
+from .autodiff import numpy, quiet_batching
+from .paths import NESTED, Path
+
+if TYPE_CHECKING:
+    from .autodiff import TorchSide
+
+
+def nested(side: TorchSide, order: int, u: np.ndarray, w: np.ndarray, z: np.ndarray) -> dict[str, Callable[[], Any]]:
+    """The order-k paths as thunks, each returning what torchside.paths.NESTED says (a number, a vector, a tensor)."""
+    flat, g = side.flat_function()
+    U, W, Z = (torch.as_tensor(t, dtype=side.dtype, device=side.device) for t in (u, w, z))
+
+    def d1(f: Callable[[torch.Tensor], torch.Tensor], t: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        """x -> D f(x)[t] by torch.func.jvp."""
+        return lambda x: jvp(f, (x,), (t,))[1]
+
+    def fwad_over(f: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], t: torch.Tensor) -> np.ndarray:
+        """The tangent t of f(dual, x), forward_ad around autograd: f differentiates w.r.t. the primal leaf x."""
+        x = flat.clone().requires_grad_(True)
+        with fwAD.dual_level():
+            out = f(fwAD.make_dual(x, t), x)
+            tangent = fwAD.unpack_dual(out).tangent
+        return numpy(tangent) if tangent is not None else np.zeros(x.shape)
+
+    def grads(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        if not y.requires_grad:
+            return torch.zeros_like(x)
+        (out,) = torch.autograd.grad(y, x, create_graph=True, allow_unused=True)
+        return out if out is not None else torch.zeros_like(x)
+
+    def grad_fwad() -> np.ndarray:
+        x = flat.clone().requires_grad_(True)
+        with fwAD.dual_level():
+            tangent = fwAD.unpack_dual(g(fwAD.make_dual(x, U))).tangent
+            if tangent is None or not tangent.requires_grad:
+                return np.zeros(x.shape)
+            (out,) = torch.autograd.grad(tangent, x, allow_unused=True)
+        return numpy(out) if out is not None else np.zeros(x.shape)
+
+    def vjp_jvp() -> np.ndarray:
+        out, pull = vjp(d1(g, U), flat)[:2]
+        return numpy(pull(torch.ones_like(out))[0])
+
+    def hvp_u(y: torch.Tensor) -> torch.Tensor:
+        return grad(g)(y) @ U
+
+    if order == 2:
+        paths: dict[Path, Callable[[], Any]] = {
+            Path.JVP_JVP: lambda: numpy(jvp(d1(g, U), (flat,), (W,))[1]),
+            Path.GRAD_JVP: lambda: numpy(grad(d1(g, U))(flat)),
+            Path.VJP_JVP: vjp_jvp,
+            Path.JVP_GRAD: lambda: numpy(jvp(grad(g), (flat,), (W,))[1]),
+            Path.JACFWD_JACFWD: lambda: numpy(jacfwd(jacfwd(g))(flat)),
+            Path.JACREV_JACFWD: lambda: numpy(jacrev(jacfwd(g))(flat)),
+            Path.JACREV_JACREV: lambda: numpy(jacrev(jacrev(g))(flat)),
+            Path.FWAD_GRAD: lambda: fwad_over(lambda d, x: grads(g(d), x), W),
+            Path.GRAD_FWAD: grad_fwad,
+        }
+    else:
+        paths = {
+            Path.JVP3: lambda: numpy(jvp(d1(d1(g, U), W), (flat,), (Z,))[1]),
+            Path.GRAD_JVP_JVP: lambda: numpy(grad(d1(d1(g, U), W))(flat)),
+            Path.JVP_JVP_GRAD: lambda: numpy(jvp(d1(grad(g), U), (flat,), (W,))[1]),
+            Path.JVP_GRAD_GRAD: lambda: numpy(jvp(grad(hvp_u), (flat,), (W,))[1]),
+            Path.JACFWD_JACFWD_JACREV: lambda: numpy(jacfwd(jacfwd(jacrev(g)))(flat)),
+            Path.JACREV3: lambda: numpy(jacrev(jacrev(jacrev(g)))(flat)),
+            Path.FWAD_GRAD_GRAD: lambda: fwad_over(lambda d, x: grads(grads(g(d), x) @ U, x), W),
+        }
+    assert all(NESTED[p][0] == order for p in paths)
+    return {p: quiet_batching(t) for p, t in paths.items()}

@@ -12,7 +12,7 @@ from ..reference.expanded.point import ZERO_INF_RULE
 from ..reference.rounding import summed_slack
 from ..results import CheckResult
 from ..torchside.autodiff import TorchSide
-from ..torchside.paths import NESTED, Path
+from ..torchside.paths import NESTED, Need, Path, Unsupported, Why
 from ..values import Code, Exact, Reason, code_of
 from .context import Ctx, each_path
 
@@ -63,6 +63,28 @@ def everywhere(ex: Exact, holes: dict[int, str]) -> Exact:
     return Exact(nan, nan.copy(), {k: Reason(f"{ZERO_INF_RULE}{base}", Code.ZERO_WEIGHT) for k in range(nan.size)})
 
 
+def _not_nestable_here(ctx: Ctx, r: CheckResult, k: int) -> frozenset[str]:
+    """The nested paths torch.func cannot take through the program's custom Functions with a jvp (torchside.nested's
+    probe), each recorded as unsupported with the Functions named."""
+    from ..torchside.nested import not_nestable
+    from ..torchside.support import custom_functions, lacks
+
+    if ctx.torch.is_lowered():
+        return frozenset()
+    try:
+        functions = [c for c in custom_functions(ctx.torch.forward()[0]) if not lacks(c, Need.JVP)]
+    except Exception:  # noqa: BLE001 - a forward that raises is the other checks' error
+        return frozenset()
+    if not functions:
+        return frozenset()
+    paths = not_nestable()
+    names = tuple(sorted(c.__qualname__ for c in functions))
+    for path in sorted(paths, key=str):
+        if NESTED[path][0] == k:
+            r.unsupported.append(Unsupported(str(path), Why.NOT_NESTABLE, names))
+    return frozenset(str(p) for p in paths)
+
+
 def check_modes(ctx: Ctx, r: CheckResult, k: int, exact: Exact,
                 on: Callable[[TorchSide], TorchSide] = lambda side: side) -> None:
     """The order-k paths of torchside.nested against the order-k exact derivative tensor of the scalar that
@@ -82,7 +104,12 @@ def check_modes(ctx: Ctx, r: CheckResult, k: int, exact: Exact,
     text = {"full": f"d{k}y (order {k})", "u": "H u" if k == 2 else "D3y[u, w, .]", "w": "H w",
             "uw": "u^T H w" if k == 2 else "D3y[u, w, z]"}
     holes = exact_holes(exact)
-    for path, got in each_path(ctx, r, lambda side: nested(on(side), k, u, w, z)):
+    skip = _not_nestable_here(ctx, r, k)
+
+    def make(side: TorchSide) -> dict[str, Callable[[], object]]:
+        return {p: t for p, t in nested(on(side), k, u, w, z).items() if p not in skip}
+
+    for path, got in each_path(ctx, r, make):
         kind = NESTED[path][1]  # type: ignore[index]  # the labels each_path returns are the Path members it was given
         want = along[kind]
         if kind == "full" and path in FORWARD_INSIDE and holes:

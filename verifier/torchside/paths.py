@@ -113,6 +113,7 @@ class Why(Enum):
     FUNCTION_LACKS = "function_lacks"  # a custom autograd.Function lacks what the path needs (jvp, setup_context, vmap)
     TORCH_LACKS = "torch_lacks"  # the path fails on the case's own definition lowered to torch too
     GRAPH_BREAKS = "graph_breaks"  # torch.compile split the function; the parts between ran eagerly
+    NOT_NESTABLE = "not_nestable"  # torch.func does not differentiate a custom Function's jvp again (a probe says so)
 
 
 @dataclass(frozen=True)

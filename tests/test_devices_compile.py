@@ -36,7 +36,8 @@ def test_bad_device_and_compile_keys_name_the_key(tmp_path, device, key):
 def test_the_device_cases_are_right_on_the_cpu():
     # the GPU cases themselves (their definitions and exact references) are checked everywhere: on the CPU here
     for case in load_cases(CASES / "devices.yaml"):
-        assert verify_case(case, device="cpu").status == "pass", case.name
+        allowed = {"pass", "edge", "finding"} if case.op else {"pass"}  # a conformance case reports torch's bugs
+        assert verify_case(case, device="cpu").status in allowed, case.name
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks what a machine without CUDA does")

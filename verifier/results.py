@@ -62,6 +62,7 @@ class CaseResult:
     evaluation: str = ""
     reference: str = "expand"  # the kind of exact reference (reference.base.ReferenceKind's value)
     points: list[dict[str, Any]] = field(default_factory=list)
+    point_kinds: list[str] = field(default_factory=list)  # what kind each point is ("" for the case's own)
     dtype: str = "float64"
     strict: bool = False  # edges and findings of a conformance case fail
     skipped: str | None = None  # why the case did not run here (its device is not available)

@@ -246,11 +246,15 @@ def _verify(case: Case, result: CaseResult, run: Settled, program: Callable[[Cas
 
     reference = make_reference(case)
     tolerance = case.tolerance_for(dtype)
-    for k, raw in enumerate(case.points):
+    planned = [(p, "", run.checks) for p in case.points]
+    if case.auto_points:
+        planned += [(p, kind, tuple(c for c in run.checks if c in AUTO_CHECKS)) for p, kind in _auto(case, reference)]
+    for k, (raw, kind, checks) in enumerate(planned):
         integers = {i.name for i in case.inputs if i.integer}  # labels stay exact
         point = {n: v if n in integers or (dtype == "float64" and v.dtype == np.float64) else round_to(v, dtype)
                  for n, v in raw.items()}
         result.points.append(point)
+        result.point_kinds.append(kind)
         rng = np.random.default_rng([run.seed, k])
         torch_side = TorchSide(case, point, dtype, program(case) if program else None, run.device)  # type: ignore[arg-type]  # a factory of Programs, typed loosely for users
         at = reference.at(point)
@@ -258,13 +262,38 @@ def _verify(case: Case, result: CaseResult, run: Settled, program: Callable[[Cas
             at.rounding = dtype  # each exact quantity carries the error rounding in this dtype can do to it
         ctx = Ctx(case, k, at, torch_side, dtype, tolerance, run.strict, rng, run)
         for name in CHECKS:
-            if name in run.checks:
+            if name in checks:
                 result.checks.append(run_check(name, ctx))
     no_kernel = [c.skipped for c in result.checks if c.no_kernel]
     if no_kernel and all(c.skipped for c in result.checks):  # nothing ran: the case is skipped, not passed
         result.skipped = no_kernel[0]
     result.evaluation = reference.describe()
     result.reference = reference.kind.value
+
+
+# The checks run at the points `points: auto` adds (first derivatives in every mode: the points are for the
+# derivative's own faults; the case's own points carry the rest)
+AUTO_CHECKS = frozenset({"value", "backward", "vjp", "grad", "jvp", "jacobian", "positions"})
+
+
+def _auto(case: Case, reference: object) -> list[tuple[dict[str, np.ndarray], str]]:
+    """The points that expose bugs (reference.autopoints), the tails only where the exact value exists."""
+    from .reference.autopoints import auto_points
+    from .reference.expanded.reference import Reference
+
+    flat_out = reference.flat_out if isinstance(reference, Reference) else []
+    symbols = reference.symbols if isinstance(reference, Reference) else {}
+    out = []
+    for point, kind in auto_points(case, flat_out, symbols, case.points[0]):
+        if kind.startswith("in the tail"):
+            try:
+                value = reference.at(point).value()  # type: ignore[attr-defined]  # an ExactReference
+            except Exception:  # noqa: BLE001 - no exact value there: not a tail to test
+                continue
+            if value.undefined or not np.all(np.isfinite(value.lo)):
+                continue
+        out.append((point, kind))
+    return out
 
 
 def run(

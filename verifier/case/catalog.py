@@ -48,6 +48,9 @@ CATALOG: tuple[Check, ...] = (
     Check("jacobian", "torch.func.jacrev and torch.func.jacfwd give J", helper=True),
     Check("accumulate", "k backward calls without zero_() give k x the gradient; with zero_() the gradient each time",
           backward_based=True, helper=True),
+    Check("positions", "equal inputs give equal gradients (reverse and forward mode) at every position, for tensor "
+          "lengths across the SIMD widths (1, 7, 8, 9, 15, 16, 17, 31, 33, 65) of element-wise functions",
+          default=False, complex_safe=False),
     Check("graph", "is_leaf, requires_grad, grad_fn and .grad (retain_grad) of every input and intermediate",
           needs_grad=False, complex_safe=False),
     Check("nograd", "torch.no_grad() and .detach() give results that do not require grad", needs_grad=False,

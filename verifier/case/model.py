@@ -135,6 +135,7 @@ class Case:
     domain: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     picture: Mapping[str, Any] = field(default_factory=dict)  # what `gradverify plot` draws for a train case
     family: str | None = None  # the case a dtype list expanded this one from (cases of one family share points)
+    auto_points: bool = False  # points: auto (the default of conformance cases): add the points that expose bugs
     op: str | None = None  # the torch op a conformance case verifies: mismatches are findings or classified edges
     sweep: Mapping[str, tuple[float, float]] = field(default_factory=dict)  # `gradverify sweep`'s domain per input
     device: str = "cpu"  # where the torch side runs (cpu, cuda, cuda:N); the reference is the same everywhere

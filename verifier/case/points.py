@@ -25,6 +25,10 @@ def parse_points(ctx: Ctx, doc: Mapping[str, Any], inputs: dict[str, Input], see
     base = {n: i.value for n, i in inputs.items()}
     points: list[dict[str, np.ndarray]] = []
     raw = doc.get("points")
+    if raw == "auto":
+        raw = None
+    elif isinstance(raw, list):
+        raw = [entry for entry in raw if entry != "auto"] or None
     if raw is not None:
         if not isinstance(raw, list) or not raw:
             raise ctx.error("points", f"points is a list of mappings {{input: value}}, got {kind(raw)}")
@@ -62,6 +66,12 @@ def parse_points(ctx: Ctx, doc: Mapping[str, Any], inputs: dict[str, Input], see
                          file=ctx.file,
                          line=ctx.line(doc, "points"), case=ctx.name, key="points")
     return tuple(points) or (base,)
+
+
+def wants_auto(doc: Mapping[str, Any]) -> bool:
+    """points: auto, or "auto" among the listed points."""
+    raw = doc.get("points")
+    return raw == "auto" or (isinstance(raw, list) and "auto" in raw)
 
 
 def parse_bounds(ctx: Ctx, doc: Mapping[str, Any], key: str, inputs: Mapping[str, Input]) -> dict[str, tuple[float, float]]:

@@ -18,7 +18,7 @@ from .complex import COMPLEX_DTYPES, as_complex_case
 from .expect import parse_expect
 from .fields import IMPL_RE, Ctx, check_keys, kind, number, value_spec, variable_name
 from .model import COMPILE_BACKENDS, DIAGNOSES, DTYPES, MAX_ORDER, REFERENCES, Case, Define, Input, Tolerance
-from .points import domain_bounds, parse_bounds, parse_points
+from .points import domain_bounds, parse_bounds, parse_points, wants_auto
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 CASE_KEYS = (
@@ -151,6 +151,8 @@ def build_case(doc: Mapping[str, Any], *, file: str | None = None, dtype: str | 
     if op is not None and (not isinstance(op, str) or not OP_RE.match(op) or len(op) > 100):
         raise ctx.error("op", f"op names the torch operation this case verifies (e.g. torch.sinc), got {kind(op)}")
     sweep = parse_bounds(ctx, doc, "sweep", by_name) if "sweep" in doc else {}
+    if (op is not None or wants_auto(doc)) and doc.get("checks") is None and "positions" not in checks:
+        checks = checks + ("positions",)  # the points that expose bugs come with the positions check
     device = doc.get("device", "cpu")
     if not isinstance(device, str) or not DEVICE_RE.match(device):
         raise ctx.error("device", f"device is cpu, cuda or cuda:N, got {kind(device)}")
@@ -177,7 +179,7 @@ def build_case(doc: Mapping[str, Any], *, file: str | None = None, dtype: str | 
         reference=reference, seed=seed, file=file, line=getattr(doc, "line", None), shapes=shapes, output_shape=output_shape,
         tags=tuple(tags), expect_failure=expect_failure, train=train, **impl,
         domain=domain_bounds(doc), picture=_picture(ctx, doc.get("picture"), set(shapes)), op=op,
-        sweep=sweep, device=device, compile=compile_,
+        sweep=sweep, device=device, compile=compile_, auto_points=wants_auto(doc) or op is not None,
     )
     return as_complex_case(ctx, doc, case) if complex_case else case
 

@@ -173,7 +173,9 @@ def comparison_text(result: CaseResult, check: CheckResult, c: Comparison) -> st
         lines.append(f"  starting from: {_point_text(result, check, None)} {where}")
     else:
         where = f"({c.dtype}, {result.device}, seed {seed})"
-        lines.append(f"  at point {check.point + 1}: {_point_text(result, check, c.worst)} {where}")
+        kinds = result.point_kinds
+        kind = f" ({kinds[check.point]})" if check.point < len(kinds) and kinds[check.point] else ""
+        lines.append(f"  at point {check.point + 1}{kind}: {_point_text(result, check, c.worst)} {where}")
     if c.formula:
         lines.append(f"  exact derivative there: {c.formula}")
     if -1 in c.notes:  # mismatches the exact refinement did not reach

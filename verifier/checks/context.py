@@ -275,12 +275,15 @@ def weight_label(ctx: Ctx) -> str:
     return "grad_output" if ctx.case.grad_output is not None else "v = ones"
 
 
-def each_path(ctx: Ctx, r: CheckResult, make: Callable[[TorchSide], dict[str, Callable[[], Any]]]
-              ) -> list[tuple[str, Any]]:
+def each_path(ctx: Ctx, r: CheckResult, make: Callable[[TorchSide], dict[str, Callable[[], Any]]],
+              batched: bool = False) -> list[tuple[str, Any]]:
     """Run each torch path that make(side) builds on the check's side. A path torch or the implementation does not
     support is recorded as unsupported, with its reason as data (decided by capability: torchside.support), not a
-    failure; any other exception is the check's error. Where only the dtype lacks a kernel the check is skipped."""
-    from ..torchside.support import classify
+    failure; any other exception is the check's error. Where only the dtype lacks a kernel the check is skipped.
+    batched: the paths run the code under vmap (several grad_outputs, a Jacobian): code that does not run there
+    (a backward that leaves torch for numpy) is recorded as not batchable, its unbatched paths having run."""
+    from ..torchside.paths import Unsupported, Why
+    from ..torchside.support import classify, first_line
 
     out = []
     for label, thunk in make(ctx.torch).items():
@@ -288,6 +291,8 @@ def each_path(ctx: Ctx, r: CheckResult, make: Callable[[TorchSide], dict[str, Ca
             out.append((label, thunk()))
         except (NotImplementedError, RuntimeError) as exc:
             reason = classify(ctx.torch, label, exc, make)
+            if reason is None and batched:  # the code does not run under vmap; its unbatched paths are verified
+                reason = Unsupported(label, Why.NOT_BATCHABLE, error=first_line(exc))
             if reason is None:
                 raise
             if reason not in r.unsupported:

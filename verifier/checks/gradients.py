@@ -85,6 +85,27 @@ def check_vjp(ctx: Ctx, r: CheckResult) -> None:
                             formula="partials", weights=v)
                 c.reverse_ones = ones
                 r.comparisons.append(c)
+    check_batched(ctx, r)
+
+
+BATCH = 3  # grad_outputs (tangents) at once in the batched paths
+BATCH_STREAM = 1004
+
+
+def check_batched(ctx: Ctx, r: CheckResult) -> None:
+    """Several seeded random grad_outputs at once (autograd.grad's is_grads_batched, torch.func.vmap over vjp): each
+    row against its own v^T J, as gradcheck's check_batched_grad asks of a batching rule."""
+    from ..torchside.nested import batched_vjp
+
+    rng = ctx.stream(BATCH_STREAM)
+    vs = [ctx.random(ctx.case.output_shape, rng) for _ in range(BATCH)]
+    for path, grads in each_path(ctx, r, lambda side: batched_vjp(side, vs), batched=True):
+        for name, got in grads.items():
+            for k, v in enumerate(vs):
+                row = got[k] if got is not None and np.shape(got)[:1] == (BATCH,) else got
+                r.comparisons.append(ctx.cmp(ctx.exact.vjp(v, name), row, "vjp",
+                                             f"v_{k + 1}^T J wrt {name} ({BATCH} seeded random v at once)", path,
+                                             name, formula="partials", weights=v))
 
 
 REPEATS = 3  # distinct seeded random grad_outputs through one retained graph, then the first one again
@@ -186,10 +207,19 @@ def check_higher(ctx: Ctx, r: CheckResult) -> None:
 
 
 def check_jvp(ctx: Ctx, r: CheckResult) -> None:
+    from ..torchside.nested import batched_jvp
+
     u = {i.name: ctx.random(i.shape) for i in ctx.case.differentiable}
     exact = ctx.exact.jvp(u)
     for path, got in each_path(ctx, r, lambda side: side.jvp(u)):
         r.comparisons.append(ctx.cmp(exact, got, "jvp", "J u (u = seeded random)", path))
+    rng = ctx.stream(BATCH_STREAM + 1)
+    us = [{i.name: ctx.random(i.shape, rng) for i in ctx.case.differentiable} for _ in range(BATCH)]
+    for path, rows in each_path(ctx, r, lambda side: batched_jvp(side, us), batched=True):
+        for k, uk in enumerate(us):
+            row = rows[k] if np.shape(rows)[:1] == (BATCH,) else rows
+            r.comparisons.append(ctx.cmp(ctx.exact.jvp(uk), row, "jvp",
+                                         f"J u_{k + 1} ({BATCH} seeded random u at once)", path))
 
 
 def check_jacobian(ctx: Ctx, r: CheckResult) -> None:
@@ -201,7 +231,7 @@ def check_jacobian(ctx: Ctx, r: CheckResult) -> None:
         r.skipped = (f"torch.func would build a {max(m, n)} x {max(m, n)} basis ({max(m, n) ** 2} entries); the "
                      f"limit is {MAX_BASIS}")
         return
-    for path, grads in each_path(ctx, r, lambda side: side.jacobian()):
+    for path, grads in each_path(ctx, r, lambda side: side.jacobian(), batched=True):
         for name, got in grads.items():
             r.comparisons.append(ctx.cmp(ctx.exact.jacobian(name), got, "jacobian", f"J wrt {name}", path, name))
 

@@ -374,6 +374,8 @@ WHY = {
     Why.FUNCTION_LACKS: "a custom autograd.Function lacks what this path needs",
     Why.TORCH_LACKS: "the same path fails on the case's own definition lowered to torch: torch lacks the rule",
     Why.GRAPH_BREAKS: "graph breaks: the parts between ran eagerly",
+    Why.NOT_BATCHABLE: ("the code under test does not run under torch.func.vmap (several grad_outputs or tangents "
+                        "at once); its one-at-a-time paths were verified"),
     Why.NOT_NESTABLE: ("torch.func does not differentiate a custom autograd.Function's jvp a second time (a probe "
                        "Function with a right jvp gets a wrong result on this path)"),
 }

@@ -142,3 +142,34 @@ def _paths(flat: torch.Tensor, g: Callable[[torch.Tensor], torch.Tensor], U: tor
             Path.FWAD_GRAD_GRAD: lambda: fwad_over(lambda d, x: grads(grads(g(d), x) @ U, x), W),
         }
     return paths
+
+
+def batched_vjp(side: TorchSide, weights: list[np.ndarray]) -> dict[str, Callable[[], dict[str, np.ndarray]]]:
+    """v^T J for several v at once (gradcheck's check_batched_grad): each input's rows, one per v, stacked."""
+    V = torch.stack([torch.as_tensor(w, dtype=side.dtype, device=side.device) for w in weights])
+
+    def grad_batched() -> dict[str, np.ndarray]:
+        out, _, leaves = side.forward()
+        grads = torch.autograd.grad(out, [leaves[n] for n in side.diff], grad_outputs=V, is_grads_batched=True,
+                                    allow_unused=True)
+        return {n: numpy(g) if g is not None else np.zeros((len(weights),) + tuple(leaves[n].shape))
+                for n, g in zip(side.diff, grads)}
+
+    def vmap_vjp() -> dict[str, np.ndarray]:
+        pullback = vjp(side.function(), *side.primals())[1]
+        rows = torch.func.vmap(pullback)(V)
+        return {n: numpy(g) for n, g in zip(side.diff, rows)}
+
+    return {Path.GRAD_BATCHED: quiet_batching(grad_batched), Path.VMAP_VJP: quiet_batching(vmap_vjp)}
+
+
+def batched_jvp(side: TorchSide, tangents: list[dict[str, np.ndarray]]) -> dict[str, Callable[[], np.ndarray]]:
+    """J u for several u at once by torch.func.vmap over jvp: the rows stacked."""
+    stacks = [torch.stack([torch.as_tensor(t[n], dtype=side.dtype, device=side.device) for t in tangents])
+              for n in side.diff]
+    f, primals = side.function(), side.primals()
+
+    def one(*ts: torch.Tensor) -> torch.Tensor:
+        return jvp(f, primals, ts)[1]
+
+    return {Path.VMAP_JVP: quiet_batching(lambda: numpy(torch.func.vmap(one)(*stacks)))}

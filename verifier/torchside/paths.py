@@ -35,6 +35,9 @@ class Path(str, Enum):
     ACCUMULATE_RETAINED = "one graph, retain_graph=True, no zero_()"
     ACCUMULATE_ZEROED = "grad.zero_() before each call"
     RETAINED = "one retained graph, autograd.grad with a new seeded random v each call"
+    GRAD_BATCHED = "autograd.grad(is_grads_batched=True): several grad_outputs at once"
+    VMAP_VJP = "torch.func.vmap(vjp): several grad_outputs at once"
+    VMAP_JVP = "torch.func.vmap(jvp): several tangents at once"
     # order 2: every composition of forward and reverse mode (torch.func, and autograd's forward_ad with grad)
     JVP_JVP = "torch.func.jvp(jvp): forward over forward"
     GRAD_JVP = "torch.func.grad(jvp): reverse over forward"
@@ -77,6 +80,9 @@ NEEDS: dict[Path, frozenset[Need]] = {
     Path.CREATE_GRAPH: frozenset({Need.TWICE}),
     Path.FUNCTIONAL_HESSIAN: frozenset({Need.TWICE}),
     Path.DOUBLE_BACKWARD: frozenset({Need.TWICE}),
+    Path.GRAD_BATCHED: frozenset({Need.FUNCTORCH, Need.VMAP}),
+    Path.VMAP_VJP: frozenset({Need.FUNCTORCH, Need.VMAP}),
+    Path.VMAP_JVP: frozenset({Need.FUNCTORCH, Need.VMAP, Need.JVP}),
     Path.JVP_JVP: frozenset({Need.FUNCTORCH, Need.JVP}),
     Path.GRAD_JVP: frozenset({Need.FUNCTORCH, Need.JVP}),
     Path.VJP_JVP: frozenset({Need.FUNCTORCH, Need.JVP}),
@@ -113,6 +119,7 @@ class Why(Enum):
     FUNCTION_LACKS = "function_lacks"  # a custom autograd.Function lacks what the path needs (jvp, setup_context, vmap)
     TORCH_LACKS = "torch_lacks"  # the path fails on the case's own definition lowered to torch too
     GRAPH_BREAKS = "graph_breaks"  # torch.compile split the function; the parts between ran eagerly
+    NOT_BATCHABLE = "not_batchable"  # the code raises under vmap (batched grad_outputs, tangents, Jacobians)
     NOT_NESTABLE = "not_nestable"  # torch.func does not differentiate a custom Function's jvp again (a probe says so)
 
 

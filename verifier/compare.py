@@ -182,9 +182,10 @@ def compare(
         bad |= kinks
     base.mismatched = int(bad.sum())
     base.kinks = int(kinks.sum())
-    removable = np.array(~undefined & ~kinks & np.isfinite(lo) & np.isfinite(hi) & ~np.isfinite(got),
-                         dtype=bool).reshape(lo.shape)
-    for k, note in exact.notes.items():  # a formula singular here whose limit is the exact derivative
+    # a removable singularity is an edge only where the exact expression itself is singular (its formula is
+    # indeterminate here and the limit is the value): torch's NaN where the function is ordinary is a finding
+    removable = np.zeros(lo.shape, dtype=bool)
+    for k, note in exact.notes.items():
         if k >= 0 and code_of(note) is Code.REMOVABLE and not kinks.flat[k]:
             removable.flat[k] = True
     at_edge = kinks | undefined | removable

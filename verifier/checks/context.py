@@ -212,15 +212,15 @@ class Ctx:
 
 def _zeros_floored(exact: Exact, tolerance: Tolerance, dtype: str) -> Exact:
     """Under the derived tolerance, an exact zero (a structural one: lo = hi = 0) allows the rounding of the
-    quantity's largest entry (torch's formulas may cancel terms the exact expression never has); a non-zero exact
-    value keeps its own bound, however small."""
+    quantity's largest entry, or of 1 (torch's formulas may cancel terms the exact expression never has); a non-zero
+    exact value keeps its own bound, however small."""
     if not tolerance.derived or exact.slack is None or dtype in HALF:
         return exact
     zeros = (exact.lo == 0) & (exact.hi == 0)
     if not zeros.any():
         return exact
     finite = np.abs(exact.lo[np.isfinite(exact.lo)])
-    scale = float(finite.max()) if finite.size else 0.0
+    scale = max(float(finite.max()) if finite.size else 0.0, 1.0)  # an all-zero quantity: the rounding of 1
     from dataclasses import replace
 
     from ..reference.rounding import KAPPA

@@ -38,6 +38,10 @@ def contract(ex: Exact, u: np.ndarray, dtype: str) -> Exact:
         undefined[int(col)] = why if isinstance(why, Reason) else Reason(str(why), Code.OUTSIDE)
         a[col] = b[col] = np.nan
     out = Exact(a.reshape(rest), b.reshape(rest), undefined)
+    width = lo.shape[1]
+    for flat, note in ex.notes.items():  # a column through a removable singularity or a kink is an edge too
+        if flat >= 0 and code_of(note) is Code.REMOVABLE and flat % width not in undefined:
+            out.notes.setdefault(flat % width, note)
     out.kinks = (a != b).reshape(rest) & ~np.isnan(a).reshape(rest)
     if ex.slack is not None:
         magnitude = np.abs(np.nan_to_num(np.fmax(np.abs(lo), np.abs(hi))))

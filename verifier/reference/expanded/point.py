@@ -337,6 +337,7 @@ class PointReference(RoundingSlack):
                     full_bad[int(np.ravel_multi_index(perm, full.shape))] = bad[number]
         ex = exact_from_mp(list(full.reshape(-1)), full_bad, full.shape, list(full_hi.reshape(-1)))
         ex.kinks = kinks
+        self._through_edges(ex, order)
         if self.rounding is not None and self.rounding not in HALF and order == 2:
             return set_slack(ex, self._hessian_slack(self.ref.weighted(weights)))  # the chain rule's own bound
         rounding = self._slack([table[k] for k in keys])
@@ -356,6 +357,27 @@ class PointReference(RoundingSlack):
                         over[flat] = rounding[1][number]
             set_slack(ex, slack, over)
         return ex
+
+    def _through_edges(self, ex: Exact, order: int) -> None:
+        """Higher derivatives along an input where the first derivative is an edge (a removable singularity or a
+        kink: the function itself is singular or non-smooth there) are edges too: torch's products meet the singular
+        formula on the way (binary cross-entropy's -y/p at p = y = 0, copysign's |a| at a = 0)."""
+        _, _, _, kinks = self._jacobian_mp()
+        n = len(self.ref.wrt)
+        edge: dict[int, str] = {}
+        for flat, note in self.resolved.items():
+            edge.setdefault(flat % n, note)
+        for j in np.nonzero(kinks)[1]:
+            edge.setdefault(int(j), Reason(f"a kink of the first derivative along {display(self.ref.wrt[int(j)])}",
+                                           Code.KINK))
+        if not edge:
+            return
+        for flat in range(ex.lo.size):
+            idx = np.unravel_index(flat, ex.lo.shape)
+            j = next((int(k) for k in idx if int(k) in edge), None)
+            if j is not None and flat not in ex.undefined and flat not in ex.notes:
+                ex.notes[flat] = Reason(f"{REMOVABLE_NOTE}through the first derivative along "
+                                        f"{display(self.ref.wrt[j])}: {edge[j]}", Code.REMOVABLE)
 
     def _one_sided(self, keys: list[tuple[int, ...]], exprs: list[sp.Expr]) -> dict[int, tuple[Any, Any]]:
         """Higher derivatives at a kink: each entry evaluated just below and just above the point along each input it

@@ -189,7 +189,9 @@ def compare(
         if k >= 0 and code_of(note) is Code.REMOVABLE and not kinks.flat[k]:
             removable.flat[k] = True
     at_edge = kinks | undefined | removable
-    base.unclassified = int((bad & ~at_edge).sum())
+    # where the exact derivative exists as a limit of a formula that is 0·inf (the function itself is defined and
+    # differentiable: 0**b along b, pow's second derivatives at base 0), torch's NaN or inf is a finding, not an edge
+    base.unclassified = int((bad & ~(kinks | undefined | (removable & np.isfinite(got)))).sum())
     base.edge_count = int(at_edge.sum())
     if base.edge_count:
         base.edges = _edges(left, right, got, kinks, undefined, removable, {**exact.notes, **exact.undefined}, allowed)

@@ -51,6 +51,44 @@ def _resolved(e: sp.Expr, v: Any, args: list[Any], symbols: list[sp.Symbol]) -> 
     return mpmath.mpf(0)
 
 
+def _approach(expr: sp.Expr, s: sp.Symbol, at: sp.Expr, sign: int) -> Any:
+    """The limit of expr (of s alone) as s approaches at from one side, at DIGITS digits, two distances agreeing."""
+    tol = mpmath.mpf(10) ** (-DIGITS // 3)
+    with mpmath.workdps(DIGITS):
+        x = mpmath.mpf(sp.Rational(at).p) / sp.Rational(at).q
+        values = []
+        for step in (mpmath.mpf(10) ** (-DIGITS // 2), mpmath.mpf(10) ** (-DIGITS // 2 - 6)):
+            v = value_or_reason(Evaluator({s: x + sign * step}), expr)
+            if not (is_real(v) and mpmath.isfinite(v)):
+                return None
+            values.append(real_mp(v))
+    return values[1] if abs(values[0] - values[1]) <= tol * max(1, abs(values[1])) else None
+
+
+def _quotients(value: sp.Expr, s: sp.Symbol, at: sp.Expr) -> tuple[Any, Any] | None:
+    """The one-sided derivatives of value (a function of s alone) at `at` from difference quotients at DIGITS
+    digits, two step sizes agreeing (a converged limit), the function continuous there; None otherwise."""
+    tol = mpmath.mpf(10) ** (-DIGITS // 3)
+    with mpmath.workdps(DIGITS):
+        x = mpmath.mpf(sp.Rational(at).p) / sp.Rational(at).q
+        f = lambda t: value_or_reason(Evaluator({s: t}), value)  # noqa: E731 - one line function of the step
+        centre = f(x)
+        if not (is_real(centre) and mpmath.isfinite(centre)):
+            return None
+        out = []
+        for sign in (-1, 1):
+            found = []
+            for step in (mpmath.mpf(10) ** (-DIGITS // 2), mpmath.mpf(10) ** (-DIGITS // 2 - 6)):
+                moved = f(x + sign * step)
+                if not (is_real(moved) and mpmath.isfinite(moved)) or abs(moved - centre) > tol * max(1, abs(centre)):
+                    return None  # not continuous along the line: no derivative
+                found.append((moved - centre) / (sign * step))
+            if abs(found[0] - found[1]) > tol * max(1, abs(found[1])):
+                return None
+            out.append(real_mp(found[1]))
+    return out[0], out[1]
+
+
 def _to_mp(values: np.ndarray) -> list[Any]:
     return [mpmath.mpf(float(v)) for v in values.reshape(-1)]
 
@@ -66,6 +104,7 @@ class PointReference(RoundingSlack):
         self.args = [a for i in ref.case.inputs for a in _to_mp(point[i.name])]
         self._cache: dict[str, Any] = {}
         self.resolved: dict[int, str] = {}  # Jacobian entries whose indeterminate formula has a limit, with a note
+        self._higher_notes: dict[tuple[int, int], str] = {}  # the same for higher derivatives: (order, key number)
         self.rounding: str | None = None  # the dtype whose rounding bound each Exact carries (None: none)
 
     def _eval(self, key: str, exprs: Sequence[sp.Expr], args: list[Any] | None = None) -> tuple[list[Any], dict[int, str]]:
@@ -191,17 +230,17 @@ class PointReference(RoundingSlack):
         at = values.pop(s)
         value = self.ref.flat_out[i].xreplace(values)
         d = derivative.xreplace(values)
+        sides: list[Any] | None = None
         try:
             here = value.xreplace({s: at})
-            sides = []
-            for direction in ("-", "+"):
-                if sp.limit(value, s, at, direction) != here:
-                    return None  # a jump (atan2 across b = 0): no derivative
-                sides.append(sp.limit(d, s, at, direction))
-        except Exception:  # noqa: BLE001 - sympy could not decide: the entry stays undefined
-            return None
-        if not all(v.is_real and v.is_finite for v in sides):
-            return None
+            if all(sp.limit(value, s, at, direction) == here for direction in ("-", "+")):
+                sides = [sp.limit(d, s, at, direction) for direction in ("-", "+")]
+        except Exception:  # noqa: BLE001 - sympy could not decide: the quotients below may still do
+            sides = None
+        if sides is None or not all(v.is_real and v.is_finite for v in sides):
+            # sympy cannot follow the function along the line (0**b at a = 0, whose formula a**b log(a) stays
+            # 0·inf): the one-sided difference quotients of the function itself, at 50 digits, converged
+            return _quotients(value, s, at)
         with mpmath.workdps(DIGITS):
             return tuple(Evaluator({})(v) for v in sides)
 
@@ -309,6 +348,14 @@ class PointReference(RoundingSlack):
         table = self.ref.derivatives(order, weights)
         keys = list(table)
         vals, bad = self._eval(f"d{order}", [table[k] for k in keys])
+        for number, reason in list(bad.items()):  # 0·inf in the formula: the entry may exist as a limit (pow at 0)
+            if code_of(reason) is Code.INDETERMINATE:
+                limit = self._entry_limit(table[keys[number]], sorted(set(keys[number])))
+                if limit is not None:
+                    vals[number] = limit
+                    del bad[number]
+                    self._higher_notes[(order, number)] = Reason(
+                        f"{REMOVABLE_NOTE}{reason}; its limit is {mpmath.nstr(limit, 17)}", Code.REMOVABLE)
         n = len(self.ref.wrt)
         full = np.empty((n,) * order, dtype=object)
         full_bad: dict[int, str] = {}
@@ -337,6 +384,11 @@ class PointReference(RoundingSlack):
                     full_bad[int(np.ravel_multi_index(perm, full.shape))] = bad[number]
         ex = exact_from_mp(list(full.reshape(-1)), full_bad, full.shape, list(full_hi.reshape(-1)))
         ex.kinks = kinks
+        for number, k in enumerate(keys):
+            note = self._higher_notes.get((order, number))
+            if note is not None:
+                for perm in set(itertools.permutations(k)):
+                    ex.notes[int(np.ravel_multi_index(perm, full.shape))] = note
         self._through_edges(ex, order)
         if self.rounding is not None and self.rounding not in HALF and order == 2:
             return set_slack(ex, self._hessian_slack(self.ref.weighted(weights)))  # the chain rule's own bound
@@ -358,24 +410,40 @@ class PointReference(RoundingSlack):
             set_slack(ex, slack, over)
         return ex
 
+    def _entry_limit(self, expr: sp.Expr, along: list[int]) -> Any:
+        """A higher derivative whose formula is 0·inf here, as the limit of the entry approaching the point along each
+        input it differentiates by, from each side where it is real; every limit found must agree (None: none, or
+        they differ)."""
+        positions = {id(s): k for k, s in enumerate(self.ref.args)}
+        found = []
+        for j in along:
+            k = positions[id(self.ref.wrt[j])]
+            line = expr.xreplace({a: sp.Rational(float(v)) for a, v in zip(self.ref.args, self.args) if a is not
+                                  self.ref.args[k]})
+            at = sp.Rational(float(self.args[k]))
+            for sign in (-1, 1):
+                limit = _approach(line, self.ref.args[k], at, sign)
+                if limit is not None:
+                    found.append(limit)
+        if not found:
+            return None
+        tol = mpmath.mpf(10) ** (-DIGITS // 3)
+        return found[0] if all(abs(v - found[0]) <= tol * max(1, abs(found[0])) for v in found) else None
+
     def _through_edges(self, ex: Exact, order: int) -> None:
-        """Higher derivatives along an input where the first derivative is an edge (a removable singularity or a
-        kink: the function itself is singular or non-smooth there) are edges too: torch's products meet the singular
-        formula on the way (binary cross-entropy's -y/p at p = y = 0, copysign's |a| at a = 0)."""
+        """Higher derivatives along an input where the first derivative has a kink (the function itself is non-smooth
+        there) are edges too: torch's products meet the non-smooth formula on the way (copysign's |a| at a = 0)."""
         _, _, _, kinks = self._jacobian_mp()
-        n = len(self.ref.wrt)
         edge: dict[int, str] = {}
-        for flat, note in self.resolved.items():
-            edge.setdefault(flat % n, note)
-        for j in np.nonzero(kinks)[1]:
-            edge.setdefault(int(j), Reason(f"a kink of the first derivative along {display(self.ref.wrt[int(j)])}",
+        for col in np.nonzero(kinks)[1]:
+            edge.setdefault(int(col), Reason(f"a kink of the first derivative along {display(self.ref.wrt[int(col)])}",
                                            Code.KINK))
         if not edge:
             return
         for flat in range(ex.lo.size):
-            idx = np.unravel_index(flat, ex.lo.shape)
-            j = next((int(k) for k in idx if int(k) in edge), None)
-            if j is not None and flat not in ex.undefined and flat not in ex.notes:
+            idx = [int(k) for k in np.unravel_index(flat, ex.lo.shape)]
+            j = next((k for k in idx if k in edge), -1)
+            if j >= 0 and flat not in ex.undefined and flat not in ex.notes:
                 ex.notes[flat] = Reason(f"{REMOVABLE_NOTE}through the first derivative along "
                                         f"{display(self.ref.wrt[j])}: {edge[j]}", Code.REMOVABLE)
 

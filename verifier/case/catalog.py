@@ -35,7 +35,8 @@ CATALOG: tuple[Check, ...] = (
     Check("value", "the forward value against the exact value", needs_grad=False, helper=True),
     Check("backward", "y.backward() fills every leaf's .grad; retain_graph semantics", backward_based=True,
           helper=True),
-    Check("vjp", "y.backward(v), autograd.grad(grad_outputs=v) and torch.func.vjp give v^T J (non-scalar outputs)",
+    Check("vjp", "y.backward(v), autograd.grad(grad_outputs=v) and torch.func.vjp give v^T J (non-scalar outputs); "
+          "several v at once (autograd.grad is_grads_batched, torch.func.vmap) give each v^T J",
           backward_based=True, helper=True),
     Check("grad", "torch.autograd.grad returns the gradient and leaves .grad untouched", backward_based=True,
           helper=True),
@@ -43,14 +44,13 @@ CATALOG: tuple[Check, ...] = (
           "v^T J every time, the same v gives the same result, and no grad_output is changed in place",
           backward_based=True, helper=True),
     Check("higher", "orders 2..N by create_graph=True; the Hessian by autograd.functional.hessian and "
-          "torch.func.hessian", backward_based=True),
-    Check("jvp", "forward-mode AD (torch.autograd.forward_ad and torch.func.jvp) gives J u", helper=True),
+          "torch.func.hessian; to order 3 every composition of forward and reverse mode (jvp/grad/vjp/jacfwd/jacrev "
+          "nestings, forward_ad around autograd.grad); a non-scalar output through v . y", backward_based=True),
+    Check("jvp", "forward-mode AD (torch.autograd.forward_ad and torch.func.jvp) gives J u; several u at once "
+          "(torch.func.vmap) give each J u", helper=True),
     Check("jacobian", "torch.func.jacrev and torch.func.jacfwd give J", helper=True),
     Check("accumulate", "k backward calls without zero_() give k x the gradient; with zero_() the gradient each time",
           backward_based=True, helper=True),
-    Check("positions", "equal inputs give equal gradients (reverse and forward mode) at every position, for tensor "
-          "lengths across the SIMD widths (1, 7, 8, 9, 15, 16, 17, 31, 33, 65) of element-wise functions",
-          default=False, complex_safe=False),
     Check("graph", "is_leaf, requires_grad, grad_fn and .grad (retain_grad) of every input and intermediate",
           needs_grad=False, complex_safe=False),
     Check("nograd", "torch.no_grad() and .detach() give results that do not require grad", needs_grad=False,
@@ -65,6 +65,12 @@ CATALOG: tuple[Check, ...] = (
     Check("wirtinger", "complex inputs: both Wirtinger derivatives from the exact reference; torch's z.grad, "
           "autograd.grad and torch.func.vjp against conj(ds/dz) g + conj(g) ds/dz̄, its jvp against ds/dz u + ds/dz̄ "
           "conj(u)", backward_based=True, default=False, complex_default=True),
+    Check("positions", "equal inputs give equal gradients (reverse and forward mode) at every position, for tensor "
+          "lengths across the SIMD widths (1, 7, 8, 9, 15, 16, 17, 31, 33, 65) of element-wise functions",
+          default=False, complex_safe=False),
+    Check("inplace", "an input changed in place between forward and backward: backward is refused (torch's version "
+          "counter) or gives the gradient at the original point, never a stale one (compiled graphs too)",
+          backward_based=True, default=False, complex_safe=False),
 )
 
 BY_NAME = {c.name: c for c in CATALOG}

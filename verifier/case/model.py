@@ -16,7 +16,7 @@ COMPILE_BACKENDS = ("auto", "inductor", "aot_eager", "eager")
 DIAGNOSES = ("accumulated", "missing_zero_grad", "mutated_state", "grad_output_modified", "ignores_grad_output", "region",
              "kink", "factor", "relative", "sign", "zero", "none", "nonfinite", "transpose",
              "conjugate",
-             "shape", "partial", "inaccurate",
+             "shape", "partial", "inaccurate", "saturated", "stale_input",
              "any")
 DTYPES = FLOATS
 REFERENCES = ("auto", "expand", "vectorised", "matrix")

@@ -152,7 +152,7 @@ def build_case(doc: Mapping[str, Any], *, file: str | None = None, dtype: str | 
         raise ctx.error("op", f"op names the torch operation this case verifies (e.g. torch.sinc), got {kind(op)}")
     sweep = parse_bounds(ctx, doc, "sweep", by_name) if "sweep" in doc else {}
     if (op is not None or wants_auto(doc)) and doc.get("checks") is None and "positions" not in checks:
-        checks = checks + ("positions",)  # the points that expose bugs come with the positions check
+        checks = checks + ("positions", "inplace")  # the points that expose bugs come with these checks
     device = doc.get("device", "cpu")
     if not isinstance(device, str) or not DEVICE_RE.match(device):
         raise ctx.error("device", f"device is cpu, cuda or cuda:N, got {kind(device)}")

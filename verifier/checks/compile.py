@@ -14,9 +14,10 @@ from ..torchside.paths import Unsupported, Why
 from ..values import Exact
 from .context import Ctx
 from .gradients import check_grad, check_value, check_vjp
+from .inplace import check_inplace
 
 # the checks check_compile runs as they are on the compiled function
-COMPILED = {"value": check_value, "vjp": check_vjp, "grad": check_grad}
+COMPILED = {"value": check_value, "vjp": check_vjp, "grad": check_grad, "inplace": check_inplace}
 
 
 def check_compile(ctx: Ctx, r: CheckResult) -> None:

@@ -27,6 +27,7 @@ from .gradients import (
     check_vjp,
 )
 from .graph import check_accumulate, check_graph, check_nograd
+from .inplace import check_inplace
 from .positions import check_positions
 from .train import check_train
 from .wirtinger import check_wirtinger
@@ -37,6 +38,7 @@ CHECKS: dict[str, Callable[[Ctx, CheckResult], None]] = {
     "jvp": check_jvp, "jacobian": check_jacobian, "accumulate": check_accumulate, "graph": check_graph,
     "nograd": check_nograd, "expect": check_expect, "train": check_train, "compile": check_compile,
     "wirtinger": check_wirtinger, "positions": check_positions,
+    "inplace": check_inplace,
 }
 
 

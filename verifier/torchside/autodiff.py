@@ -162,6 +162,22 @@ class TorchSide:
     def function(self) -> Callable[..., torch.Tensor]:
         return self.program.function(self.diff, self.constants())
 
+    def after_inplace(self, weights: np.ndarray, shift: float) -> tuple[bool, Grads, str | None]:
+        """v^T J by autograd.grad after every differentiable input was changed in place (x += shift under no_grad)
+        between the forward and the backward: (ran, the gradients, torch's refusal as text)."""
+        out, _, leaves = self.forward()
+        with torch.no_grad():
+            for n in self.diff:
+                leaves[n].add_(shift)
+        try:
+            grads = torch.autograd.grad(out, [leaves[n] for n in self.diff], grad_outputs=self._t(weights),
+                                        allow_unused=True)
+        except RuntimeError as exc:
+            from .support import first_line
+
+            return False, {}, first_line(exc)
+        return True, {n: _zeros_if_none(g, leaves[n]) for n, g in zip(self.diff, grads)}, None
+
     def weighted(self, weights: np.ndarray) -> TorchSide:
         """This side with the scalar sum(weights * out) as its function (higher orders of a non-scalar output)."""
         return Weighted(self, weights)

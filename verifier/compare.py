@@ -185,13 +185,15 @@ def compare(
     # a removable singularity is an edge only where the exact expression itself is singular (its formula is
     # indeterminate here and the limit is the value): torch's NaN where the function is ordinary is a finding
     removable = np.zeros(lo.shape, dtype=bool)
+    singular = np.zeros(lo.shape, dtype=bool)  # ... at a point where the function itself is singular: an edge
     for k, note in exact.notes.items():
-        if k >= 0 and code_of(note) is Code.REMOVABLE and not kinks.flat[k]:
+        if k >= 0 and code_of(note) in (Code.REMOVABLE, Code.SINGULAR) and not kinks.flat[k]:
             removable.flat[k] = True
+            singular.flat[k] = code_of(note) is Code.SINGULAR
     at_edge = kinks | undefined | removable
     # where the exact derivative exists as a limit of a formula that is 0·inf (the function itself is defined and
     # differentiable: 0**b along b, pow's second derivatives at base 0), torch's NaN or inf is a finding, not an edge
-    base.unclassified = int((bad & ~(kinks | undefined | (removable & np.isfinite(got)))).sum())
+    base.unclassified = int((bad & ~(kinks | undefined | (removable & (np.isfinite(got) | singular)))).sum())
     base.edge_count = int(at_edge.sum())
     if base.edge_count:
         base.edges = _edges(left, right, got, kinks, undefined, removable, {**exact.notes, **exact.undefined}, allowed)

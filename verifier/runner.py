@@ -283,8 +283,14 @@ def _auto(case: Case, reference: object) -> list[tuple[dict[str, np.ndarray], st
 
     flat_out = reference.flat_out if isinstance(reference, Reference) else []
     symbols = reference.symbols if isinstance(reference, Reference) else {}
-    out = []
-    for point, kind in auto_points(case, flat_out, symbols, case.points[0]):
+    out: list[tuple[dict[str, np.ndarray], str]] = []
+    try:
+        found = auto_points(case, flat_out, symbols, case.points[0])
+    except Exception:  # noqa: BLE001 - the extra points are an addition: the case's own points still run
+        found = []
+    for point, kind in found:
+        if any(all(np.array_equal(np.asarray(point[n]), np.asarray(p[n])) for n in point) for p in case.points):
+            continue  # the case lists it already
         if kind.startswith("in the tail"):
             try:
                 value = reference.at(point).value()  # type: ignore[attr-defined]  # an ExactReference

@@ -19,6 +19,8 @@ class Code(Enum):
     ZERO_WEIGHT = "zero_weight"  # a zero weight meets an entry that does not exist (torch's products: 0·inf)
     BEYOND_RANGE = "beyond_range"  # the value or its computation is beyond the dtype's largest finite value
     REMOVABLE = "removable"  # note: the formula is singular here, its limit is the exact value
+    SINGULAR = "singular"  # note: as REMOVABLE, at a point where the function itself is singular (another partial
+    # of the same output is a pole there: xlogy's d/da = log(b) at b = 0): torch's NaN there is an edge
     KINK = "kink"  # note: a 0·inf formula whose one-sided limits differ
     OVERFLOW = "overflow"  # note: the exact value overflows float64
 

@@ -40,7 +40,7 @@ def contract(ex: Exact, u: np.ndarray, dtype: str) -> Exact:
     out = Exact(a.reshape(rest), b.reshape(rest), undefined)
     width = lo.shape[1]
     for flat, note in ex.notes.items():  # a column through a removable singularity or a kink is an edge too
-        if flat >= 0 and code_of(note) is Code.REMOVABLE and flat % width not in undefined:
+        if flat >= 0 and code_of(note) in (Code.REMOVABLE, Code.SINGULAR) and flat % width not in undefined:
             out.notes.setdefault(flat % width, note)
     out.kinks = (a != b).reshape(rest) & ~np.isnan(a).reshape(rest)
     if ex.slack is not None:

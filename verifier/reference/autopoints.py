@@ -76,7 +76,7 @@ def auto_points(case: Case, flat_out: list[sp.Expr], symbols: Mapping[str, np.nd
             out.append((point, kind))
 
     # 1. both sides of every kink and boundary, and on it: one element moved, the others as they are
-    for i in diff:
+    for i in diff if symbols else ():  # (the large-tensor references have no element symbols: no boundaries)
         for flat, sym in enumerate(np.asarray(symbols[i.name]).reshape(-1)):
             exprs = [e for e in flat_out if sym in e.free_symbols]
             roots = sorted({r for e in exprs for r in boundaries(e, sym, bounds.get(i.name))})

@@ -29,6 +29,29 @@ def _exact(e: Edge) -> str:
     return fmt(e.left)
 
 
+def _disagreements(rows: list[dict[str, Any]]) -> list[str]:
+    """Kinks of the same shape (the same one-sided derivatives) where ops follow different conventions: which side
+    each op's reverse mode returns (clamp, hardtanh and relu6 at their bounds)."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in rows:
+        e: Edge = row["edge"]
+        if e.kind == KINK:
+            groups.setdefault((fmt(e.left), fmt(e.right)), []).append(row)
+    out: list[str] = []
+    for (left, right), members in sorted(groups.items()):
+        sides = {(m["op"], m["at"]): sorted({x.side for x in m["torch"].values()}) for m in members}
+        if len({m["op"] for m in members}) < 2 or len({tuple(v) for v in sides.values()}) < 2:
+            continue
+        if not out:
+            out = ["", "## One kind of kink, different conventions", "",
+                   "Kinks with the same one-sided derivatives where torch's ops return different sides: the same",
+                   "function at its bound (a clamp, a hardtanh, a relu6) is differentiated by different conventions.",
+                   "", "| left, right | op | point | torch returns |", "|---|---|---|---|"]
+        for (op, at), side in sorted(sides.items()):
+            out.append(f"| {left}, {right} | {op} | {at} | {', '.join(side)} |")
+    return out
+
+
 def document(run: RunResult, command: str) -> str:
     rows: dict[tuple[Any, ...], dict[str, Any]] = {}
     findings = []
@@ -64,8 +87,8 @@ def document(run: RunResult, command: str) -> str:
         "(sympy, evaluated in mpmath at 50 digits) and the value torch's reverse mode (`y.backward()`) returns in",
         "float64 and float32. Kinds:", "",
         "- **kink**: the one-sided derivatives differ; torch's value is accepted when it lies between them.",
-        "- **removable singularity**: the exact derivative is finite but torch returns NaN or inf (a 0/0 or 0·inf",
-        "  inside torch's formula, or the derivative of an untaken `where` branch).",
+        "- **removable singularity**: the exact derivative is the limit of a formula that is 0/0 or 0·inf there;",
+        "  torch's finite value is compared with it, and torch's NaN or inf there is a finding (below), not an edge.",
         "- **pole**: the function or its derivative is infinite there; torch may return anything.",
         "- **0·inf**: the derivative exists but meets a pole elsewhere in torch's products (a zero weight or",
         "  tangent times an infinite partial), or the exact formula is an indeterminate 0·inf.",
@@ -83,15 +106,20 @@ def document(run: RunResult, command: str) -> str:
     counts: dict[str, int] = {}
     for row in rows.values():
         counts[row["edge"].kind] = counts.get(row["edge"].kind, 0) + 1
+    lines += _disagreements(list(rows.values()))
     lines += ["", "Edge points by kind: " + ", ".join(f"{k} {counts[k]}" for k in KIND_ORDER if k in counts) + ".", ""]
     lines += ["## Findings", "",
               "Cases where torch's gradient differs from the exact one away from every edge point: one row per point,",
               "element and kind of derivative (first order by reverse mode, forward mode, or higher order), with how many",
-              "of torch's paths show it; tolerances are the defaults: float64 |err| <= 1e-13 + 1e-11 |exact|, float32",
-              "|err| <= 1e-6 + 2e-5 |exact|. The ULP-level accuracy of each op is in the sweep table.", "",
+              "of torch's paths show it; the tolerance is the derived per-element bound (the running rounding error of",
+              "the forward values and of the chain rule's terms in the dtype, 1e-11 (float64) or 2e-5 (float32) per",
+              "library function; a value is never accepted for being small). Each point's kind (a boundary, a tail,",
+              "the end of the domain) is shown where `points: auto` added it. The ULP-level accuracy of each op is in",
+              "the sweep table.", "",
               "| case | check | via | point | exact | torch | rel err | ULPs | diagnosis |",
               "|---|---|---|---|---|---|---|---|---|"]
     for r in findings:
+        kinds = r.point_kinds
         paths: dict[tuple[Any, ...], list[Any]] = {}  # one row per discrepancy, however many paths show it
         for ch in r.checks:
             for c in ch.comparisons:
@@ -105,8 +133,9 @@ def document(run: RunResult, command: str) -> str:
             ulps = f"{c.ulps:.3g}" if c.ulps is not None and math.isfinite(c.ulps) else "-"
             text = (diagnosis_text(c.diagnosis, c) or "").split(":")[0]
             via = c.path + (f" (and {len(group) - 1} more path(s))" if len(group) > 1 else "")
-            cells = [r.name, f"{ch.check}: {c.label}", via, _point(r, ch.point) + (f" (index {list(c.worst)})"
-                     if c.worst else ""), fmt(c.expected), fmt(c.got), rel, ulps, text]
+            kind = f" ({kinds[ch.point]})" if ch.point < len(kinds) and kinds[ch.point] else ""
+            cells = [r.name, f"{ch.check}: {c.label}", via, _point(r, ch.point) + kind + (
+                     f" (index {list(c.worst)})" if c.worst else ""), fmt(c.expected), fmt(c.got), rel, ulps, text]
             lines.append("| " + " | ".join(str(x).replace("|", "\\|") for x in cells) + " |")
     v = run.versions
     lines += ["", f"torch {v.get('torch', '?')}, sympy {v.get('sympy', '?')}, mpmath {v.get('mpmath', '?')}, "

@@ -175,8 +175,10 @@ class PointReference(RoundingSlack):
                 limits = self._limits(i, j, jac[i][j])
                 if limits is not None:
                     (lo[i, j], hi[i, j]), kinks[i, j] = limits, limits[0] != limits[1]
+                    singular = any(code_of(bad.get(i * n + c, "")) is Code.POLE for c in range(n) if c != j)
                     resolved[k] = (Reason(f"{REMOVABLE_NOTE}{why}; its limit is {mpmath.nstr(limits[0], 17)}",
-                                          Code.REMOVABLE) if limits[0] == limits[1] else
+                                          Code.SINGULAR if singular else Code.REMOVABLE)
+                                   if limits[0] == limits[1] else
                                    Reason(f"a kink: {why}; its one-sided limits are {mpmath.nstr(limits[0], 17)} and "
                                           f"{mpmath.nstr(limits[1], 17)}", Code.KINK))
                     del bad[k]
@@ -445,7 +447,7 @@ class PointReference(RoundingSlack):
             j = next((k for k in idx if k in edge), -1)
             if j >= 0 and flat not in ex.undefined and flat not in ex.notes:
                 ex.notes[flat] = Reason(f"{REMOVABLE_NOTE}through the first derivative along "
-                                        f"{display(self.ref.wrt[j])}: {edge[j]}", Code.REMOVABLE)
+                                        f"{display(self.ref.wrt[j])}: {edge[j]}", Code.SINGULAR)
 
     def _one_sided(self, keys: list[tuple[int, ...]], exprs: list[sp.Expr]) -> dict[int, tuple[Any, Any]]:
         """Higher derivatives at a kink: each entry evaluated just below and just above the point along each input it

@@ -175,8 +175,8 @@ class ChainBound:
         D = np.array([k.d for k in kids])  # (K, n)
         E = np.array([k.e for k in kids])
         aD, aS = np.abs(D), np.abs(s)
-        read = (library + product) * aS + np.abs(h) @ R  # the slope's error: its evaluation, the product, its arguments
         with np.errstate(invalid="ignore", over="ignore"):
+            read = (library + product) * aS + np.abs(h) @ R  # the slope's error: evaluation, product, arguments
             d = s @ D
             e = aS @ E + read @ aD + levels * (aS[:, None] * aD).sum(axis=0)
             g = s @ np.array([k.g for k in kids]) + np.einsum("km,kj,mj->j", h, D, D)

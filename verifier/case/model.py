@@ -144,6 +144,12 @@ class Case:
     complex_inputs: tuple[str, ...] = ()
     complex_output: bool = False
 
+    def nodes(self) -> list[Node]:
+        """Every node of the definition: the defines' and the function's."""
+        from ..language.nodes import walk
+
+        return [n for node in [d.node for d in self.defines] + [self.function] for n in walk(node)]
+
     @property
     def differentiable(self) -> tuple[Input, ...]:
         return tuple(i for i in self.inputs if i.requires_grad)

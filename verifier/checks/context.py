@@ -144,12 +144,9 @@ class Ctx:
 
     def _operations(self) -> int:
         """The operations of the case's definition, and the levels of a reduction over all its input elements."""
-        from ..language.nodes import walk
-
         case = self.case
-        nodes = sum(1 for node in [d.node for d in case.defines] + [case.function] for _ in walk(node))
         elements = sum(i.value.size for i in case.inputs)
-        return nodes + int(np.ceil(np.log2(max(elements, 2))))
+        return len(case.nodes()) + int(np.ceil(np.log2(max(elements, 2))))
 
     def _unrefined(self, exact: Exact, got: np.ndarray | None) -> int:
         if got is None or np.shape(got) != exact.lo.shape:
@@ -232,13 +229,12 @@ def _zeros_floored(exact: Exact, tolerance: Tolerance, dtype: str) -> Exact:
 def _not_as_expanded(case: Case) -> bool:
     """Whether torch computes the case other than as the reference expands it: complex arithmetic (expanded into real
     pairs) or an op torch computes by a matrix algorithm (det and inv by LU)."""
-    from ..language.nodes import Call, walk
+    from ..language.nodes import Call
     from ..language.ops import OPS
 
     if case.complex_inputs:
         return True
-    return any(isinstance(n, Call) and n.func in OPS and OPS[n.func].algorithm
-               for node in [d.node for d in case.defines] + [case.function] for n in walk(node))
+    return any(isinstance(n, Call) and n.func in OPS and OPS[n.func].algorithm for n in case.nodes())
 
 
 def _beyond_range(exact: Exact, dtype: str) -> None:

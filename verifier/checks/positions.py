@@ -10,8 +10,7 @@ import numpy as np
 
 from ..case.model import Case, Tolerance
 from ..compare import compare
-from ..language.nodes import Call, Index, walk
-from ..language.ops import ELEMENTWISE, OPS
+from ..language.analysis import is_elementwise
 from ..results import CheckResult
 from ..torchside.autodiff import TorchSide
 from ..values import Exact
@@ -26,10 +25,8 @@ def elementwise(case: Case) -> str | None:
     shapes = {i.shape for i in case.inputs}
     if len(shapes) != 1 or case.output_shape not in shapes:
         return "the inputs and the output are not of one shape"
-    for node in [d.node for d in case.defines] + [case.function]:
-        for n in walk(node):
-            if isinstance(n, Index) or (isinstance(n, Call) and (n.func not in OPS or OPS[n.func].kind != ELEMENTWISE)):
-                return "the function is not element-wise"
+    if not is_elementwise(case.nodes()):
+        return "the function is not element-wise"
     if case.complex_inputs:
         return "complex inputs"
     return None

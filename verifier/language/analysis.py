@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from ..errors import CaseError
 from .nodes import Bin, Call, Cmp, Const, Index, Name, Neg, Node, Num, children, unparse
 from .ops import ELEMENTWISE, OPS, REDUCTION
 from .parse import literal_value
 from .shapes import Shape, broadcast_shapes
+
+
+def is_elementwise(nodes: Iterable[Node]) -> bool:
+    """Every operation acts element by element: no indexing, no matrix product, only element-wise calls (max and min
+    of two arguments included), so the expression runs unchanged on tensors of any one shape."""
+    for n in nodes:
+        if isinstance(n, Index) or (isinstance(n, Bin) and n.op == "@"):
+            return False
+        if isinstance(n, Call) and (n.func not in OPS or OPS[n.func].kind != ELEMENTWISE) and \
+                not (n.func in ("max", "min") and len(n.args) == 2):
+            return False
+    return True
+
 
 # --- shapes -------------------------------------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ import numpy as np
 import sympy as sp
 
 from ..case.model import Case
-from ..language.nodes import Bin, Call, walk
+from ..language.nodes import Bin, Call
 from .symbols import display
 
 MAX_AUTO = 10  # points added per case
@@ -94,7 +94,7 @@ def auto_points(case: Case, flat_out: list[sp.Expr], symbols: Mapping[str, np.nd
         shape = np.shape(base[name])
         add({name: np.full(shape, lo)}, f"at the lower end {name} = {lo:g} of its domain")
         add({name: np.full(shape, hi)}, f"at the upper end {name} = {hi:g} of its domain")
-    nodes = [n for node in [d.node for d in case.defines] + [case.function] for n in walk(node)]
+    nodes = case.nodes()
     calls = {n.func for n in nodes if isinstance(n, Call)} | {"matmul" for n in nodes if isinstance(n, Bin) and n.op == "@"}
     # 3. exact zeros in products and scans: one zero, and two
     if calls & set(PRODUCTS):

@@ -61,11 +61,10 @@ def set_enabled(enabled: bool) -> None:
 
 def case_key(case: Any) -> list[Any]:
     """What a case's derivations depend on (not its values: the expressions are symbolic)."""
-    from ..language.nodes import Call, unparse, walk
+    from ..language.nodes import Call, unparse
     from ..language.ops import OPS
 
-    used = sorted({n.func for node in [d.node for d in case.defines] + [case.function] for n in walk(node)
-                   if isinstance(n, Call)})
+    used = sorted({n.func for n in case.nodes() if isinstance(n, Call)})
     return [
         [[i.name, list(i.shape), i.requires_grad] for i in case.inputs],
         [[d.name, unparse(d.node)] for d in case.defines],

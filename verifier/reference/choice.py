@@ -56,8 +56,8 @@ def _expanded(case: Case, why: str) -> Reference:
 
 
 def _uses_linear_algebra(case: Case) -> bool:
-    from ..language.nodes import Bin, Call, walk
+    from ..language.nodes import Bin, Call
 
-    nodes = [n for node in [d.node for d in case.defines] + [case.function] for n in walk(node)]
+    nodes = case.nodes()
     return any((isinstance(n, Bin) and n.op == "@") or (isinstance(n, Call) and n.func in
                ("matmul", "transpose", "dot", "trace", "det", "inv")) for n in nodes)

@@ -16,8 +16,7 @@ import numpy as np
 
 from ..case.model import Case
 from ..errors import CaseError
-from ..language.nodes import Bin, Call, Index, walk
-from ..language.ops import ELEMENTWISE, OPS
+from ..language.analysis import is_elementwise
 from ..results import WIDE, SweepResult
 
 DIGITS = 30  # enough to measure float64 errors to a small fraction of an ULP
@@ -45,17 +44,6 @@ def sample(bounds: tuple[float, float], size: int, rng: np.random.Generator) -> 
             x = np.where(neg, -np.minimum(mag, abs(lo)), np.minimum(mag, hi))
     x = np.clip(x.astype(np.float32).astype(np.float64), lo, hi)
     return x
-
-
-def is_elementwise(case: Case) -> bool:
-    """Every operation acts element by element (a batch of samples can run as one tensor)."""
-    for node in [d.node for d in case.defines] + [case.function]:
-        for n in walk(node):
-            if isinstance(n, Index) or (isinstance(n, Bin) and n.op == "@"):
-                return False
-            if isinstance(n, Call) and OPS[n.func].kind != ELEMENTWISE and not (n.func in ("max", "min") and len(n.args) == 2):
-                return False
-    return True
 
 
 _EXACT: dict[Any, Any] = {}  # (case structure, n, seed, domains) -> samples and exact Jacobians, shared by dtypes
@@ -122,7 +110,7 @@ def torch_grads(case: Case, values: dict[str, np.ndarray], samples: int, dtype: 
     kw: dict[str, Any] = {"dtype": tdtype, "device": device}
     diff = case.differentiable
     m = int(np.prod(case.output_shape))
-    if is_elementwise(case):
+    if is_elementwise(case.nodes()):  # a batch of samples can run as one tensor
         ndim = max([len(i.shape) for i in case.inputs] + [len(case.output_shape)])
         leaves = {i.name: torch.tensor(values[i.name].reshape((samples,) + (1,) * (ndim - len(i.shape)) + i.shape),
                                        **kw, requires_grad=i.requires_grad) for i in case.inputs}

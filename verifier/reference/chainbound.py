@@ -33,6 +33,7 @@ import mpmath
 import numpy as np
 import sympy as sp
 
+from .numeric.dag import DagEvaluator
 from .numeric.mp import Evaluator
 
 WIDE = np.longdouble  # x86's 80-bit extended format: float64's digits, exponents to 4932
@@ -49,7 +50,7 @@ class Node:
         self.d, self.e, self.g, self.o, self.h, self.f = d, e, g, o, h, f
 
 
-class ChainBound:
+class ChainBound(DagEvaluator):
     """The chain-rule running bounds of expressions at one point, w.r.t. the symbols wrt (shared memo).
 
     library: the error allowed to evaluating one library function's derivative, in units of e; unit: e itself (the
@@ -66,6 +67,7 @@ class ChainBound:
         self.n = len(wrt)
         self.order = order
         self.memo: dict[sp.Basic, Node] = {}
+        self._args: dict[sp.Basic, tuple[sp.Basic, ...] | None] = {}
         self._partials: dict[tuple[Any, ...], tuple[list[int], list[sp.Symbol], dict[tuple[int, ...], sp.Expr]]] = {}
 
     def first(self, expr: sp.Basic) -> tuple[np.ndarray, np.ndarray]:
@@ -87,25 +89,24 @@ class ChainBound:
             rel = np.nan_to_num(node.o / np.abs(node.d), nan=0.0, posinf=0.0)
         return mag, node.f + np.minimum(mag * np.maximum.outer(rel, rel), 0.5 * mag / self.unit)
 
-    def __call__(self, expr: sp.Basic) -> Node:
-        memo = self.memo
-        if expr in memo:
-            return memo[expr]
-        stack: list[tuple[sp.Basic, bool]] = [(expr, False)]
-        while stack:
-            node, ready = stack.pop()
-            if node in memo:
-                continue
+    def _arguments(self, node: sp.Basic) -> tuple[sp.Basic, ...]:
+        """The walk (numeric.dag) visits only the arguments whose derivatives flow into the node; a node whose
+        branch cannot be decided gets no bound (its entries fall back to the fixed table's atol)."""
+        if node not in self._args:
             try:
-                args = self._children(node)
-                if not ready and args:
-                    stack.append((node, True))
-                    stack.extend((a, False) for a in args if a not in memo)
-                    continue
-                memo[node] = self._apply(node, args)
+                self._args[node] = self._children(node)
             except (ZeroDivisionError, ValueError, TypeError, OverflowError, ArithmeticError, KeyError):
-                memo[node] = self._filled(np.nan)  # no bound derived here: the fixed table's atol stands in
-        return memo[expr]
+                self._args[node] = None
+        return self._args[node] or ()
+
+    def _apply(self, node: sp.Basic) -> Node:
+        args = self._args.pop(node, ())
+        if args is None:
+            return self._filled(np.nan)
+        try:
+            return self._node(node, args)
+        except (ZeroDivisionError, ValueError, TypeError, OverflowError, ArithmeticError, KeyError):
+            return self._filled(np.nan)  # no bound derived here: the fixed table's atol stands in
 
     def _filled(self, v: float) -> Node:
         z = np.full(self.n, v, dtype=WIDE)
@@ -129,7 +130,7 @@ class ChainBound:
             return ()
         return tuple(node.args)
 
-    def _apply(self, node: sp.Basic, args: tuple[sp.Basic, ...]) -> Node:
+    def _node(self, node: sp.Basic, args: tuple[sp.Basic, ...]) -> Node:
         if node.is_Symbol and node in self.index:
             out = self._filled(0.0)
             out.d = np.zeros(self.n, dtype=WIDE)

@@ -24,9 +24,10 @@ class DagEvaluator:
                 continue
             if self._whole(node):
                 continue
-            if not ready and node.args:
+            args = self._arguments(node)
+            if not ready and args:
                 stack.append((node, True))
-                stack.extend((a, False) for a in node.args if a not in memo)
+                stack.extend((a, False) for a in args if a not in memo)
                 continue
             memo[node] = self._apply(node)
         return memo[expr]
@@ -34,6 +35,10 @@ class DagEvaluator:
     def _whole(self, node: sp.Basic) -> bool:
         """Evaluate a node without its arguments first (e.g. only the taken branch); True when done."""
         return False
+
+    def _arguments(self, node: sp.Basic) -> tuple[sp.Basic, ...]:
+        """The arguments evaluated before the node (all of them, unless a walk needs fewer)."""
+        return node.args
 
     def _apply(self, node: sp.Basic) -> Any:
         raise NotImplementedError

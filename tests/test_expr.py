@@ -32,7 +32,7 @@ def test_round_trips_through_unparse(text):
 
 
 @pytest.mark.parametrize("text, message", [
-    ("foo(x)", "unknown function 'foo'; known functions: abs, acos"),
+    ("foo(x)", "unknown function 'foo' (did you mean 'floor'?); known functions: abs, acos"),
     ("sine(x)", "unknown function 'sine' (did you mean 'sin'?)"),
     ("z + 1", "unknown name 'z'; defined names: A, w, x, y"),
     ("xx + 1", "unknown name 'xx' (did you mean 'x'?)"),

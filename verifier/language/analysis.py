@@ -51,7 +51,7 @@ def infer_shape(node: Node, shapes: dict[str, Shape]) -> Shape:
         assert isinstance(node, Call)
         op = OPS[node.func]
         args = [infer_shape(a, shapes) for a in node.args]
-        kw = {} if node.axis is None else {"axis": node.axis}
+        kw = node.keywords()
         if op.kind == ELEMENTWISE:
             return broadcast_shapes(*args)
         if op.kind == REDUCTION or op.shape is not None:

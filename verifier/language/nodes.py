@@ -13,11 +13,15 @@ COMPARE = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==",
 
 @dataclass(frozen=True)
 class Num:
+    """A number. ``binary``: the text is the shortest decimal of a binary float that no short decimal equals (a
+    constant traced from users' code, 0.1 as the double nearest it): the value is that float exactly."""
+
     text: str
+    binary: bool = False
 
     @property
     def value(self) -> Fraction:
-        return Fraction(self.text)
+        return Fraction(float(self.text)) if self.binary else Fraction(self.text)
 
 
 @dataclass(frozen=True)
@@ -51,9 +55,19 @@ class Cmp:
 
 @dataclass(frozen=True)
 class Call:
+    """A function of the op table. ``params``: further keyword arguments as (name, value) pairs of hashable plain
+    values (ints, tuples of ints, numbers, strings): what a traced forward passes to an op."""
+
     func: str
     args: tuple[Node, ...]
     axis: int | tuple[int, ...] | None = None
+    params: tuple[tuple[str, object], ...] = ()
+
+    def keywords(self) -> dict[str, object]:
+        """The keyword arguments the op's meanings (sympy, torch, shape rule) receive."""
+        kw: dict[str, object] = {} if self.axis is None else {"axis": self.axis}
+        kw.update(self.params)
+        return kw
 
 
 @dataclass(frozen=True)
@@ -102,9 +116,9 @@ _PREC = {"+": 1, "-": 1, "*": 2, "/": 2, "@": 2, "**": 4}
 
 
 def unparse(node: Node) -> str:
-    """Render a node back to case-language text."""
+    """Render a node back to case-language text (faithfully: the derivation cache keys on it)."""
     if isinstance(node, Num):
-        return node.text
+        return f"float64({node.text})" if node.binary else node.text
     if isinstance(node, (Const,)):
         return node.name
     if isinstance(node, Name):
@@ -120,6 +134,8 @@ def unparse(node: Node) -> str:
         return f"{_wrap(node.base, 5)}[{', '.join(map(str, node.index))}]"
     assert isinstance(node, Call)
     args = ", ".join(unparse(a) for a in node.args)
+    if node.params:  # a traced op's arguments
+        args += "".join(f", {k}={v!r}" for k, v in node.params)
     return f"{node.func}({args}{'' if node.axis is None else f', axis={node.axis}'})"
 
 

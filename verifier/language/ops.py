@@ -11,6 +11,24 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .meanings import (
+    elements_shape,
+    np_module,
+    sym_cosine,
+    sym_cross,
+    sym_cross_entropy,
+    sym_cumulative,
+    sym_elements,
+    sym_layer_norm,
+    sym_logdet,
+    sym_matrix,
+    sym_normalize,
+    sym_reduce,
+    sym_softmax,
+    torch_elements,
+    torch_reduce,
+    variance,
+)
 from .shapes import Shape, broadcast_shapes, normalize_axis, reduced_shape
 
 # kinds
@@ -36,6 +54,8 @@ class Op:
         keywords: the keyword arguments accepted (``axis`` for reductions).
         algorithm: torch computes the op by a matrix algorithm (LU), not the closed form the reference expands (its
             rounding is then bounded norm-wise).
+        internal: what a traced forward is written in (index maps, logical connectives), not a function a case's
+            text may call.
     """
 
     name: str
@@ -49,6 +69,7 @@ class Op:
     doc: str = ""
     keywords: tuple[str, ...] = ()
     algorithm: bool = False
+    internal: bool = False
 
 
 def _same_shape(shape: Shape, axis: Any = -1) -> Shape:
@@ -94,96 +115,19 @@ def _square(name: str) -> Callable[[Shape], Shape]:
 # --- symbolic meanings of the tensor ops (object arrays of sympy expressions) -------------------------------------
 
 
-def _np() -> Any:
-    import numpy
-
-    return numpy
-
-
-def _sym_reduce(fn: Callable[[Any, list[Any]], Any]) -> Callable[..., Any]:
-    """Lift a reduction over a list of scalar expressions to an object array reduced along ``axis``."""
-
-    def reduce(S: Any, a: Any, axis: Any = None) -> Any:
-        np = _np()
-        axes = normalize_axis(axis, a.ndim)
-        if axes is None:
-            return np.array(fn(S, list(a.reshape(-1))), dtype=object)
-        keep = [i for i in range(a.ndim) if i not in axes]
-        moved = np.transpose(a, keep + list(axes))
-        lead = moved.shape[: len(keep)]
-        flat = moved.reshape(lead + (-1,))
-        out = np.empty(lead, dtype=object)
-        for idx in np.ndindex(*lead):
-            out[idx] = fn(S, list(flat[idx]))
-        return out
-
-    return reduce
-
-
-def _sym_softmax(log: bool) -> Callable[..., Any]:
-    def softmax(S: Any, a: Any, axis: int = -1) -> Any:
-        np = _np()
-        (ax,) = normalize_axis(axis, a.ndim) or (0,)
-        if a.ndim == 0:
-            return np.array(S.Integer(0) if log else S.Integer(1), dtype=object)
-        ex = np.frompyfunc(S.exp, 1, 1)(a)
-        total = np.sum(ex, axis=ax, keepdims=True)
-        if log:
-            return a - np.frompyfunc(S.log, 1, 1)(total)
-        return ex / total
-
-    return softmax
-
-
-def _sym_matrix(fn: str) -> Callable[..., Any]:
-    def matrix_op(S: Any, a: Any) -> Any:
-        np = _np()
-        m = S.Matrix(a.tolist())
-        if fn == "det":
-            return np.array(m.det(method="berkowitz"), dtype=object)
-        inv = m.inv(method="LU")
-        return np.array(inv.tolist(), dtype=object).reshape(a.shape)
-
-    return matrix_op
-
-
-def _torch_reduce(name: str) -> Callable[..., Any]:
-    def reduce(T: Any, a: Any, axis: Any = None) -> Any:
-        if axis is None:
-            if name == "logsumexp":
-                return T.logsumexp(a.reshape(-1), 0)
-            if name == "norm":
-                return T.linalg.vector_norm(a)
-            if name == "amax":
-                return T.amax(a)
-            if name == "amin":
-                return T.amin(a)
-            return getattr(T, name)(a)
-        if name == "prod":
-            out = a
-            for ax in sorted((axis if isinstance(axis, tuple) else (axis,)), key=lambda d: d % a.ndim, reverse=True):
-                out = T.prod(out, dim=ax)
-            return out
-        if name == "norm":
-            return T.linalg.vector_norm(a, dim=axis)
-        return getattr(T, name)(a, dim=axis)
-
-    return reduce
-
-
 def _max_min(kind: str) -> tuple[Callable[..., Any], Callable[..., Any]]:
     """``max(x)`` is a reduction, ``max(a, b)`` the elementwise maximum."""
 
     def sym(S: Any, a: Any, b: Any = None, axis: Any = None) -> Any:
-        np = _np()
+        np = np_module()
         f = S.Max if kind == "max" else S.Min
         if b is None:
-            return _sym_reduce(lambda S, xs: f(*xs))(S, a, axis)
+            return sym_reduce(lambda S, xs: f(*xs))(S, a, axis)
         return np.frompyfunc(f, 2, 1)(a, b)
 
     def tch(T: Any, a: Any, b: Any = None, axis: Any = None) -> Any:
         if b is None:
-            return _torch_reduce("amax" if kind == "max" else "amin")(T, a, axis)
+            return torch_reduce("amax" if kind == "max" else "amin")(T, a, axis)
         return (T.maximum if kind == "max" else T.minimum)(a, b)
 
     return sym, tch
@@ -217,7 +161,7 @@ def _unary(name: str, sym: Callable[..., Any], tch: Callable[..., Any], grad_fn:
 def _reduction(name: str, sym_fn: Callable[[Any, list[Any]], Any], torch_name: str, grad_fn: str, doc: str,
                algorithm: bool = False) -> None:
     register_op(
-        Op(name, REDUCTION, (1, 1), _sym_reduce(sym_fn), _torch_reduce(torch_name),
+        Op(name, REDUCTION, (1, 1), sym_reduce(sym_fn), torch_reduce(torch_name),
            shape=lambda a, axis=None: reduced_shape(a, axis), grad_fn=grad_fn, doc=doc, keywords=("axis",),
            algorithm=algorithm)
     )
@@ -289,23 +233,23 @@ _reduction("logsumexp", lambda S, xs: S.log(S.Add(*(S.exp(x) for x in xs))), "lo
 _reduction("norm", lambda S, xs: S.sqrt(S.Add(*(x**2 for x in xs))), "norm", "LinalgVectorNorm" + _T,
            "Euclidean norm")
 
-register_op(Op("matmul", TENSOR, (2, 2), lambda S, a, b: _np().matmul(a, b), lambda T, a, b: T.matmul(a, b),
+register_op(Op("matmul", TENSOR, (2, 2), lambda S, a, b: np_module().matmul(a, b), lambda T, a, b: T.matmul(a, b),
                shape=_matmul_shape, doc="matrix product (also the @ operator)"))
 register_op(Op("transpose", TENSOR, (1, 1),
-               lambda S, a: a if a.ndim < 2 else _np().swapaxes(a, -1, -2),
+               lambda S, a: a if a.ndim < 2 else np_module().swapaxes(a, -1, -2),
                lambda T, a: a if a.dim() < 2 else a.transpose(-2, -1),
                shape=_transpose_shape, grad_fn="Transpose" + _T, doc="swap the last two axes (also .T)"))
-register_op(Op("dot", TENSOR, (2, 2), lambda S, a, b: _np().array(_np().dot(a, b), dtype=object),
+register_op(Op("dot", TENSOR, (2, 2), lambda S, a, b: np_module().array(np_module().dot(a, b), dtype=object),
                lambda T, a, b: T.dot(a, b), shape=_dot_shape, grad_fn="Dot" + _T, doc="inner product of 1-D tensors"))
-register_op(Op("trace", TENSOR, (1, 1), lambda S, a: _np().array(_np().trace(a), dtype=object),
+register_op(Op("trace", TENSOR, (1, 1), lambda S, a: np_module().array(np_module().trace(a), dtype=object),
                lambda T, a: T.trace(a), shape=_square("trace"), grad_fn="Trace" + _T, doc="sum of the diagonal"))
-register_op(Op("det", TENSOR, (1, 1), _sym_matrix("det"), lambda T, a: T.linalg.det(a),
+register_op(Op("det", TENSOR, (1, 1), sym_matrix("det"), lambda T, a: T.linalg.det(a),
                shape=_square("det"), grad_fn="LinalgDet" + _T, doc="determinant of a square matrix", algorithm=True))
-register_op(Op("inv", TENSOR, (1, 1), _sym_matrix("inv"), lambda T, a: T.linalg.inv(a),
+register_op(Op("inv", TENSOR, (1, 1), sym_matrix("inv"), lambda T, a: T.linalg.inv(a),
                shape=_square("inv"), doc="inverse of a square matrix", algorithm=True))
-register_op(Op("softmax", TENSOR, (1, 1), _sym_softmax(False), lambda T, a, axis=-1: T.softmax(a, dim=axis),
+register_op(Op("softmax", TENSOR, (1, 1), sym_softmax(False), lambda T, a, axis=-1: T.softmax(a, dim=axis),
                shape=_same_shape, grad_fn="Softmax" + _T, doc="softmax along axis (default -1)", keywords=("axis",)))
-register_op(Op("log_softmax", TENSOR, (1, 1), _sym_softmax(True), lambda T, a, axis=-1: T.log_softmax(a, dim=axis),
+register_op(Op("log_softmax", TENSOR, (1, 1), sym_softmax(True), lambda T, a, axis=-1: T.log_softmax(a, dim=axis),
                shape=_same_shape, grad_fn="LogSoftmax" + _T, doc="log of softmax along axis (default -1)",
                keywords=("axis",)))
 
@@ -356,6 +300,14 @@ _unary("ndtri", lambda S, x: S.sqrt(2) * S.erfinv(2 * x - 1), _special("ndtri"),
 _unary("log_ndtr", lambda S, x: S.log(S.Ndtr(x)), _special("log_ndtr"), "SpecialLogNdtr" + _T)
 _unary("erfcx", lambda S, x: S.exp(x**2) * S.erfc(x), _special("erfcx"), "SpecialErfcx" + _T)
 _unary("entr", lambda S, x: -S.XLogY(x, x), _special("entr"), "SpecialEntr" + _T, doc="-x log x")
+# piecewise constant: derivative 0 away from the jumps (the forward of straight-through estimators)
+_unary("round", lambda S, x: S.Round(x), lambda T, x: T.round(x), "Round" + _T, smooth=False,
+       doc="to the nearest integer, halves to even (torch.round)")
+_unary("floor", lambda S, x: S.Floor(x), lambda T, x: T.floor(x), "Floor" + _T, smooth=False)
+_unary("ceil", lambda S, x: S.Ceil(x), lambda T, x: T.ceil(x), "Ceil" + _T, smooth=False)
+_unary("trunc", lambda S, x: S.Trunc(x), lambda T, x: T.trunc(x), "Trunc" + _T, smooth=False)
+_unary("frac", lambda S, x: x - S.Trunc(x), lambda T, x: T.frac(x), "Frac" + _T, smooth=False,
+       doc="x - trunc(x) (torch.frac)")
 _unary("trigamma", lambda S, x: S.polygamma(1, x), lambda T, x: T.polygamma(1, x), "Polygamma" + _T,
        doc="polygamma(1, x)")
 
@@ -384,37 +336,13 @@ _elementwise("addcmul", 3, lambda S, a, b, c: a + b * c, lambda T, a, b, c: T.ad
 _elementwise("addcdiv", 3, lambda S, a, b, c: a + b / c, lambda T, a, b, c: T.addcdiv(a, b, c), "Addcdiv" + _T)
 
 
-def _variance(S: Any, xs: list[Any]) -> Any:
-    mean = S.Add(*xs) / len(xs)
-    return S.Add(*((x - mean) ** 2 for x in xs)) / (len(xs) - 1)
-
-
-_reduction("var", _variance, "var", "Var" + _T, "variance (Bessel's correction, like torch.var)")
-_reduction("std", lambda S, xs: S.sqrt(_variance(S, xs)), "std", "Std" + _T,
+_reduction("var", variance, "var", "Var" + _T, "variance (Bessel's correction, like torch.var)")
+_reduction("std", lambda S, xs: S.sqrt(variance(S, xs)), "std", "Std" + _T,
            "standard deviation (Bessel's correction, like torch.std)")
 
 
-def _sym_cumulative(kind: str) -> Callable[..., Any]:
-    def cumulative(S: Any, a: Any, axis: int = -1) -> Any:
-        np = _np()
-        if a.ndim == 0:
-            return a
-        (ax,) = normalize_axis(axis, a.ndim) or (0,)
-        moved = np.moveaxis(a, ax, -1)
-        out = np.empty(moved.shape, dtype=object)
-        for idx in np.ndindex(*moved.shape[:-1]):
-            acc = None
-            for k, x in enumerate(moved[idx]):
-                term = S.exp(x) if kind == "logcumsumexp" else x
-                acc = term if acc is None else (acc * term if kind == "cumprod" else acc + term)
-                out[idx + (k,)] = S.log(acc) if kind == "logcumsumexp" else acc
-        return np.moveaxis(out, -1, ax)
-
-    return cumulative
-
-
 for _name in ("cumsum", "cumprod", "logcumsumexp"):
-    register_op(Op(_name, TENSOR, (1, 1), _sym_cumulative(_name),
+    register_op(Op(_name, TENSOR, (1, 1), sym_cumulative(_name),
                    (lambda n: lambda T, a, axis=-1: a if a.dim() == 0 else getattr(T, n)(a, dim=axis))(_name),
                    shape=_same_shape, doc=f"{_name} along axis (default -1)", keywords=("axis",),
                    algorithm=_name == "cumprod"))
@@ -433,7 +361,7 @@ def _loss(name: str, per_element: Callable[..., Any], tch: Callable[..., Any], a
     """A loss with torch's default reduction='mean' over tensors of one shape."""
 
     def sym(S: Any, *args: Any) -> Any:
-        np = _np()
+        np = np_module()
         terms = np.frompyfunc(lambda *xs: per_element(S, *xs), len(args), 1)(*args)
         return np.array(S.Add(*terms.reshape(-1)) / max(terms.size, 1), dtype=object)
 
@@ -469,14 +397,6 @@ _loss("gaussian_nll_loss", lambda S, x, t, v: (S.log(v) + (x - t) ** 2 / v) / 2,
       doc="gaussian_nll_loss(input, target, var)")
 
 
-def _sym_cross_entropy(S: Any, x: Any, t: Any) -> Any:
-    np = _np()
-    terms = -t * _sym_softmax(True)(S, x, -1)
-    if x.ndim == 1:
-        return np.array(S.Add(*terms), dtype=object)
-    return np.array(S.Add(*terms.reshape(-1)) / x.shape[0], dtype=object)
-
-
 def _cross_entropy_shape(x: Shape, t: Shape) -> Shape:
     if x != t or len(x) not in (1, 2):
         raise ValueError(f"cross_entropy takes logits and target probabilities of one shape, [C] or [N, C], got "
@@ -484,7 +404,7 @@ def _cross_entropy_shape(x: Shape, t: Shape) -> Shape:
     return ()
 
 
-register_op(Op("cross_entropy", TENSOR, (2, 2), _sym_cross_entropy, _F_("cross_entropy"), shape=_cross_entropy_shape,
+register_op(Op("cross_entropy", TENSOR, (2, 2), sym_cross_entropy, _F_("cross_entropy"), shape=_cross_entropy_shape,
                doc="cross_entropy(logits, target probabilities), [C] or [N, C], mean over N"))
 
 
@@ -497,55 +417,21 @@ def _last_axis_shape(name: str, keep: bool) -> Callable[..., Shape]:
     return rule
 
 
-def _sym_normalize(S: Any, a: Any, axis: int = -1) -> Any:
-    np = _np()
-    norm = np.frompyfunc(S.sqrt, 1, 1)(np.sum(a * a, axis=axis, keepdims=True))
-    return a / norm
-
-
-def _sym_cosine(S: Any, a: Any, b: Any, axis: int = -1) -> Any:
-    np = _np()
-    sq = np.frompyfunc(S.sqrt, 1, 1)
-    return _arr_obj(np.sum(a * b, axis=axis) / (sq(np.sum(a * a, axis=axis)) * sq(np.sum(b * b, axis=axis))))
-
-
-def _arr_obj(v: Any) -> Any:
-    np = _np()
-    return v if isinstance(v, np.ndarray) else np.array(v, dtype=object)
-
-
-def _sym_layer_norm(S: Any, a: Any) -> Any:
-    np = _np()
-    n = a.shape[-1]
-    mean = np.sum(a, axis=-1, keepdims=True) / n
-    var = np.sum((a - mean) ** 2, axis=-1, keepdims=True) / n
-    eps = S.Rational(1e-5)  # torch's default eps, the float64 number exactly
-    return (a - mean) / np.frompyfunc(S.sqrt, 1, 1)(var + eps)
-
-
-register_op(Op("normalize", TENSOR, (1, 1), _sym_normalize, lambda T, a, axis=-1: T.nn.functional.normalize(a, dim=axis),
+register_op(Op("normalize", TENSOR, (1, 1), sym_normalize, lambda T, a, axis=-1: T.nn.functional.normalize(a, dim=axis),
                shape=_last_axis_shape("normalize", True), keywords=("axis",),
                doc="x / ||x|| along axis (default -1; torch clamps the norm at 1e-12)"))
-register_op(Op("cosine_similarity", TENSOR, (2, 2), _sym_cosine,
+register_op(Op("cosine_similarity", TENSOR, (2, 2), sym_cosine,
                lambda T, a, b, axis=-1: T.nn.functional.cosine_similarity(a, b, dim=axis),
                shape=_last_axis_shape("cosine_similarity", False), keywords=("axis",),
                doc="cosine of the angle between a and b along axis (default -1)"))
-register_op(Op("layer_norm", TENSOR, (1, 1), _sym_layer_norm,
+register_op(Op("layer_norm", TENSOR, (1, 1), sym_layer_norm,
                lambda T, a: T.nn.functional.layer_norm(a, a.shape[-1:]),
                shape=_last_axis_shape("layer_norm", True), doc="layer_norm over the last axis, no weight, eps 1e-5"))
 
 
-def _sym_logdet(absolute: bool) -> Callable[..., Any]:
-    def logdet(S: Any, a: Any) -> Any:
-        d = _sym_matrix("det")(S, a).item()
-        return _np().array(S.log(S.Abs(d) if absolute else d), dtype=object)
-
-    return logdet
-
-
-register_op(Op("slogdet", TENSOR, (1, 1), _sym_logdet(True), lambda T, a: T.linalg.slogdet(a).logabsdet,
+register_op(Op("slogdet", TENSOR, (1, 1), sym_logdet(True), lambda T, a: T.linalg.slogdet(a).logabsdet,
                shape=_square("det"), doc="log |det A| (the logabsdet of torch.linalg.slogdet)", algorithm=True))
-register_op(Op("logdet", TENSOR, (1, 1), _sym_logdet(False), lambda T, a: T.logdet(a),
+register_op(Op("logdet", TENSOR, (1, 1), sym_logdet(False), lambda T, a: T.logdet(a),
                shape=_square("det"), doc="log det A (NaN where det A < 0)", algorithm=True))
 
 
@@ -556,7 +442,7 @@ def _solve_shape(a: Shape, b: Shape) -> Shape:
     return b
 
 
-register_op(Op("solve", TENSOR, (2, 2), lambda S, a, b: _np().matmul(_sym_matrix("inv")(S, a), b),
+register_op(Op("solve", TENSOR, (2, 2), lambda S, a, b: np_module().matmul(sym_matrix("inv")(S, a), b),
                lambda T, a, b: T.linalg.solve(a, b), shape=_solve_shape, doc="solve(A, b) = inv(A) @ b",
                algorithm=True))
 
@@ -573,19 +459,31 @@ def _cross_shape(a: Shape, b: Shape) -> Shape:
     return a
 
 
-def _sym_cross(S: Any, a: Any, b: Any) -> Any:
-    return _np().array([a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]], dtype=object)
-
-
-register_op(Op("outer", TENSOR, (2, 2), lambda S, a, b: _np().multiply.outer(a, b), lambda T, a, b: T.outer(a, b),
+register_op(Op("outer", TENSOR, (2, 2), lambda S, a, b: np_module().multiply.outer(a, b), lambda T, a, b: T.outer(a, b),
                shape=_outer_shape, doc="outer product of 1-D tensors"))
-register_op(Op("cross", TENSOR, (2, 2), _sym_cross, lambda T, a, b: T.linalg.cross(a, b), shape=_cross_shape,
+register_op(Op("cross", TENSOR, (2, 2), sym_cross, lambda T, a, b: T.linalg.cross(a, b), shape=_cross_shape,
                doc="cross product of 3-vectors"))
+
+# --- what a traced forward is written in (verifier.torchside.tracing): not functions of a case's text ------------
+
+
+register_op(Op("elements", TENSOR, (1, 1 << 20), sym_elements, torch_elements, shape=elements_shape,
+               doc="elements(a, b, ..., source=, index=, shape=): element k is args[source[k]].flat[index[k]] (views, "
+                   "slices, concatenations and gathers of a traced forward)", internal=True))
+_elementwise("logical_and", 2, lambda S, a, b: S.And(a, b), lambda T, a, b: T.logical_and(a, b), internal=True)
+_elementwise("logical_or", 2, lambda S, a, b: S.Or(a, b), lambda T, a, b: T.logical_or(a, b), internal=True)
+_elementwise("logical_xor", 2, lambda S, a, b: S.Xor(a, b), lambda T, a, b: T.logical_xor(a, b), internal=True)
+_unary("logical_not", lambda S, a: S.Not(a), lambda T, a: T.logical_not(a), internal=True)
 
 # Constants a case may use by name.
 CONSTANTS = {"pi": "pi", "E": "E"}
 
 
+def public_ops() -> list[str]:
+    """The functions a case's text may call."""
+    return sorted(n for n, op in OPS.items() if not op.internal)
+
+
 def known_names() -> str:
     """The function names, for error messages."""
-    return ", ".join(sorted(OPS))
+    return ", ".join(public_ops())

@@ -16,7 +16,7 @@ from fractions import Fraction
 from ..errors import CaseError, LimitError
 from ..limits import LIMITS, flag
 from .nodes import BINARY, COMPARE, Bin, Call, Cmp, Const, Index, Name, Neg, Node, Num
-from .ops import CONSTANTS, OPS, known_names
+from .ops import CONSTANTS, OPS, known_names, public_ops
 
 MAX_LITERAL_DIGITS = 60
 
@@ -139,8 +139,8 @@ class _Converter:
         if name.startswith("_"):
             raise CaseError(f"name {name!r} is not allowed: names may not start with '_'")
         op = OPS.get(name)
-        if op is None:
-            raise CaseError(f"unknown function {name!r}{did_you_mean(name, OPS)}; known functions: {known_names()}. "
+        if op is None or op.internal:
+            raise CaseError(f"unknown function {name!r}{did_you_mean(name, public_ops())}; known functions: {known_names()}. "
                             "Register one with verifier.register_op")
         axis = None
         for kw in node.keywords:

@@ -5,11 +5,11 @@ high precision (mpmath). Never imports torch; never routes through autograd.
 from __future__ import annotations
 
 import re
-from fractions import Fraction
 from typing import Any, Mapping
 
 import numpy as np
 import sympy as sp
+from sympy.printing.str import StrPrinter
 
 from ..language.nodes import Bin, Call, Cmp, Const, Index, Name, Neg, Node, Num
 from ..language.ops import ELEMENTWISE, OPS
@@ -32,7 +32,7 @@ def object_array(x: Any) -> np.ndarray:
 def constant_of(node: Num | Const) -> sp.Expr:
     if isinstance(node, Const):
         return sp.pi if node.name == "pi" else sp.E
-    frac = Fraction(node.text)
+    frac = node.value
     return sp.Rational(frac.numerator, frac.denominator)
 
 
@@ -60,7 +60,7 @@ def evaluate(node: Node, env: Mapping[str, np.ndarray]) -> np.ndarray:
     args = [evaluate(a, env) for a in node.args]
     if op.kind == ELEMENTWISE:
         return object_array(np.frompyfunc(lambda *xs: op.sympy(S, *xs), len(args), 1)(*args))
-    kw = {} if node.axis is None else {"axis": node.axis}
+    kw = node.keywords()
     return object_array(op.sympy(S, *args, **kw))
 
 
@@ -156,9 +156,22 @@ def without_deltas(expr: sp.Expr) -> sp.Expr:
 
 
 _ELEMENT = re.compile(r"\b([A-Za-z][A-Za-z0-9_]*?)__(\d+(?:_\d+)*)\b")
+class _Printer(StrPrinter):
+    def _print_Float(self, expr: sp.Float) -> str:
+        return repr(float(expr))
+
+
+def _binary(r: sp.Rational) -> bool:
+    q = int(r.q)
+    return q >= 1 << 16 and q & (q - 1) == 0
 
 
 def display(expr: sp.Basic, limit: int = 240) -> str:
-    """sympy text with element symbols shown as x[0,1]."""
-    text = _ELEMENT.sub(lambda m: f"{m[1]}[{m[2].replace('_', ',')}]", sp.sstr(expr))
+    """sympy text with element symbols shown as x[0,1]; a rational whose denominator is a large power of two (a binary
+    float: a constant traced from users' code) is shown as that float."""
+    if isinstance(expr, sp.Basic):
+        binary = {r: sp.Float(float(r), 17) for r in expr.atoms(sp.Rational) if _binary(r)}
+        expr = expr.xreplace(binary) if binary else expr
+    text = _Printer().doprint(expr)
+    text = _ELEMENT.sub(lambda m: f"{m[1]}[{m[2].replace('_', ',')}]", text)
     return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -126,6 +126,41 @@ class XLogY(sp.Function):
         return f"xlogy({printer._print(self.args[0])}, {printer._print(self.args[1])})"
 
 
+class Step(sp.Function):
+    """A piecewise-constant function (round, floor, ceil, trunc): its derivative is 0 away from the jumps, where
+    no derivative exists (straight-through estimators state the surrogate they train with instead)."""
+
+    nargs = 1
+    printed = "step"
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        return sp.Integer(0)
+
+    def _eval_is_real(self) -> bool | None:
+        return self.args[0].is_real
+
+    def _sympystr(self, printer: Any) -> str:
+        return f"{self.printed}({printer._print(self.args[0])})"
+
+
+class Floor(Step):
+    printed = "floor"
+
+
+class Ceil(Step):
+    printed = "ceil"
+
+
+class Trunc(Step):
+    printed = "trunc"
+
+
+class Round(Step):
+    """torch.round: to the nearest integer, halves to even."""
+
+    printed = "round"
+
+
 # The namespace passed as ``S`` to the op table's sympy meanings.
 S = types.SimpleNamespace(**{n: getattr(sp, n) for n in dir(sp) if not n.startswith("_")})
 S.StopGrad = StopGrad
@@ -133,5 +168,6 @@ S.LogAbsGamma = LogAbsGamma
 S.Sinc = Sinc
 S.Ndtr = Ndtr
 S.XLogY = XLogY
+S.Floor, S.Ceil, S.Trunc, S.Round = Floor, Ceil, Trunc, Round
 
 NONSMOOTH = (sp.Abs, sp.sign, sp.Max, sp.Min, sp.Heaviside, sp.Piecewise)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from fractions import Fraction
 from typing import Any, Callable, Mapping
 
 import torch
@@ -69,7 +68,7 @@ class Program:
     def value_of(self, node: Node, env: Mapping[str, Any]) -> Any:
         """The torch value of a node; constants stay Python numbers where torch takes them as scalars."""
         if isinstance(node, Num):
-            frac = Fraction(node.text)
+            frac = node.value
             # an integer torch can take as a scalar; beyond 2**53 (e.g. 1e20) a float, as torch would read it
             return int(frac) if frac.denominator == 1 and abs(frac) <= 2**53 else float(frac)
         if isinstance(node, Const):
@@ -100,7 +99,7 @@ class Program:
         assert isinstance(node, Call)
         op = OPS[node.func]
         args = [self._tensor(self.value_of(a, env)) for a in node.args]
-        kw = {} if node.axis is None else {"axis": node.axis}
+        kw = node.keywords()
         return op.torch(torch, *args, **kw)
 
 

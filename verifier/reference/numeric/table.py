@@ -16,7 +16,7 @@ import numpy as np
 import scipy.special as sc
 import sympy as sp
 
-from ..symfuncs import LogAbsGamma, Ndtr, Sinc, SincDerivative, StopGrad, XLogY
+from ..symfuncs import Ceil, Floor, LogAbsGamma, Ndtr, Round, Sinc, SincDerivative, StopGrad, Trunc, XLogY
 
 
 @dataclass(frozen=True)
@@ -144,6 +144,10 @@ TABLE: dict[type, Numeric] = {
     SincDerivative: Numeric(mp_sinc_derivative, np_sinc_derivative),
     XLogY: Numeric(mp_xlogy, sc.xlogy, lambda T: T.special.xlogy),
     Ndtr: Numeric(mpmath.ncdf, sc.ndtr, lambda T: T.special.ndtr),
+    Floor: Numeric(mpmath.floor, np.floor, lambda T: T.floor),
+    Ceil: Numeric(mpmath.ceil, np.ceil, lambda T: T.ceil),
+    Trunc: Numeric(lambda x: mpmath.sign(x) * mpmath.floor(abs(x)), np.trunc, lambda T: T.trunc),
+    Round: Numeric(mpmath.nint, np.rint, lambda T: T.round),  # halves to even, all three
 }
 
 # relations: mpmath and numpy take Python's operators and numpy's ufuncs; torch its own comparison kernels

@@ -1,0 +1,207 @@
+"""The meanings of the op table's tensor functions: sympy on object arrays of expressions (each element one
+expression), torch on tensors. Imports neither sympy nor torch: each receives its module (S or T) as the first
+argument, like the table's own entries (verifier.language.ops)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .shapes import Shape, normalize_axis
+
+
+def np_module() -> Any:
+    import numpy
+
+    return numpy
+
+
+def sym_reduce(fn: Callable[[Any, list[Any]], Any]) -> Callable[..., Any]:
+    """Lift a reduction over a list of scalar expressions to an object array reduced along ``axis``."""
+
+    def reduce(S: Any, a: Any, axis: Any = None) -> Any:
+        np = np_module()
+        axes = normalize_axis(axis, a.ndim)
+        if axes is None:
+            return np.array(fn(S, list(a.reshape(-1))), dtype=object)
+        keep = [i for i in range(a.ndim) if i not in axes]
+        moved = np.transpose(a, keep + list(axes))
+        lead = moved.shape[: len(keep)]
+        flat = moved.reshape(lead + (-1,))
+        out = np.empty(lead, dtype=object)
+        for idx in np.ndindex(*lead):
+            out[idx] = fn(S, list(flat[idx]))
+        return out
+
+    return reduce
+
+
+def sym_softmax(log: bool) -> Callable[..., Any]:
+    def softmax(S: Any, a: Any, axis: int = -1) -> Any:
+        np = np_module()
+        (ax,) = normalize_axis(axis, a.ndim) or (0,)
+        if a.ndim == 0:
+            return np.array(S.Integer(0) if log else S.Integer(1), dtype=object)
+        ex = np.frompyfunc(S.exp, 1, 1)(a)
+        total = np.sum(ex, axis=ax, keepdims=True)
+        if log:
+            return a - np.frompyfunc(S.log, 1, 1)(total)
+        return ex / total
+
+    return softmax
+
+
+def sym_matrix(fn: str) -> Callable[..., Any]:
+    def matrix_op(S: Any, a: Any) -> Any:
+        np = np_module()
+        m = S.Matrix(a.tolist())
+        if fn == "det":
+            return np.array(m.det(method="berkowitz"), dtype=object)
+        inv = m.inv(method="LU")
+        return np.array(inv.tolist(), dtype=object).reshape(a.shape)
+
+    return matrix_op
+
+
+def torch_reduce(name: str) -> Callable[..., Any]:
+    def reduce(T: Any, a: Any, axis: Any = None) -> Any:
+        if axis is None:
+            if name == "logsumexp":
+                return T.logsumexp(a.reshape(-1), 0)
+            if name == "norm":
+                return T.linalg.vector_norm(a)
+            if name == "amax":
+                return T.amax(a)
+            if name == "amin":
+                return T.amin(a)
+            return getattr(T, name)(a)
+        if name == "prod":
+            out = a
+            for ax in sorted((axis if isinstance(axis, tuple) else (axis,)), key=lambda d: d % a.ndim, reverse=True):
+                out = T.prod(out, dim=ax)
+            return out
+        if name == "norm":
+            return T.linalg.vector_norm(a, dim=axis)
+        return getattr(T, name)(a, dim=axis)
+
+    return reduce
+
+
+def sym_cumulative(kind: str) -> Callable[..., Any]:
+    def cumulative(S: Any, a: Any, axis: int = -1) -> Any:
+        np = np_module()
+        if a.ndim == 0:
+            return a
+        (ax,) = normalize_axis(axis, a.ndim) or (0,)
+        moved = np.moveaxis(a, ax, -1)
+        out = np.empty(moved.shape, dtype=object)
+        for idx in np.ndindex(*moved.shape[:-1]):
+            acc = None
+            for k, x in enumerate(moved[idx]):
+                term = S.exp(x) if kind == "logcumsumexp" else x
+                acc = term if acc is None else (acc * term if kind == "cumprod" else acc + term)
+                out[idx + (k,)] = S.log(acc) if kind == "logcumsumexp" else acc
+        return np.moveaxis(out, -1, ax)
+
+    return cumulative
+
+
+def sym_normalize(S: Any, a: Any, axis: int = -1) -> Any:
+    np = np_module()
+    norm = np.frompyfunc(S.sqrt, 1, 1)(np.sum(a * a, axis=axis, keepdims=True))
+    return a / norm
+
+
+def sym_cosine(S: Any, a: Any, b: Any, axis: int = -1) -> Any:
+    np = np_module()
+    sq = np.frompyfunc(S.sqrt, 1, 1)
+    return arr_obj(np.sum(a * b, axis=axis) / (sq(np.sum(a * a, axis=axis)) * sq(np.sum(b * b, axis=axis))))
+
+
+def arr_obj(v: Any) -> Any:
+    np = np_module()
+    return v if isinstance(v, np.ndarray) else np.array(v, dtype=object)
+
+
+def sym_layer_norm(S: Any, a: Any) -> Any:
+    np = np_module()
+    n = a.shape[-1]
+    mean = np.sum(a, axis=-1, keepdims=True) / n
+    var = np.sum((a - mean) ** 2, axis=-1, keepdims=True) / n
+    eps = S.Rational(1e-5)  # torch's default eps, the float64 number exactly
+    return (a - mean) / np.frompyfunc(S.sqrt, 1, 1)(var + eps)
+
+
+def sym_logdet(absolute: bool) -> Callable[..., Any]:
+    def logdet(S: Any, a: Any) -> Any:
+        d = sym_matrix("det")(S, a).item()
+        return np_module().array(S.log(S.Abs(d) if absolute else d), dtype=object)
+
+    return logdet
+
+
+def sym_cross(S: Any, a: Any, b: Any) -> Any:
+    return np_module().array([a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]], dtype=object)
+
+
+def sym_cross_entropy(S: Any, x: Any, t: Any) -> Any:
+    np = np_module()
+    terms = -t * sym_softmax(True)(S, x, -1)
+    if x.ndim == 1:
+        return np.array(S.Add(*terms), dtype=object)
+    return np.array(S.Add(*terms.reshape(-1)) / x.shape[0], dtype=object)
+
+
+def sym_elements(S: Any, *args: Any, source: tuple[int, ...] = (), index: tuple[int, ...] = (),
+                  shape: tuple[int, ...] = ()) -> Any:
+    np = np_module()
+    flats = [np.asarray(a, dtype=object).reshape(-1) for a in args]
+    idx = np.asarray(index, dtype=np.int64)
+    if not source:
+        return flats[0][idx].reshape(shape)
+    src = np.asarray(source, dtype=np.int64)
+    out = np.empty(len(idx), dtype=object)
+    for k, flat in enumerate(flats):
+        chosen = src == k
+        out[chosen] = flat[idx[chosen]]
+    return out.reshape(shape)
+
+
+def torch_elements(T: Any, *args: Any, source: tuple[int, ...] = (), index: tuple[int, ...] = (),
+                    shape: tuple[int, ...] = ()) -> Any:
+    tensors = [a if isinstance(a, T.Tensor) else T.tensor(a) for a in args]
+    dtype = tensors[0].dtype
+    for t in tensors[1:]:
+        dtype = T.promote_types(dtype, t.dtype)
+    flat = T.cat([t.reshape(-1).to(dtype) for t in tensors])
+    sizes = [0] + [t.numel() for t in tensors]
+    offsets = T.tensor(sizes, device=flat.device).cumsum(0)
+    idx = T.tensor(index, dtype=T.int64, device=flat.device)
+    if source:
+        idx = idx + offsets[T.tensor(source, dtype=T.int64, device=flat.device)]
+    return flat[idx].reshape(shape)
+
+
+def elements_shape(*shapes: Shape, source: tuple[int, ...] = (), index: tuple[int, ...] = (),
+                    shape: tuple[int, ...] = ()) -> Shape:
+    size = 1
+    for d in shape:
+        size *= d
+    if len(index) != size or (source and len(source) != size):
+        raise ValueError(f"an index map of {len(index)} elements for the shape {list(shape)}")
+    sizes = []
+    for s in shapes:
+        n = 1
+        for d in s:
+            n *= d
+        sizes.append(n)
+    for k, i in enumerate(index):
+        if not 0 <= i < sizes[source[k] if source else 0]:
+            raise ValueError(f"element {i} of an argument of {sizes[source[k] if source else 0]} elements")
+    return tuple(shape)
+
+
+def variance(S: Any, xs: list[Any]) -> Any:
+    mean = S.Add(*xs) / len(xs)
+    return S.Add(*((x - mean) ** 2 for x in xs)) / (len(xs) - 1)
+

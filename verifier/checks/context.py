@@ -47,7 +47,8 @@ class Ctx:
         def run() -> Comparison:
             if self.dtype in HALF:
                 _beyond_range(exact, self.dtype)  # again after each refinement
-            return compare(_zeros_floored(exact, tolerance, self.dtype), got, check=check, label=label, path=path,
+            terms = max((i.value.size for i in self.case.inputs), default=1)
+            return compare(_zeros_floored(exact, tolerance, self.dtype, terms), got, check=check, label=label, path=path,
                            wrt=wrt, tolerance=tolerance, dtype=self.dtype, strict=self.strict)
 
         if exact.refine is not None:
@@ -207,10 +208,11 @@ class Ctx:
         return self.case.output_shape == ()
 
 
-def _zeros_floored(exact: Exact, tolerance: Tolerance, dtype: str) -> Exact:
+def _zeros_floored(exact: Exact, tolerance: Tolerance, dtype: str, terms: int = 1) -> Exact:
     """Under the derived tolerance, an exact zero (a structural one: lo = hi = 0) allows the rounding of the
-    quantity's largest entry, or of 1 (torch's formulas may cancel terms the exact expression never has); a non-zero
-    exact value keeps its own bound, however small."""
+    quantity's largest entry, or of 1, over as many terms as the largest input has elements (torch's formulas may
+    cancel terms the exact expression never has: the gradient of a bias that batch norm removes is a sum over the
+    batch of terms that cancel); a non-zero exact value keeps its own bound, however small."""
     if not tolerance.derived or exact.slack is None or dtype in HALF:
         return exact
     zeros = (exact.lo == 0) & (exact.hi == 0)
@@ -222,8 +224,8 @@ def _zeros_floored(exact: Exact, tolerance: Tolerance, dtype: str) -> Exact:
 
     from ..reference.rounding import KAPPA
 
-    return replace(exact, slack=np.where(zeros, np.maximum(exact.slack, KAPPA * UNIT_ROUNDOFF[dtype] * scale),
-                                         exact.slack))
+    allowed = KAPPA * UNIT_ROUNDOFF[dtype] * scale * max(terms, 1)
+    return replace(exact, slack=np.where(zeros, np.maximum(exact.slack, allowed), exact.slack))
 
 
 def _not_as_expanded(case: Case) -> bool:

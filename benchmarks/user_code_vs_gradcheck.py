@@ -1,6 +1,8 @@
 """The users'-code corpus (tests/user_code.py) through torch.autograd.gradcheck (default, and fast_mode), with
 gradgradcheck for order-2 entries, and through verifier.assert_gradients_match: correct ones passed, wrong ones
-caught, and whether the helper named the right cause. Prints one markdown table and the totals.
+caught, and whether the helper named the right cause; the helper both with the written reference and with none
+(derived from each implementation's own forward, with the surrogate where its backward means one). Prints one
+markdown table and the totals.
 
 gradcheck is given what it needs: the inputs that require grad as the corpus marks them (all floating inputs where
 none is marked), integer inputs as they are. Usage: python benchmarks/user_code_vs_gradcheck.py
@@ -47,27 +49,32 @@ def with_gradcheck(code, fast: bool) -> bool:
     return not ok
 
 
-def with_helper(code) -> tuple[bool, bool]:
-    """(flagged, named the right cause)."""
+def with_helper(code, traced: bool = False) -> tuple[bool, bool]:
+    """(flagged, named the right cause); traced: no reference string (derived from the forward; the surrogate where
+    the backward means one)."""
     try:
-        assert_gradients_match(code.impl, code.reference, code.inputs(), order=code.order, **code.options)
+        if traced:
+            assert_gradients_match(code.impl, inputs=code.inputs(), order=code.order, gradient_of=code.surrogate,
+                                   **code.options)
+        else:
+            assert_gradients_match(code.impl, code.reference, code.inputs(), order=code.order, **code.options)
     except GradientMismatch as exc:
         return True, code.bug is not None and code.bug in exc.result.diagnoses()
     return False, False
 
 
 def main() -> int:
-    tools = ("gradcheck", "gradcheck fast_mode", "gradverify")
+    tools = ("gradcheck", "gradcheck fast_mode", "gradverify", "gradverify, no reference")
     totals = {t: {"seconds": 0.0, "caught": 0, "false": 0} for t in tools}
-    named = 0
+    named = {"gradverify": 0, "gradverify, no reference": 0}
     rows = []
     for code in CORPUS:
         line = [code.name, code.bug or "correct"]
         for tool in tools:
             start = time.perf_counter()
-            if tool == "gradverify":
-                flagged, right = with_helper(code)
-                named += right
+            if tool.startswith("gradverify"):
+                flagged, right = with_helper(code, traced=tool.endswith("no reference"))
+                named[tool] += right
             else:
                 flagged = with_gradcheck(code, fast=tool.endswith("fast_mode"))
             totals[tool]["seconds"] += time.perf_counter() - start
@@ -89,7 +96,8 @@ def main() -> int:
         t = totals[tool]
         print(f"{tool}: correct passed {correct - t['false']}/{correct}, bugs caught {t['caught']}/{wrong}, "
               f"{t['seconds']:.2f} s")
-    print(f"gradverify named the right cause for {named}/{wrong} bugs")
+    for tool, n in named.items():
+        print(f"{tool} named the right cause for {n}/{wrong} bugs")
     return 0
 
 

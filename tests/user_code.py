@@ -28,6 +28,7 @@ class Code:
     bug: str | None = None  # the diagnosis the report must name
     order: int = 1
     options: dict[str, Any] = field(default_factory=dict)  # more keywords of assert_gradients_match
+    surrogate: str | None = None  # the gradient_of its backward means, where that is not its forward's derivative
 
 
 def seeded(*shapes: tuple[int, ...], lo: float = -2.0, hi: float = 2.0, seed: int = 0, grad: tuple[bool, ...] = ()):
@@ -426,10 +427,10 @@ CORPUS: list[Code] = [
     Code("swish", Swish.apply, "x * sigmoid(x)", seeded((10,))),
     Code("tanh gelu", TanhGelu.apply, "0.5 * x * (1 + tanh(0.7978845608028654 * (x + 0.044715 * x**3)))", seeded((10,))),
     Code("gradient reversal (view forward)", lambda x: GradReverse.apply(x, 0.5), "detach(1.5 * x) - 0.5 * x",
-         seeded((6,))),
-    Code("binary STE", BinarySTE.apply, "x + detach(sign(x) - x)", seeded((8,), lo=-3, hi=3)),
+         seeded((6,)), surrogate="-0.5 * x"),
+    Code("binary STE", BinarySTE.apply, "x + detach(sign(x) - x)", seeded((8,), lo=-3, hi=3), surrogate="x"),
     Code("sign STE clamped", SignSTEClamped.apply, "where(abs(x) <= 1, x, detach(x)) + detach(sign(x) - where(abs(x) "
-         "<= 1, x, detach(x)))", seeded((8,), lo=-2, hi=2, seed=1)),
+         "<= 1, x, detach(x)))", seeded((8,), lo=-2, hi=2, seed=1), surrogate="clamp(x, -1, 1)"),
     Code("soft-target cross-entropy", SoftmaxCE.apply, SOFT_CE, _logits_targets),
     Code("BCE with integer labels", BCELabels.apply, "mean(where(y == 1, -log(p), -log(1 - p)))", _labels),
     Code("fused focal loss", FocalPartial.apply, FOCAL, _focal),
@@ -450,9 +451,9 @@ CORPUS: list[Code] = [
     Code("scaled tanh ignores grad_output", ScaledTanhIgnoresGrad.apply, "1.7159 * tanh(2 * x / 3)", seeded((6,)),
          bug="ignores_grad_output"),
     Code("gradient reversal negates grad_output in place", lambda x: GradReverseInPlace.apply(x, 1.0),
-         "2 * detach(x) - x", seeded((6,)), bug="grad_output_modified"),
+         "2 * detach(x) - x", seeded((6,)), bug="grad_output_modified", surrogate="-x"),
     Code("binary STE with the true zero derivative", BinarySTEZero.apply, "x + detach(sign(x) - x)",
-         seeded((8,), lo=-3, hi=3), bug="zero"),
+         seeded((8,), lo=-3, hi=3), bug="zero", surrogate="x"),
     Code("cross-entropy scaled twice", SoftmaxCEWrongScale.apply, SOFT_CE, _logits_targets, bug="factor"),
     Code("focal loss scales its saved buffer in place", FocalPartialInPlace.apply, FOCAL, _focal,
          bug="mutated_state"),

@@ -12,12 +12,12 @@ from .version import __version__
 
 __all__ = [
     "Case", "CaseError", "CaseResult", "CheckResult", "Comparison", "GradientMismatch", "LimitError", "Op",
-    "RunResult", "Tolerance", "VerifierError", "__version__", "assert_gradients_match", "assert_training_step_matches",
-    "load_cases", "register_op",
+    "RunResult", "Tolerance", "Untraceable", "VerifierError", "__version__", "assert_gradients_match",
+    "assert_training_step_matches", "load_cases", "register_op",
     "run", "verify", "verify_case",
 ]
 
-from .errors import CaseError, GradientMismatch, LimitError, VerifierError
+from .errors import CaseError, GradientMismatch, LimitError, Untraceable, VerifierError
 from .language.ops import Op, register_op
 
 _LAZY = {

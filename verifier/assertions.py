@@ -9,7 +9,7 @@ import numpy as np
 
 from .case.catalog import HELPER
 from .case.model import DEFAULT_TOLERANCES, DTYPES, Tolerance
-from .errors import CaseError, GradientMismatch
+from .errors import CaseError, GradientMismatch, Untraceable
 from .results import CaseResult
 
 # What the helper checks by default: the forward value, backward (grad_output ones, .grad shape and dtype, a second
@@ -19,8 +19,8 @@ from .results import CaseResult
 
 def assert_gradients_match(
     impl: Callable[..., Any],
-    reference: str,
-    inputs: Mapping[str, Any],
+    reference: str | None = None,
+    inputs: Mapping[str, Any] | None = None,
     *,
     order: int = 1,
     checks: Iterable[str] | None = None,
@@ -31,13 +31,25 @@ def assert_gradients_match(
     timeout: float | None = 120.0,
     grad_output: Any = None,
     define: Mapping[str, str] | None = None,
+    gradient_of: str | None = None,
+    params: bool | None = None,
 ) -> CaseResult:
     """Assert that ``impl``'s gradients equal the exact derivatives of ``reference`` at ``inputs``.
 
     Args:
         impl: a callable taking the input tensors positionally, in the order of ``inputs`` (a custom Function's
             ``apply``, an ``nn.Module``, a function), returning a tensor.
-        reference: an expression of the case language over the input names (the same parser and op table).
+        reference: an expression of the case language over the input names (the same parser and op table). None:
+            the exact reference is derived from ``impl``'s own forward, traced at each point (a custom Function's
+            ``forward``: its hand-written ``backward`` is then checked against the derivative of what forward
+            computes).
+        gradient_of: the function whose derivatives the backward is meant to return, where that is not the forward's
+            own (a straight-through estimator: ``"x"``; gradient reversal: ``"-x"``); the forward's value is still
+            checked, against ``reference`` or the traced forward.
+        params: for an ``nn.Module``, whether its parameters are differentiated inputs (their ``.grad`` checked;
+            named by ``named_parameters()`` with ``.`` as ``_``: ``linear.weight`` is ``linear_weight``). Default:
+            when the reference is traced. The module runs on copies of its parameters and buffers
+            (torch.func.functional_call): its own are never changed, nor their ``.grad``.
         inputs: name -> tensor (one floating dtype for all; copied, never modified). As torch (and gradcheck) read
             them: where some floating input has requires_grad=True, exactly those are differentiated and the others
             are constants passed to ``impl`` (targets, masks); where none has, every floating input is
@@ -55,12 +67,17 @@ def assert_gradients_match(
     Raises:
         GradientMismatch: (an AssertionError) with the comparator's report.
         CaseError: the reference or the inputs are malformed.
+        Untraceable: (a CaseError) no reference, and the forward does something its trace cannot state exactly: the
+            message names the aten op and the line of ``impl`` that called it (give ``reference=``).
     """
     __tracebackhide__ = True
     from .runner import verify_implementation
 
+    if inputs is None:
+        raise CaseError("inputs is missing: give name -> tensor, in the order impl takes them")
     dtype = _dtype(inputs)
     values = _input_specs(inputs)
+    module_params = _module_inputs(impl, values, dtype, reference is None if params is None else params)
     tolerance = None
     if rtol is not None or atol is not None:
         base = DEFAULT_TOLERANCES[dtype]
@@ -69,12 +86,42 @@ def assert_gradients_match(
     result = verify_implementation(impl, reference, values, dtype=dtype, order=order, checks=wanted,
                                    tolerance=tolerance, seed=seed, strict=strict, timeout=timeout,
                                    define=dict(define) if define else None,
-                                   grad_output=None if grad_output is None else _array("grad_output", grad_output))
+                                   grad_output=None if grad_output is None else _array("grad_output", grad_output),
+                                   gradient_of=gradient_of, module_params=module_params)
+    if isinstance(result.error, Untraceable):  # the forward could not be traced: say which op, and where
+        raise result.error
     if result.status != "pass":
         from .report.text import case_text
 
         raise GradientMismatch(case_text(result) or f"verdict: {result.status}", result)
     return result
+
+
+def _module_inputs(impl: Any, specs: dict[str, Any], dtype: str, differentiate: bool) -> dict[str, str]:
+    """An nn.Module's parameters and buffers as inputs (added to ``specs``): module name -> input name."""
+    import torch
+
+    if not isinstance(impl, torch.nn.Module):
+        return {}
+    mapping: dict[str, str] = {}
+    named = [(n, p, True) for n, p in impl.named_parameters()] + [(n, b, False) for n, b in impl.named_buffers()]
+    for name, tensor, is_param in named:
+        base = "_".join(part for part in name.replace(".", "_").split("_") if part) or "param"
+        base = base if base[0].isalpha() else f"p_{base}"
+        input_name, k = base, 1
+        while input_name in specs:
+            k += 1
+            input_name = f"{base}_{k}"
+        value = _array(input_name, tensor)
+        if _is_integer(tensor):
+            specs[input_name] = {"value": value, "requires_grad": False, "integer": True}
+        elif is_param and differentiate and tensor.requires_grad:
+            specs[input_name] = value if all(not isinstance(v, dict) or v.get("requires_grad", True)
+                                             for v in specs.values()) else {"value": value, "requires_grad": True}
+        else:
+            specs[input_name] = {"value": value, "requires_grad": False}
+        mapping[name] = input_name
+    return mapping
 
 
 def _is_integer(t: Any) -> bool:

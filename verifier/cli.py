@@ -44,8 +44,16 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--device", default=None, help="run the torch side on this device (cpu, cuda, cuda:N; default: "
                      "each case's device key, else cpu); the exact reference is the same")
 
-    check = sub.add_parser("check", help='verify one expression, e.g. check "x**2" --at x=3')
-    check.add_argument("expression")
+    check = sub.add_parser("check", help='verify one expression, e.g. check "x**2" --at x=3; or your code: '
+                           'check --impl pkg.mod:MyFn --at x=[0.5,2] (no expression: derived from its forward)')
+    check.add_argument("expression", nargs="?", default=None,
+                       help="the function (the case language); with --impl, the reference (default: traced)")
+    check.add_argument("--impl", default=None, metavar="MODULE:ATTR",
+                       help="verify this callable (a Function, an nn.Module class, a function), imported from the "
+                            "working folder or sys.path")
+    check.add_argument("--gradient-of", default=None, metavar="EXPR",
+                       help="with --impl: the surrogate whose derivatives the backward means (a straight-through "
+                            "estimator's)")
     check.add_argument("--at", action="append", default=[], metavar="NAME=VALUE",
                        help="an input value: a number or a list like [1, 2]; repeat for several inputs")
     check.add_argument("--dtype", choices=DTYPES, default="float64")
@@ -244,15 +252,20 @@ def _check(args: argparse.Namespace) -> int:
 
     out = _console()
     try:
+        if args.expression is None and not args.impl:
+            raise CaseError("give an expression, or --impl MODULE:ATTR (its forward is then traced)",
+                            file="<command line>")
         case = case_from_expression(args.expression, _parse_at(args.at), name="check", file="<command line>",
-                                    dtype=args.dtype, order=args.order)
+                                    dtype=args.dtype, order=args.order, impl=args.impl,
+                                    gradient_of=args.gradient_of)
     except CaseError as exc:
         out.print(report.error_text(exc), markup=False)
         return EXIT_INPUT
     result = verify_case(case, seed=args.seed, strict=args.strict, device=args.device, compile=args.compile)
     out.print(report.header(versions=versions(), seed=args.seed or 0))
-    out.print(f"{args.expression} at " + ", ".join(f"{k} = {v.tolist()}" for k, v in result.points[0].items())
-              if result.points else args.expression, markup=False)
+    shown = args.expression or (result.derived or f"the forward of {args.impl}, traced")
+    out.print(f"{shown} at " + ", ".join(f"{k} = {v.tolist()}" for k, v in result.points[0].items())
+              if result.points else shown, markup=False)
     if result.checks:
         out.print(report.check_table(result))
     text = report.case_text(result)

@@ -55,6 +55,12 @@ class CaseError(VerifierError, ValueError):
         return (", ".join(parts) + ": " if parts else "") + self.reason
 
 
+class Untraceable(CaseError):
+    """A forward traced for its exact reference does something the trace cannot state as mathematics (an op outside
+    the table, random numbers, values taken out of torch); the message names the op and where the user's code
+    called it."""
+
+
 def _rebuild(cls: type[CaseError], reason: str, file: str | None, line: int | None, case: str | None,
              key: str | None) -> CaseError:
     return cls(reason, file=file, line=line, case=case, key=key)

@@ -68,6 +68,8 @@ class CaseResult:
     skipped: str | None = None  # why the case did not run here (its device is not available)
     device: str = ""  # where the torch side ran (the run's settled device; default: the case's)
     limit_enforced: bool = True  # False: a time limit was asked for where none can interrupt (off the main thread)
+    trace_note: str = ""  # a traced forward that reads tensor values: how its traces compare between points
+    derived: str = ""  # a traced forward: which code, and the formula derived from it (sympy's text, shortened)
 
     def __post_init__(self) -> None:
         if not self.device:

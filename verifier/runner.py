@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from types import FrameType
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -194,7 +194,7 @@ def verify_with(case: Case, config: RunConfig, program: Callable[[Case], object]
 
 def verify_implementation(
     impl: Callable[..., object],
-    reference: str,
+    reference: str | None,
     values: dict[str, np.ndarray],
     *,
     dtype: str,
@@ -206,29 +206,72 @@ def verify_implementation(
     timeout: float | None,
     define: Mapping[str, str] | None = None,
     grad_output: np.ndarray | None = None,
+    gradient_of: str | None = None,
+    module_params: Mapping[str, str] | None = None,
 ) -> CaseResult:
-    """Verify a user's callable against the exact derivatives of a reference expression (the assertion helper)."""
+    """Verify a user's callable against the exact derivatives of a reference expression (the assertion helper); no
+    reference: of its own forward, traced."""
     from .case.validate import case_from_expression
     from .torchside.impl import Implementation
 
     case = case_from_expression(reference, dict(values), name="implementation",
                                 file="<assert_gradients_match>", dtype=dtype, order=max(order, 1),
-                                checks=list(checks), seed=seed, define=define, grad_output=grad_output)
-    case = replace(case, tolerance=tolerance, strict=strict)
+                                checks=list(checks), seed=seed, define=define, grad_output=grad_output,
+                                gradient_of=gradient_of)
+    case = replace(case, tolerance=tolerance, strict=strict, derived_from=_name_of(impl) if case.traced else None)
+    params = dict(module_params or {})
+    if case.traced:
+        traced = _traced_for_helper(case, impl, dtype, params, seed)
+        if isinstance(traced, CaseResult):
+            return traced
+        case = traced
     if order >= 2 and case.output_shape != ():
         # double backward of a non-scalar output: check the scalar sum(w * out) with a seeded random w
-        return _scalarized(impl, case, dtype, seed, timeout)
-    return verify_case(case, seed=seed, timeout=timeout, program=lambda c: Implementation(c, impl, dtype))
+        return _scalarized(impl, case, dtype, seed, timeout, params)
+    return verify_case(case, seed=seed, timeout=timeout, program=lambda c: Implementation(c, impl, dtype, params))
 
 
-def _scalarized(impl: Callable[..., object], case: Case, dtype: str, seed: int, timeout: float | None) -> CaseResult:
+def _name_of(impl: Callable[..., object]) -> str:
+    """How the report names a user's callable (a Function's apply by its class)."""
+    owner = getattr(impl, "__self__", None)
+    if isinstance(owner, type):
+        return owner.__qualname__
+    if not hasattr(impl, "__qualname__"):
+        return type(impl).__name__
+    return getattr(impl, "__qualname__", "the implementation")
+
+
+def _traced_for_helper(case: Case, impl: Callable[..., object], dtype: str, params: Mapping[str, str],
+                       seed: int) -> Case | CaseResult:
+    """The helper's case with its function traced at its one point: the output's shape is needed before the checks
+    are planned (a non-scalar output at order >= 2 is checked through sum(w * out))."""
+    from .config import RunConfig
+    from .torchside.impl import Implementation
+
+    result = CaseResult(name=case.name, case=case, dtype=dtype)
+    run = RunConfig(dtype=dtype, seed=seed).settle(case)
+    try:
+        variants = _traced(case, result, run, lambda c: Implementation(c, impl, dtype, params))
+    except CaseError as exc:
+        result.error = exc.located(file=case.file, case=case.name)
+        return result
+    return variants[0]
+
+
+def _scalarized(impl: Callable[..., object], case: Case, dtype: str, seed: int, timeout: float | None,
+                params: Mapping[str, str] | None = None) -> CaseResult:
+    import torch
+
     from .language.nodes import Bin, Call, Name
     from .torchside.impl import Implementation
 
     weight = "grad_output_weight"
     w = np.random.default_rng([seed, 99]).standard_normal(case.output_shape)
     inputs = case.inputs + (Input(weight, w, requires_grad=False),)
+    value_function = None if case.value_function is None else \
+        Call("sum", (Bin("*", Name(weight), case.value_function),))
     scalar = replace(case, inputs=inputs, function=Call("sum", (Bin("*", Name(weight), case.function),)),
+                     value_function=value_function,
                      output_shape=(), shapes={**case.shapes, weight: case.output_shape},
                      points=tuple({**p, weight: w} for p in case.points))
 
@@ -236,31 +279,65 @@ def _scalarized(impl: Callable[..., object], case: Case, dtype: str, seed: int, 
         *args, wt = tensors
         return (wt * impl(*args)).sum()  # type: ignore[operator]  # the user's impl returns a tensor (checked by Implementation)
 
+    if params:  # a module: functional_call needs the module itself, so the weighting wraps its forward
+        module = impl
+
+        class Weighted(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.inner = module
+
+            def forward(self, *tensors: object) -> object:
+                *args, wt = tensors
+                return (wt * self.inner(*args)).sum()  # type: ignore[operator]  # a tensor (checked by Implementation)
+
+        wrapped = Weighted()
+        inner = {f"inner.{k}": v for k, v in params.items()}
+        return verify_case(scalar, seed=seed, timeout=timeout,
+                           program=lambda c: Implementation(c, wrapped, dtype, inner))
     return verify_case(scalar, seed=seed, timeout=timeout, program=lambda c: Implementation(c, weighted, dtype))
+
+
+def _rounded(case: Case, raw: Mapping[str, np.ndarray], dtype: str) -> dict[str, np.ndarray]:
+    """A point's values as the dtype holds them (labels stay exact)."""
+    integers = {i.name for i in case.inputs if i.integer}
+    return {n: v if n in integers or (dtype == "float64" and v.dtype == np.float64) else round_to(v, dtype)
+            for n, v in raw.items()}
 
 
 def _verify(case: Case, result: CaseResult, run: Settled, program: Callable[[Case], object] | None = None) -> None:
     from .torchside.autodiff import TorchSide
 
     dtype = run.dtype
+    variants = _traced(case, result, run, program) if case.traced else [case] * len(case.points)
+    case = result.case = variants[0] if variants else case
+    if case.checks != result.case.checks or any(v.checks != case.checks for v in variants):
+        run = replace(run, checks=tuple(c for c in run.checks if all(c in v.checks for v in variants)))
+    references: dict[int, object] = {}
 
-    reference = make_reference(case)
+    def reference_of(c: Case) -> Any:
+        if id(c) not in references:
+            references[id(c)] = make_reference(c)
+        return references[id(c)]
+
+    reference = reference_of(case)
+    if case.derived_from:
+        result.derived = _derived_text(case, reference)
     tolerance = case.tolerance_for(dtype)
-    planned = [(p, "", run.checks) for p in case.points]
+    planned = [(p, "", run.checks, variants[k]) for k, p in enumerate(case.points)]
     if case.auto_points:
-        planned += [(p, kind, tuple(c for c in run.checks if c in AUTO_CHECKS)) for p, kind in _auto(case, reference)]
-    for k, (raw, kind, checks) in enumerate(planned):
-        integers = {i.name for i in case.inputs if i.integer}  # labels stay exact
-        point = {n: v if n in integers or (dtype == "float64" and v.dtype == np.float64) else round_to(v, dtype)
-                 for n, v in raw.items()}
+        planned += [(p, kind, tuple(c for c in run.checks if c in AUTO_CHECKS), case)
+                    for p, kind in _auto(case, reference)]
+    for k, (raw, kind, checks, case_k) in enumerate(planned):
+        point = _rounded(case, raw, dtype)
         result.points.append(point)
         result.point_kinds.append(kind)
         rng = np.random.default_rng([run.seed, k])
-        torch_side = TorchSide(case, point, dtype, program(case) if program else None, run.device)  # type: ignore[arg-type]  # a factory of Programs, typed loosely for users
-        at = reference.at(point)
+        torch_side = TorchSide(case_k, point, dtype, program(case_k) if program else None, run.device)  # type: ignore[arg-type]  # a factory of Programs, typed loosely for users
+        at = reference_of(case_k).at(point)
         if dtype in HALF or tolerance.derived:
             at.rounding = dtype  # each exact quantity carries the error rounding in this dtype can do to it
-        ctx = Ctx(case, k, at, torch_side, dtype, tolerance, run.strict, rng, run)
+        ctx = Ctx(case_k, k, at, torch_side, dtype, tolerance, run.strict, rng, run)
         for name in CHECKS:
             if name in checks:
                 result.checks.append(run_check(name, ctx))
@@ -269,6 +346,91 @@ def _verify(case: Case, result: CaseResult, run: Settled, program: Callable[[Cas
         result.skipped = no_kernel[0]
     result.evaluation = reference.describe()
     result.reference = reference.kind.value
+
+
+def _derived_text(case: Case, reference: Any) -> str:
+    """What a traced case verified, as the report shows it: the code and the formula derived from its forward."""
+    if case.surrogate:
+        return (f"value: the forward of {case.derived_from}, traced; derivatives: of gradient_of = "
+                f"{case.function_text}")
+    try:
+        formula = reference.value_formula(0)
+    except Exception:  # noqa: BLE001 - the text is for reading; the verdict does not depend on it
+        formula = "(no readable form)"
+    if len(formula) > 300:
+        formula = formula[:297] + "..."
+    first = "out[0] = " if int(np.prod(case.output_shape)) > 1 else "out = "
+    return f"the forward of {case.derived_from}, traced: {first}{formula}"
+
+
+def _traced(case: Case, result: CaseResult, run: Settled, program: Callable[[Case], object] | None) -> list[Case]:
+    """A case without a written function, one per point: its impl's forward traced there (torchside.tracing).
+    Points whose traces are equal share one case (and one exact reference); where they differ (Python control flow
+    on tensor values took another branch) each point is checked against its own trace, and the result says so."""
+    import torch
+
+    from .errors import Untraceable
+    from .language.analysis import infer_shape
+    from .torchside.devices import DTYPES
+    from .torchside.forward_trace import trace_forward
+
+    if program is None:
+        raise CaseError("a case without a function needs an implementation to trace (impl:)")
+    if case.complex_inputs:
+        raise CaseError("a complex case needs a written function: the trace is of real floating-point forwards")
+    prog = program(case)
+    grads = {i.name for i in case.differentiable}
+    distinct: list[tuple[Any, Case]] = []
+    variants: list[Case] = []
+    where: list[str] = []
+    cuts: list[str] = []
+    for raw in case.points:
+        point = _rounded(case, raw, run.dtype)
+        env = {n: torch.as_tensor(v, dtype=torch.int64 if np.issubdtype(np.asarray(v).dtype, np.integer) or
+                                  n in {i.name for i in case.inputs if i.integer} else DTYPES[run.dtype],
+                                  device=run.device) for n, v in point.items()}
+        try:
+            trace = trace_forward(lambda e: prog(e)[0], env, grads)  # type: ignore[operator]  # an Implementation
+        except Untraceable as exc:
+            raise Untraceable(f"{case.derived_from or case.impl or 'the implementation'}: {exc.reason}") from None
+        where.extend(w for w in trace.data_dependent if w not in where)
+        cuts.extend(w for w in trace.no_grad_cuts if w not in cuts)
+        same = next((c for node, c in distinct if node == trace.node), None)
+        if same is None:
+            same = _traced_variant(case, trace, infer_shape)
+            distinct.append((trace.node, same))
+        variants.append(same)
+    if cuts:  # torch's forward mode differentiates through no_grad blocks (reverse mode does not): not compared
+        forward = {"jvp", "jacobian", "higher"}
+        kept = {id(c): replace(c, checks=tuple(k for k in c.checks if k not in forward)) for _, c in distinct}
+        variants = [kept[id(v)] for v in variants]
+        result.trace_note = (f"plain code reads a torch.no_grad() block's result ({cuts[0]}): a constant for reverse "
+                             "mode, which torch's forward mode differentiates through; the forward-mode checks (jvp, "
+                             "jacobian, higher) are not run. ")
+    if len(distinct) > 1:
+        result.trace_note += (f"the forward's trace differs between points ({len(distinct)} different traces at "
+                             f"{len(variants)} points; it reads tensor values: {'; '.join(where[:2]) or 'control flow'}"
+                             "): each point is checked against its own trace")
+    elif where:
+        result.trace_note += (f"the forward reads tensor values ({'; '.join(where[:2])}): traced at each of the "
+                             f"{len(variants)} point(s), the same trace at all")
+    return variants
+
+
+def _traced_variant(case: Case, trace: Any, infer_shape: Callable[..., Any]) -> Case:
+    from .language.nodes import unparse
+
+    shapes = dict(case.shapes)
+    if case.surrogate:
+        shape = infer_shape(case.function, shapes)
+        if shape != trace.shape:
+            raise CaseError(f"gradient_of has the shape {list(shape)}, the traced forward returns {list(trace.shape)}")
+        return replace(case, value_function=trace.node, output_shape=trace.shape, traced=False,
+                       derived_from=case.derived_from or case.impl or "the implementation")
+    derived = infer_shape(trace.node, shapes)
+    assert derived == trace.shape, (derived, trace.shape, unparse(trace.node)[:400])  # the trace's own invariant
+    return replace(case, function=trace.node, function_text=unparse(trace.node), output_shape=trace.shape,
+                   traced=False, derived_from=case.derived_from or case.impl or "the implementation")
 
 
 # The checks run at the points `points: auto` adds (first derivatives in every mode: the points are for the

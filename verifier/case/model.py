@@ -143,6 +143,14 @@ class Case:
     # complex inputs (stored as real pairs, shape + (2,), like torch.view_as_real); complex_output: so is the output
     complex_inputs: tuple[str, ...] = ()
     complex_output: bool = False
+    # users' code with no written definition: the function is the impl's forward, to be traced at each point (runner);
+    # once traced, derived_from names the traced code (and traced is False)
+    traced: bool = False
+    derived_from: str | None = None
+    # gradient_of: the function is the surrogate whose derivatives the backward is meant to return; the value the
+    # forward returns is value_function (written, or traced)
+    surrogate: bool = False
+    value_function: Node | None = None
 
     def nodes(self) -> list[Node]:
         """Every node of the definition: the defines' and the function's."""

@@ -25,8 +25,11 @@ CASE_KEYS = (
     "name", "description", "inputs", "define", "function", "dtype", "checks", "expect", "tolerance", "points",
     "domain", "samples", "seed", "order", "grad_output", "retain_grad", "backward", "accumulate", "strict", "reference", "tags",
     "impl", "impl_args", "impl_kwargs", "module_params", "expect_failure", "train", "picture", "op", "sweep",
-    "device", "compile",
+    "device", "compile", "gradient_of",
 )
+# what a case without `function` (its impl's forward traced) cannot have: they need the output's shape or its nodes
+# before anything runs
+NEEDS_FUNCTION = ("define", "expect", "grad_output", "retain_grad", "train", "picture")
 DEVICE_RE = re.compile(r"^(cpu|cuda|cuda:[0-9]{1,2})$")
 OP_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
@@ -49,8 +52,12 @@ def build_cases(doc: Mapping[str, Any], *, file: str | None = None) -> list[Case
     return [replace(base, name=n, dtype=COMPLEX_DTYPES.get(d, d), family=base.name) for n, d in zip(names, dtypes)]
 
 
-def build_case(doc: Mapping[str, Any], *, file: str | None = None, dtype: str | None = None) -> Case:
-    """Validate one case mapping and build its Case; CaseError names the key at fault."""
+def build_case(doc: Mapping[str, Any], *, file: str | None = None, dtype: str | None = None,
+               traced: bool = False) -> Case:
+    """Validate one case mapping and build its Case; CaseError names the key at fault.
+
+    A case with an impl and no function (or ``traced``, the helper called without a reference) takes its function
+    from the impl's forward, traced when it runs."""
     ctx = Ctx(doc, file)
     check_keys(ctx, doc, CASE_KEYS, "")
     name = doc.get("name")
@@ -58,8 +65,14 @@ def build_case(doc: Mapping[str, Any], *, file: str | None = None, dtype: str | 
         raise ctx.error("name", "missing required key 'name' (an id of letters, digits, '_', '.', '-')")
     if not isinstance(name, str) or not NAME_RE.match(name):
         raise ctx.error("name", f"name must match [A-Za-z0-9_.-]{{1,100}}, got {kind(name)}")
-    if "function" not in doc:
-        raise ctx.error("function", "missing required key 'function' (the expression to verify)")
+    traced = traced or ("function" not in doc and "impl" in doc)
+    if "function" not in doc and not traced:
+        raise ctx.error("function", "missing required key 'function' (the expression to verify; an impl case may "
+                        "leave it out: its forward is traced)")
+    for key in NEEDS_FUNCTION if traced else ():
+        if key in doc:
+            raise ctx.error(key, f"{key} needs a written function: the traced forward's shape and intermediates "
+                            "are known only when it runs")
     description = doc.get("description", "")
     if not isinstance(description, str):
         raise ctx.error("description", f"expected a string, got {kind(description)}")
@@ -95,11 +108,17 @@ def build_case(doc: Mapping[str, Any], *, file: str | None = None, dtype: str | 
         except CaseError as exc:
             raise ctx.wrap(exc, f"define.{dname}", raw_defines, dname) from None
         defines.append(Define(dname, node, str(text), ctx.line(raw_defines, dname)))
-    try:
-        function = parse(doc["function"], set(shapes))
-        output_shape = infer_shape(function, shapes)
-    except CaseError as exc:
-        raise ctx.wrap(exc, "function") from None
+    function, output_shape = _function(ctx, doc, shapes, traced)
+    value_function = None
+    if "gradient_of" in doc:
+        try:
+            surrogate = parse(doc["gradient_of"], set(shapes))
+            shape = infer_shape(surrogate, shapes)
+        except CaseError as exc:
+            raise ctx.wrap(exc, "gradient_of") from None
+        if not traced and shape != output_shape:
+            raise ctx.error("gradient_of", f"gradient_of has the shape {list(shape)}, the function {list(output_shape)}")
+        value_function, function, output_shape = (None if traced else function), surrogate, shape
 
     dtype = dtype or doc.get("dtype", "float64")
     if complex_case:
@@ -172,7 +191,8 @@ def build_case(doc: Mapping[str, Any], *, file: str | None = None, dtype: str | 
     if train is not None and doc.get("checks") is None:
         checks = checks + ("train",)
     case = Case(
-        name=name, function=function, function_text=str(doc["function"]), inputs=tuple(inputs),
+        name=name, function=function, function_text=str(doc.get("gradient_of", doc.get("function", ""))),
+        inputs=tuple(inputs), traced=traced, surrogate="gradient_of" in doc, value_function=value_function,
         defines=tuple(defines), description=description, dtype=dtype, checks=checks, expect=expect,
         tolerance=tolerance, points=points, order=order, grad_output=grad_output, retain_grad=tuple(retain),
         backward_calls=backward_calls, zero_grad=zero_grad, accumulate_calls=accumulate_calls, strict=strict,
@@ -182,6 +202,19 @@ def build_case(doc: Mapping[str, Any], *, file: str | None = None, dtype: str | 
         sweep=sweep, device=device, compile=compile_, auto_points=wants_auto(doc) or op is not None,
     )
     return as_complex_case(ctx, doc, case) if complex_case else case
+
+
+def _function(ctx: Ctx, doc: Mapping[str, Any], shapes: dict[str, Shape], traced: bool) -> tuple[Any, Shape]:
+    """The written function and its shape (a traced case's: a placeholder until the trace supplies them)."""
+    if traced:
+        from ..language.nodes import Num
+
+        return Num("0"), ()
+    try:
+        function = parse(doc["function"], set(shapes))
+        return function, infer_shape(function, shapes)
+    except CaseError as exc:
+        raise ctx.wrap(exc, "function") from None
 
 
 PICTURES = {"line_fit": ("x", "y", "w", "b"), "decision_boundary": ("class0", "class1", "w", "b")}
@@ -309,14 +342,17 @@ def _integer(ctx: Ctx, spec: Any, key: str, array: np.ndarray, requires_grad: bo
 
 
 def case_from_expression(
-    expression: str,
+    expression: str | None,
     inputs: Mapping[str, Any],
     *,
     name: str = "expression",
     file: str | None = None,
     **options: Any,
 ) -> Case:
-    """Build a Case from an expression and input values (numbers or nested lists), through the same validation."""
-    doc: dict[str, Any] = {"name": name, "function": expression, "inputs": dict(inputs)}
+    """Build a Case from an expression and input values (numbers or nested lists), through the same validation.
+    No expression: the function is the forward of the implementation the case is run with, traced."""
+    doc: dict[str, Any] = {"name": name, "inputs": dict(inputs)}
+    if expression is not None:
+        doc["function"] = expression
     doc.update({k: v for k, v in options.items() if v is not None})
-    return build_case(doc, file=file)
+    return build_case(doc, file=file, traced=expression is None)

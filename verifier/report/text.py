@@ -143,6 +143,8 @@ def comparison_text(result: CaseResult, check: CheckResult, c: Comparison) -> st
     where = f"  ({case.location})" if case is not None else ""
     head = ("FINDING" if c.unclassified else "EDGE") if result.status in (EDGE, FINDING) else "FAIL"
     lines = [f"{head} {result.name} [{c.check}] {c.label} via {c.path}{where}"]
+    if result.derived:
+        lines.append(f"  function: {result.derived}")
     if c.diagnosis and c.diagnosis.kind in ("shape", "transpose") and c.got_shape != c.expected_shape:
         lines.append(f"  {diagnosis_text(c.diagnosis, c)}")
         return "\n".join(lines)
@@ -399,6 +401,10 @@ def notes(result: CaseResult, verbose: bool = True) -> list[str]:
     """What passed but is worth saying: undefined points and overflows; with verbose, kinks and unsupported paths."""
     out: list[str] = []
     seen: set[str] = set()
+    if result.trace_note:
+        out.append(f"{result.name}: {result.trace_note}")
+    if verbose and result.derived:
+        out.append(f"{result.name}: {result.derived}")
     if not result.limit_enforced:
         out.append(f"{result.name}: its time limit could not be enforced here (not the main thread, or no SIGALRM): "
                    "it ran without one")

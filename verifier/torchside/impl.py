@@ -39,11 +39,12 @@ class Implementation(Program):
         taken = set(self.params.values())
         self.names = tuple(i.name for i in case.inputs if i.name not in taken)
         if self.params:
-            own = dict(impl.named_parameters()) if isinstance(impl, torch.nn.Module) else {}
+            own = {**dict(impl.named_parameters()), **dict(impl.named_buffers())} \
+                if isinstance(impl, torch.nn.Module) else {}
             missing = [p for p in self.params if p not in own]
             if missing:
-                raise TypeError(f"module_params names {missing}, which the module does not have; its parameters: "
-                                f"{sorted(own)}")
+                raise TypeError(f"module_params names {missing}, which the module does not have; its parameters "
+                                f"and buffers: {sorted(own)}")
 
     def __call__(
         self, env: Mapping[str, torch.Tensor], *, retain: tuple[str, ...] = ()

@@ -1,0 +1,411 @@
+"""aten's element-wise ops and reductions -> the op-table rows of the case language (each the row of the same
+function, or its definition from rows where torch's op has parameters the row does not)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..language.nodes import Bin, Cmp, Const, Neg, Node, Num
+from .atenargs import TABLE, Args, Handler, NoTranslation, call, dims, op, reshaped, scaled
+from .tracing import Failure
+
+# --- element-wise: the op-table rows of the same name --------------------------------------------------------------
+
+_SAME = ("sin", "cos", "tan", "asin", "acos", "atan", "sinh", "cosh", "tanh", "asinh", "acosh", "atanh", "exp", "exp2",
+         "expm1", "log", "log1p", "log2", "log10", "sqrt", "rsqrt", "abs", "sign", "erf", "erfc", "erfinv", "lgamma",
+         "digamma", "sigmoid", "relu", "silu", "mish", "reciprocal", "sinc", "i0", "deg2rad", "rad2deg", "hardsigmoid",
+         "hardswish", "round", "floor", "ceil", "trunc", "frac", "atan2", "hypot", "xlogy", "copysign", "logaddexp",
+         "logaddexp2", "logical_and", "logical_or", "logical_xor")
+_SPECIAL = {"special_i0e": "i0e", "special_i1": "i1", "special_i1e": "i1e", "special_ndtr": "ndtr",
+            "special_ndtri": "ndtri", "special_log_ndtr": "log_ndtr", "special_erfcx": "erfcx", "special_entr": "entr",
+            "special_xlog1py": "xlog1py", "sgn": "sign", "arctan2": "atan2", "special_expit": "sigmoid",
+            "special_erf": "erf", "special_erfc": "erfc", "special_erfinv": "erfinv", "special_xlogy": "xlogy"}
+_LOGICAL = ("logical_and", "logical_or", "logical_xor")
+
+
+def _same(name: str) -> Handler:
+    def handler(a: Args) -> Node:
+        names = [s.name for s in a.func._schema.arguments if s.name in ("self", "other")]
+        if name in _LOGICAL:
+            return call(name, *(a.cond(k) for k in names))
+        return call(name, *(a.n(k) for k in names))
+
+    return handler
+
+
+for _name in _SAME:
+    TABLE[_name] = _same(_name)
+for _aten, _name in _SPECIAL.items():
+    TABLE[_aten] = _same(_name)
+
+
+@op("logical_not")
+def _not(a: Args) -> Node:
+    return call("logical_not", a.cond("self"))
+
+
+@op("polygamma")
+def _polygamma(a: Args) -> Node:
+    if a.v("n") == 0:
+        return call("digamma", a.n("self"))
+    if a.v("n") == 1:
+        return call("trigamma", a.n("self"))
+    raise NoTranslation(Failure(f"polygamma of order {a.v('n')} (the table has orders 0 and 1)"))
+
+
+@op("add", "sub")
+def _add(a: Args) -> Node:
+    other = scaled(a.v("alpha", 1), a.n("other"))
+    return Bin("+" if a.func.overloadpacket.__name__.startswith("add") else "-", a.n("self"), other)
+
+
+@op("rsub")
+def _rsub(a: Args) -> Node:
+    return Bin("-", a.n("other"), scaled(a.v("alpha", 1), a.n("self")))
+
+
+@op("mul")
+def _mul(a: Args) -> Node:
+    return Bin("*", a.n("self"), a.n("other"))
+
+
+@op("div")
+def _div(a: Args) -> Node:
+    q = Bin("/", a.n("self"), a.n("other"))
+    mode = a.v("rounding_mode")
+    return q if mode is None else call("trunc" if mode == "trunc" else "floor", q)
+
+
+@op("true_divide")
+def _true_divide(a: Args) -> Node:
+    return Bin("/", a.n("self"), a.n("other"))
+
+
+@op("pow", "float_power")
+def _pow(a: Args) -> Node:
+    base = a.n("self")
+    return Bin("**", base, a.n("exponent"))
+
+
+@op("square")
+def _square(a: Args) -> Node:
+    return Bin("**", a.n("self"), Num("2"))
+
+
+@op("neg", "negative")
+def _neg(a: Args) -> Node:
+    return Neg(a.n("self"))
+
+
+@op("positive", "clone", "contiguous", "alias", "lift_fresh_copy", "detach_copy", "alias_copy", "_conj", "resolve_conj",
+    "resolve_neg")
+def _identity(a: Args) -> Node:
+    return a.n("self")
+
+
+_CMP = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">=", "greater": ">", "less": "<",
+        "greater_equal": ">=", "less_equal": "<=", "not_equal": "!="}
+
+
+def _compare(symbol: str) -> Handler:
+    return lambda a: Cmp(symbol, a.n("self"), a.n("other"))
+
+
+for _name, _symbol in _CMP.items():
+    TABLE[_name] = _compare(_symbol)
+
+
+@op("where")
+def _where(a: Args) -> Node:
+    return call("where", a.cond("condition"), a.n("self"), a.n("other"))
+
+
+@op("masked_fill")
+def _masked_fill(a: Args) -> Node:
+    return call("where", a.cond("mask"), a.n("value"), a.n("self"))
+
+
+@op("maximum", "fmax", "max.other")
+def _maximum(a: Args) -> Node:
+    return call("max", a.n("self"), a.n("other"))
+
+
+@op("minimum", "fmin", "min.other")
+def _minimum(a: Args) -> Node:
+    return call("min", a.n("self"), a.n("other"))
+
+
+@op("clamp", "clip")
+def _clamp(a: Args) -> Node:
+    lo, hi = a.bound.get("min"), a.bound.get("max")
+    x = a.n("self")
+    if lo is not None and hi is not None:
+        return call("clamp", x, a.n("min"), a.n("max"))
+    if lo is not None:
+        return call("max", x, a.n("min"))
+    if hi is not None:
+        return call("min", x, a.n("max"))
+    return x
+
+
+@op("clamp_min")
+def _clamp_min(a: Args) -> Node:
+    return call("max", a.n("self"), a.n("min"))
+
+
+@op("clamp_max")
+def _clamp_max(a: Args) -> Node:
+    return call("min", a.n("self"), a.n("max"))
+
+
+@op("hardtanh")
+def _hardtanh(a: Args) -> Node:
+    lo, hi = a.v("min_val", -1), a.v("max_val", 1)
+    if (lo, hi) == (-1, 1):
+        return call("hardtanh", a.n("self"))
+    if (lo, hi) == (0, 6):
+        return call("relu6", a.n("self"))
+    return call("clamp", a.n("self"), a.const(lo), a.const(hi))
+
+
+@op("relu6")
+def _relu6(a: Args) -> Node:
+    return call("relu6", a.n("self"))
+
+
+def where_positive(x: Node, positive: Node, otherwise: Node) -> Node:
+    """positive where x > 0, else otherwise: the shape of the ReLU family's definitions."""
+    return call("where", Cmp(">", x, Num("0")), positive, otherwise)
+
+
+@op("leaky_relu")
+def _leaky_relu(a: Args) -> Node:
+    slope = a.v("negative_slope", 0.01)
+    x = a.n("self")
+    if slope == 0.01:
+        return call("leaky_relu", x)
+    return where_positive(x, x, Bin("*", a.const(slope), x))
+
+
+@op("_prelu_kernel", "prelu")
+def _prelu(a: Args) -> Node:
+    x = a.n("self")
+    return where_positive(x, x, Bin("*", a.n("weight"), x))
+
+
+@op("elu")
+def _elu(a: Args) -> Node:
+    alpha, scale, inner = a.v("alpha", 1), a.v("scale", 1), a.v("input_scale", 1)
+    x = a.n("self")
+    if (alpha, scale, inner) == (1, 1, 1):
+        return call("elu", x)
+    negative = scaled(scale, scaled(alpha, call("expm1", scaled(inner, x))))
+    return where_positive(x, scaled(scale, x), negative)
+
+
+@op("selu")
+def _selu(a: Args) -> Node:
+    return call("selu", a.n("self"))
+
+
+@op("celu")
+def _celu(a: Args) -> Node:
+    alpha = a.v("alpha", 1)
+    x = a.n("self")
+    if alpha == 1:
+        return call("celu", x)
+    return where_positive(x, x, scaled(alpha, call("expm1", Bin("/", x, a.const(alpha)))))
+
+
+@op("gelu")
+def _gelu(a: Args) -> Node:
+    x = a.n("self")
+    if a.v("approximate", "none") == "none":
+        return call("gelu", x)
+    inner = Bin("*", call("sqrt", Bin("/", Num("2"), Const("pi"))),
+                Bin("+", x, Bin("*", Num("0.044715"), Bin("**", x, Num("3")))))
+    return Bin("*", Bin("*", Num("1/2"), x), Bin("+", Num("1"), call("tanh", inner)))
+
+
+@op("softplus")
+def _softplus(a: Args) -> Node:
+    beta, threshold = a.v("beta", 1), a.v("threshold", 20)
+    x = a.n("self")
+    bx = scaled(beta, x)
+    smooth = Bin("/", call("log1p", call("exp", bx)), a.const(beta)) if beta != 1 else call("softplus", x)
+    return call("where", Cmp(">", bx, a.const(threshold)), x, smooth)
+
+
+@op("log_sigmoid_forward")
+def _log_sigmoid(a: Args) -> tuple[Node, None]:
+    return call("logsigmoid", a.n("self")), None
+
+
+@op("softshrink")
+def _softshrink(a: Args) -> Node:
+    lam = a.v("lambd", 0.5)
+    x = a.n("self")
+    if lam == 0.5:
+        return call("softshrink", x)
+    lo = a.const(lam)
+    return call("where", Cmp(">", x, lo), Bin("-", x, lo), call("where", Cmp("<", x, Neg(lo)), Bin("+", x, lo), Num("0")))
+
+
+@op("hardshrink")
+def _hardshrink(a: Args) -> Node:
+    x = a.n("self")
+    return call("where", Cmp(">", call("abs", x), a.const(a.v("lambd", 0.5))), x, Num("0"))
+
+
+@op("threshold")
+def _threshold(a: Args) -> Node:
+    x = a.n("self")
+    return call("where", Cmp(">", x, a.n("threshold")), x, a.n("value"))
+
+
+@op("logit")
+def _logit(a: Args) -> Node:
+    x = a.n("self")
+    eps = a.v("eps")
+    if eps is None:
+        return call("logit", x)
+    e = a.const(eps)
+    return call("logit", call("clamp", x, e, Bin("-", Num("1"), e)))
+
+
+@op("lerp")
+def _lerp(a: Args) -> Node:
+    return call("lerp", a.n("self"), a.n("end"), a.n("weight"))
+
+
+@op("addcmul", "addcdiv")
+def _addc(a: Args) -> Node:
+    product = Bin("*" if a.func.overloadpacket.__name__.startswith("addcmul") else "/", a.n("tensor1"), a.n("tensor2"))
+    return Bin("+", a.n("self"), scaled(a.v("value", 1), product))
+
+
+@op("_to_copy", "to", "type_as", "copy")
+def _to_copy(a: Args) -> Node:
+    """A dtype conversion: booleans to 1 and 0, a float to an integer dtype truncates, floats to floats keep the value
+    (the exact function is the same; the rounding is the implementation's)."""
+    key = "src" if "src" in a.bound else "self"
+    source = a.bound[key]
+    target = a.outs[0].dtype if a.outs else source.dtype
+    if isinstance(source, torch.Tensor) and source.dtype == torch.bool and target == torch.bool:
+        return a.cond(key)
+    node = a.n(key)
+    if isinstance(source, torch.Tensor) and source.is_floating_point() and not (target.is_floating_point or
+                                                                                  target.is_complex):
+        return call("trunc", node)
+    return node
+
+
+# --- reductions -----------------------------------------------------------------------------------------------------
+
+
+def _reduction(name: str) -> Handler:
+    def handler(a: Args) -> Node:
+        x = a.n("self")
+        ndim = len(a.shape("self"))
+        axis = dims(a.v("dim"), ndim)
+        node = call(name, x, axis=axis)
+        if a.v("keepdim", False) and ndim:
+            node = reshaped(node, a.out_shape())
+        return node
+
+    return handler
+
+
+for _name in ("sum", "mean", "prod", "logsumexp", "nansum"):
+    TABLE[_name] = _reduction("sum" if _name == "nansum" else _name)
+TABLE["amax"] = _reduction("max")
+TABLE["amin"] = _reduction("min")
+
+
+@op("max", "min")
+def _max_min(a: Args) -> Any:
+    name = a.func.overloadpacket.__name__
+    if "other" in a.bound:
+        return (_maximum if name == "max" else _minimum)(a)
+    x = a.n("self")
+    if "dim" not in a.bound:
+        return call(name, x)
+    node = call(name, x, axis=dims(a.v("dim"), len(a.shape("self"))))
+    if a.v("keepdim", False):
+        node = reshaped(node, a.out_shape())
+    return node, None  # the indices: integers at the point
+
+
+@op("linalg_vector_norm", "norm")
+def _norm(a: Args) -> Node:
+    x = a.n("self")
+    ndim = len(a.shape("self"))
+    axis = dims(a.v("dim"), ndim)
+    p = a.v("ord", a.v("p", 2))
+    p = 2 if p is None else p
+    if p == 2:
+        node = call("norm", x, axis=axis)
+    elif p == 1:
+        node = call("sum", call("abs", x), axis=axis)
+    elif p == float("inf"):
+        node = call("max", call("abs", x), axis=axis)
+    else:
+        node = Bin("**", call("sum", Bin("**", call("abs", x), a.const(p)), axis=axis), Bin("/", Num("1"), a.const(p)))
+    if a.v("keepdim", False) and ndim:
+        node = reshaped(node, a.out_shape())
+    return node
+
+
+def _moments(a: Args, root: bool) -> Node:
+    x = a.n("self")
+    shape = a.shape("self")
+    axis = dims(a.v("dim"), len(shape))
+    correction = a.v("correction")
+    if correction is None:
+        correction = 1 if a.v("unbiased", True) else 0
+    if correction == 1:
+        node = call("std" if root else "var", x, axis=axis)
+    else:
+        axes = range(len(shape)) if axis is None else ([axis] if isinstance(axis, int) else axis)
+        count = int(np.prod([shape[d] for d in axes], dtype=np.int64))
+        mean_shape = tuple(1 if (axis is None or d in axes) else n for d, n in enumerate(shape))
+        centred = Bin("-", x, reshaped(call("mean", x, axis=axis), mean_shape))
+        node = Bin("/", call("sum", Bin("**", centred, Num("2")), axis=axis), a.const(count - correction))
+        node = call("sqrt", node) if root else node
+    if a.v("keepdim", False) and shape:
+        node = reshaped(node, a.out_shape())
+    return node
+
+
+@op("var")
+def _var(a: Args) -> Node:
+    return _moments(a, False)
+
+
+@op("std")
+def _std(a: Args) -> Node:
+    return _moments(a, True)
+
+
+@op("var_mean", "std_mean")
+def _moments_mean(a: Args) -> tuple[Node, Node]:
+    spread = _moments(a, a.func.overloadpacket.__name__.startswith("std"))
+    mean = call("mean", a.n("self"), axis=dims(a.v("dim"), len(a.shape("self"))))
+    if a.v("keepdim", False) and a.shape("self"):
+        mean = reshaped(mean, a.out_shape(1))
+    return spread, mean
+
+
+def _along(name: str) -> Handler:
+    return lambda a: call(name, a.n("self"), axis=int(a.v("dim", -1)))
+
+
+for _name in ("cumsum", "cumprod", "logcumsumexp"):
+    TABLE[_name] = _along(_name)
+TABLE["_softmax"] = TABLE["softmax"] = _along("softmax")
+TABLE["_log_softmax"] = TABLE["log_softmax"] = _along("log_softmax")
+
+

@@ -410,3 +410,53 @@ def test_a_traced_yaml_case_refuses_keys_that_need_a_written_function(tmp_path):
                                         "  define: {y: x}\n")
     found = collect([tmp_path / "case.yaml"])
     assert not found.cases and "define needs a written function" in str(found.errors[0])
+
+
+# --- the forwards users write, each traced and verified against autograd's own backward of it ---------------------
+
+_A = _x(3, 4, seed=5)
+_B = _x(3, 4, seed=6)
+_LABELS = torch.tensor([0, 2, 3])
+PATTERNS = {
+    "attention scores with a causal mask": lambda x, y: torch.softmax(
+        (x @ y.T).masked_fill(torch.triu(torch.ones(3, 3, dtype=torch.bool), 1), float("-inf")), -1).sum(),
+    "RMSNorm": lambda x, y: (x * x.pow(2).mean(-1, keepdim=True).add(1e-6).rsqrt() * y).sum(),
+    "label-smoothed cross-entropy": lambda x, y: nn.functional.cross_entropy(x + y, _LABELS, label_smoothing=0.1),
+    "log-softmax gathered at the labels": lambda x, y: -nn.functional.log_softmax(x * y, 1).gather(
+        1, _LABELS[:, None]).mean(),
+    "KL divergence of log-targets": lambda x, y: nn.functional.kl_div(
+        nn.functional.log_softmax(x, 1), nn.functional.log_softmax(y, 1), log_target=True, reduction="batchmean"),
+    "pairwise distances (cdist)": lambda x, y: torch.cdist(x, y).sum(),
+    "message passing (index_add)": lambda x, y: torch.zeros(3, 4, dtype=F64).index_add(
+        0, torch.tensor([0, 0, 2]), x * y).pow(2).sum(),
+    "top-k pooling": lambda x, y: (x + y).topk(2, dim=1).values.sum(),
+    "GLU": lambda x, y: nn.functional.glu(torch.cat([x, y], 1), -1).sum(),
+    "group norm": lambda x, y: nn.functional.group_norm((x * y)[None], 1).pow(2).sum(),
+    "padded squares": lambda x, y: nn.functional.pad(x - y, (1, 1)).pow(2).sum(),
+    "huber with delta": lambda x, y: nn.functional.huber_loss(x, y, delta=0.5),
+    "BCE with logits and pos_weight": lambda x, y: nn.functional.binary_cross_entropy_with_logits(
+        x, torch.sigmoid(y), pos_weight=torch.full((4,), 2.0, dtype=F64)),
+}
+
+
+@pytest.mark.parametrize("name", list(PATTERNS))
+def test_common_forwards_are_traced(name):
+    result = assert_gradients_match(PATTERNS[name], inputs={"x": _A, "y": _B}, checks=["value", "backward"])
+    assert result.status == "pass"
+
+
+def test_convolution_pooling_and_embedding_in_a_module():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.conv = nn.Conv2d(2, 3, 3, padding=1)
+            self.emb = nn.Embedding(5, 4)
+
+        def forward(self, x, idx):
+            y = nn.functional.max_pool2d(torch.relu(self.conv(x)), 2)
+            return nn.functional.adaptive_avg_pool2d(y, 1).sum() + self.emb(idx).pow(2).sum()
+
+    result = assert_gradients_match(Net().double(), inputs={"x": _x(1, 2, 4, 4), "idx": torch.tensor([1, 3, 1])},
+                                    checks=["value", "backward"])
+    assert result.status == "pass"

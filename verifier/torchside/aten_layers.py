@@ -105,6 +105,40 @@ def _layer_norm(a: Args) -> tuple[Node, Node, Node]:
     return y, reshaped(mean, a.out_shape(1)), reshaped(rstd, a.out_shape(2))
 
 
+@op("native_group_norm")
+def _group_norm(a: Args) -> tuple[Node, ...]:
+    x = a.n("input")
+    n, c, groups = int(a.v("N")), int(a.v("C")), int(a.v("group"))
+    shape = a.shape("input")
+    rest = int(np.prod(shape, dtype=np.int64)) // (n * c)
+    grouped = reshaped(x, (n, groups, (c // groups) * rest))
+    mean = reshaped(call("mean", grouped, axis=2), (n, groups, 1))
+    centred = Bin("-", grouped, mean)
+    var = reshaped(call("mean", Bin("**", centred, Num("2")), axis=2), (n, groups, 1))
+    y: Node = reshaped(Bin("*", centred, call("rsqrt", Bin("+", var, a.const(a.v("eps"))))), shape)
+    per_channel = (1, c) + (1,) * (len(shape) - 2)
+    if a.bound.get("weight") is not None:
+        y = Bin("*", y, reshaped(a.n("weight"), per_channel))
+    if a.bound.get("bias") is not None:
+        y = Bin("+", y, reshaped(a.n("bias"), per_channel))
+    saved: list[Any] = [None] * (len(a.outs) - 1)  # the saved statistics: not traced
+    return tuple([y, *saved])
+
+
+@op("_cdist_forward")
+def _cdist(a: Args) -> Node:
+    s1, s2 = a.shape("x1"), a.shape("x2")
+    if len(s1) != 2 or len(s2) != 2:
+        raise NoTranslation(Failure("a batched cdist"))
+    diff = Bin("-", reshaped(a.n("x1"), (s1[0], 1, s1[1])), reshaped(a.n("x2"), (1, s2[0], s2[1])))
+    p = a.v("p", 2.0)
+    if p == 2:
+        return call("norm", diff, axis=2)
+    if p == 1:
+        return call("sum", call("abs", diff), axis=2)
+    return Bin("**", call("sum", Bin("**", call("abs", diff), a.const(p)), axis=2), Bin("/", Num("1"), a.const(p)))
+
+
 def _batch_norm(a: Args, training: bool) -> tuple[Node, ...]:
     x = a.n("input")
     shape = a.shape("input")

@@ -10,7 +10,7 @@ import torch
 
 from ..language.nodes import Bin, Cmp, Const, Neg, Node, Num
 from .atenargs import TABLE, Args, Handler, NoTranslation, call, dims, op, reshaped, scaled
-from .tracing import Failure
+from .tracing import Failure, elements
 
 # --- element-wise: the op-table rows of the same name --------------------------------------------------------------
 
@@ -77,6 +77,11 @@ def _div(a: Args) -> Node:
     q = Bin("/", a.n("self"), a.n("other"))
     mode = a.v("rounding_mode")
     return q if mode is None else call("trunc" if mode == "trunc" else "floor", q)
+
+
+@op("floor_divide")
+def _floor_divide(a: Args) -> Node:
+    return call("floor", Bin("/", a.n("self"), a.n("other")))
 
 
 @op("true_divide")
@@ -323,6 +328,72 @@ for _name in ("sum", "mean", "prod", "logsumexp", "nansum"):
     TABLE[_name] = _reduction("sum" if _name == "nansum" else _name)
 TABLE["amax"] = _reduction("max")
 TABLE["amin"] = _reduction("min")
+
+
+@op("sort", "topk")
+def _sorted(a: Args) -> tuple[Node, None]:
+    """The values are the elements torch's own indices name (ties: one of equals, as torch chose)."""
+    return _by_indices(a, a.outs[1], int(a.v("dim", -1))), None
+
+
+def _by_indices(a: Args, indices: torch.Tensor, dim: int) -> Node:
+    """The elements of self that an index tensor of torch's (along dim) names, in its shape."""
+    shape = a.shape("self")
+    idx = indices.detach().cpu().numpy().astype(np.int64)
+    coords = list(np.indices(idx.shape))
+    coords[dim % max(len(shape), 1)] = idx
+    pos = np.ravel_multi_index(tuple(coords), shape).reshape(-1) if shape else np.zeros(idx.size, dtype=np.int64)
+    return elements([a.n("self")], np.zeros(pos.size, dtype=np.int64), pos, tuple(idx.shape))
+
+
+@op("glu")
+def _glu(a: Args) -> Node:
+    """glu(x, dim) = first half * sigmoid(second half) along dim."""
+    shape = a.shape("self")
+    dim = int(a.v("dim", -1)) % len(shape)
+    half = shape[dim] // 2
+    grid = np.arange(int(np.prod(shape, dtype=np.int64))).reshape(shape)
+    x = a.n("self")
+    parts = [elements([x], np.zeros(grid.size // 2, dtype=np.int64), np.take(grid, range(k * half, (k + 1) * half),
+                      axis=dim).reshape(-1), a.out_shape()) for k in (0, 1)]
+    return Bin("*", parts[0], call("sigmoid", parts[1]))
+
+
+@op("index_add", "scatter_add", "index_put_accumulate")
+def _accumulate(a: Args) -> Node:
+    """self plus each source element at the place its index sends it (index_add along dim, scatter_add by an index
+    tensor): a sum per output element of the contributions that land there."""
+    target_shape = a.shape("self")
+    name = a.func.overloadpacket.__name__
+    src_name = "source" if "source" in a.bound else "src"
+    src_shape = a.shape(src_name)
+    dim = int(a.v("dim")) % max(len(target_shape), 1)
+    index = a.real("index").detach().cpu().numpy().astype(np.int64)
+    if name.startswith("index_add"):
+        coords = list(np.indices(src_shape))
+        coords[dim] = index[coords[dim]]
+        count = int(np.prod(src_shape, dtype=np.int64))
+    else:
+        coords = list(np.indices(index.shape))
+        coords[dim] = index
+        count = index.size
+    flat_target = np.ravel_multi_index(tuple(coords), target_shape).reshape(-1)
+    src_grid = np.arange(int(np.prod(src_shape, dtype=np.int64))).reshape(src_shape)
+    src_pos = (src_grid if name.startswith("index_add") else src_grid[tuple(np.indices(index.shape))]).reshape(-1)
+    size = int(np.prod(target_shape, dtype=np.int64))
+    lists: list[list[int]] = [[] for _ in range(size)]
+    for k in range(count):
+        lists[int(flat_target[k])].append(int(src_pos[k]))
+    width = 1 + max((len(v) for v in lists), default=0)
+    src = np.full((size, width), 2, dtype=np.int64)  # 2: the zero that pads short sums
+    pos = np.zeros((size, width), dtype=np.int64)
+    src[:, 0], pos[:, 0] = 0, np.arange(size)
+    for k, contributions in enumerate(lists):
+        src[k, 1:1 + len(contributions)] = 1
+        pos[k, 1:1 + len(contributions)] = contributions
+    source = scaled(a.v("alpha", 1), a.n(src_name))
+    table = elements([a.n("self"), source, Num("0")], src.reshape(-1), pos.reshape(-1), (size, width))
+    return reshaped(call("sum", table, axis=1), a.out_shape())
 
 
 @op("max", "min")

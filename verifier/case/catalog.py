@@ -68,6 +68,9 @@ CATALOG: tuple[Check, ...] = (
     Check("positions", "equal inputs give equal gradients (reverse and forward mode) at every position, for tensor "
           "lengths across the SIMD widths (1, 7, 8, 9, 15, 16, 17, 31, 33, 65) of element-wise functions",
           default=False, complex_safe=False),
+    Check("undefined", "a Function with several outputs, used only in part: its backward gets None (undefined) for the "
+          "unused outputs' grad_outputs and must read them as zeros (gradcheck's check_undefined_grad)",
+          backward_based=True, default=False, helper=True, complex_safe=False),
     Check("inplace", "an input changed in place between forward and backward: backward is refused (torch's version "
           "counter) or gives the gradient at the original point, never a stale one (compiled graphs too)",
           backward_based=True, default=False, complex_safe=False),

@@ -161,6 +161,25 @@ def check_repeated(ctx: Ctx, r: CheckResult) -> None:
             break
 
 
+def check_undefined(ctx: Ctx, r: CheckResult) -> None:
+    """gradcheck's check_undefined_grad: a Function with several outputs, used only in part, gets an undefined
+    grad_output (None) for the others; its backward must read it as zeros."""
+    parts = ctx.torch.output_parts()
+    if not parts or len(parts) < 2:
+        r.skipped = "the implementation returns one tensor: no grad_output can be undefined"
+        return
+    w = ctx.weights() if ctx.case.grad_output is not None else ctx.random(ctx.case.output_shape)
+    sizes = [int(np.prod(p, dtype=np.int64)) for p in parts]
+    starts = np.cumsum([0] + sizes)
+    for k in range(len(parts)):
+        flat = w.reshape(-1).copy()
+        flat[starts[k]:starts[k + 1]] = 0
+        for name, got in ctx.torch.undefined(w, k).items():
+            r.comparisons.append(ctx.cmp(ctx.exact.vjp(flat.reshape(w.shape), name), got, "undefined",
+                                         f"v^T J wrt {name}, output {k + 1} unused (its grad_output undefined)",
+                                         Path.UNDEFINED, name, formula="partials"))
+
+
 def check_grad(ctx: Ctx, r: CheckResult) -> None:
     w = None if ctx.scalar else ctx.weights()
     grads, touched = ctx.torch.grad(w)

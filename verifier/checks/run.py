@@ -23,6 +23,7 @@ from .gradients import (
     check_jacobian,
     check_jvp,
     check_repeated,
+    check_undefined,
     check_value,
     check_vjp,
 )
@@ -37,7 +38,7 @@ CHECKS: dict[str, Callable[[Ctx, CheckResult], None]] = {
     "repeat": check_repeated, "higher": check_higher,
     "jvp": check_jvp, "jacobian": check_jacobian, "accumulate": check_accumulate, "graph": check_graph,
     "nograd": check_nograd, "expect": check_expect, "train": check_train, "compile": check_compile,
-    "wirtinger": check_wirtinger, "positions": check_positions,
+    "wirtinger": check_wirtinger, "positions": check_positions, "undefined": check_undefined,
     "inplace": check_inplace,
 }
 

@@ -340,7 +340,7 @@ def _by_indices(a: Args, indices: torch.Tensor, dim: int) -> Node:
     """The elements of self that an index tensor of torch's (along dim) names, in its shape."""
     shape = a.shape("self")
     idx = indices.detach().cpu().numpy().astype(np.int64)
-    coords = list(np.indices(idx.shape))
+    coords: list[np.ndarray] = list(np.indices(idx.shape))
     coords[dim % max(len(shape), 1)] = idx
     pos = np.ravel_multi_index(tuple(coords), shape).reshape(-1) if shape else np.zeros(idx.size, dtype=np.int64)
     return elements([a.n("self")], np.zeros(pos.size, dtype=np.int64), pos, tuple(idx.shape))

@@ -272,6 +272,34 @@ class TorchSide:
 
         return {Path.BACKWARD_V: backward, Path.GRAD_V: grad, Path.FUNC_VJP: func_vjp}
 
+    def output_parts(self) -> tuple[tuple[int, ...], ...] | None:
+        """The shapes of the user's outputs where it returns several tensors (None: one tensor)."""
+        from .impl import Implementation
+
+        if not isinstance(self.program, Implementation):
+            return None
+        if self.program.parts is None:
+            self.forward()
+        return self.program.parts
+
+    def undefined(self, weights: np.ndarray, part: int) -> Grads:
+        """v^T J of the other outputs only: autograd hands output ``part``'s backward an undefined grad_output (None,
+        or zeros where the Function materialises it), as when a caller uses only some of a Function's outputs."""
+        from .impl import Implementation
+
+        assert isinstance(self.program, Implementation)  # output_parts said the implementation has several
+        leaves = self.leaves()
+        raw, _ = self.program.outputs(leaves)
+        sizes = [o.numel() for o in raw]
+        starts = np.cumsum([0] + sizes)
+        used = [(o, self._t(weights.reshape(-1)[starts[j]:starts[j + 1]]).reshape(o.shape))
+                for j, o in enumerate(raw) if j != part and o.requires_grad]
+        if not used:
+            return {n: np.zeros(np.shape(self.point[n])) for n in self.diff}
+        grads = torch.autograd.grad([o for o, _ in used], [leaves[n] for n in self.diff],
+                                    grad_outputs=[v for _, v in used], allow_unused=True)
+        return {n: _zeros_if_none(g, leaves[n]) for n, g in zip(self.diff, grads)}
+
     def retained(self, weights: list[np.ndarray]) -> tuple[list[dict[str, np.ndarray]], list[bool]]:
         """v^T J for each v in turn through ONE retained graph (autograd.grad, retain_graph=True): a backward that
         changes its saved tensors in place is right the first time only, and only a v other than ones shows it.

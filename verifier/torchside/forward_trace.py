@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
 import torch
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -14,7 +15,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from ..errors import Untraceable
 from ..language.nodes import names_in
 from .aten import translate
-from .tracing import Failure, Trace, Tracer, tensors, user_frame
+from .tracing import Failure, Trace, Tracer, elements, tensors, user_frame
 
 
 class _Dispatch(TorchDispatchMode):
@@ -65,16 +66,26 @@ def trace_forward(forward: Callable[[dict[str, torch.Tensor]], torch.Tensor], in
     tracer = Tracer(copies, differentiable)
     with _Functions(tracer), _Dispatch(tracer):
         out = forward(copies)
-    if not isinstance(out, torch.Tensor):
-        raise Untraceable(f"the forward returned {type(out).__name__}, not a tensor")
+    parts = list(out) if isinstance(out, (tuple, list)) else [out]
+    if not parts or not all(isinstance(t, torch.Tensor) for t in parts):
+        raise Untraceable(f"the forward returned {type(out).__name__}, not a tensor or a tuple of tensors")
     if tracer.left_torch:
         raise Untraceable("the forward takes values out of torch (" + "; ".join(tracer.left_torch[:2]) + "): what it "
                           "computes from them is not an operation the trace sees. Give the function as reference=")
     tracer.grad_enabled = False  # the output itself: read as it is
-    value = tracer.read(out)
-    if isinstance(value.node, Failure):
-        raise Untraceable(f"{value.node.message}. Give the function as reference= (an expression of the case "
+    values = [tracer.read(t) for t in parts]
+    failed = next((v.node for v in values if isinstance(v.node, Failure)), None)
+    if failed is not None:
+        raise Untraceable(f"{failed.message}. Give the function as reference= (an expression of the case "
                           "language) to check this code")
-    unknown = names_in(value.node) - set(inputs)
+    nodes = [v.node for v in values if not isinstance(v.node, Failure)]
+    if len(parts) == 1 and isinstance(out, torch.Tensor):
+        node, shape = nodes[0], tuple(out.shape)
+    else:  # several outputs: one vector of their elements in order, as the implementation's program returns them
+        sizes = [t.numel() for t in parts]
+        node = elements(nodes, np.repeat(np.arange(len(parts)), sizes), np.concatenate([np.arange(n) for n in sizes]),
+                        (sum(sizes),))
+        shape = (sum(sizes),)
+    unknown = names_in(node) - set(inputs)
     assert not unknown, unknown  # a traced node reads only the inputs
-    return Trace(value.node, tuple(out.shape), tuple(tracer.data_dependent), tuple(tracer.no_grad_cuts))
+    return Trace(node, shape, tuple(tracer.data_dependent), tuple(tracer.no_grad_cuts))

@@ -36,6 +36,7 @@ class Implementation(Program):
             impl = impl.to(self.device)  # a module's parameters and buffers live where the case runs
         self.impl = impl
         self.params = dict(params or {})
+        self.parts: tuple[tuple[int, ...], ...] | None = None  # a tuple output's shapes (checked as one vector)
         taken = set(self.params.values())
         self.names = tuple(i.name for i in case.inputs if i.name not in taken)
         if self.params:
@@ -46,17 +47,25 @@ class Implementation(Program):
                 raise TypeError(f"module_params names {missing}, which the module does not have; its parameters "
                                 f"and buffers: {sorted(own)}")
 
-    def __call__(
-        self, env: Mapping[str, torch.Tensor], *, retain: tuple[str, ...] = ()
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def outputs(self, env: Mapping[str, torch.Tensor]) -> tuple[Any, bool]:
+        """What the user's code returned (a tensor, or a tuple of tensors), and whether inputs came as complex pairs."""
         scope, pairs = self.complex_view(env)
         args = tuple(scope[n] for n in self.names)
         if self.params:
             weights = {p: scope[n] for p, n in self.params.items()}
             assert isinstance(self.impl, torch.nn.Module)  # module_params: checked in __init__
-            out = torch.func.functional_call(self.impl, weights, args)
-        else:
-            out = self.impl(*args)
+            return torch.func.functional_call(self.impl, weights, args), pairs
+        return self.impl(*args), pairs
+
+    def __call__(
+        self, env: Mapping[str, torch.Tensor], *, retain: tuple[str, ...] = ()
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        out, pairs = self.outputs(env)
+        if isinstance(out, (tuple, list)) and out and all(isinstance(o, torch.Tensor) for o in out):
+            # several outputs: verified as one vector, each part's elements in order (the undefined check
+            # differentiates some parts and leaves the others' grad_outputs undefined)
+            self.parts = tuple(tuple(o.shape) for o in out)
+            return torch.cat([o.reshape(-1) for o in out]), {}
         if not isinstance(out, torch.Tensor):
             raise TypeError(f"the implementation returned {type(out).__name__}, not a tensor")
         return self.pairs_view(out, pairs), {}

@@ -22,6 +22,7 @@ class Path(str, Enum):
     BACKWARD = "y.backward()"
     BACKWARD_V = "y.backward(v)"
     GRAD_V = "autograd.grad(grad_outputs=v)"
+    UNDEFINED = "autograd.grad of the other outputs (this one's grad_output undefined)"
     FUNC_VJP = "torch.func.vjp"
     FORWARD_AD = "forward_ad"
     FUNC_JVP = "torch.func.jvp"

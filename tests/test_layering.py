@@ -27,11 +27,11 @@ LAYERS: list[set[str]] = [
     {"reference", "torchside", "compare", "config"},
     {"results"},
     {"checks", "report", "parallel"},
-    {"runner", "survey"},
+    {"runner", "survey", "traced"},
     {"cli", "pytest_plugin", "assertions", "examples", "__init__", "__main__"},
 ]
 # imports allowed within a layer: (importer, imported); every stage may import inside itself
-PEERS = {("config", "case"), ("survey", "runner"), ("cli", "__init__"), ("__main__", "cli")}
+PEERS = {("config", "case"), ("survey", "runner"), ("runner", "traced"), ("cli", "__init__"), ("__main__", "cli")}
 # reference/ and torchside/ never see each other; checks/ is the only stage that sees both
 APART = {("reference", "torchside"), ("torchside", "reference")}
 

@@ -25,13 +25,14 @@ from .case.model import Case, Input, Tolerance
 from .checks.context import Ctx
 from .checks.run import run_check
 from .config import DEFAULT_TIMEOUT, RunConfig, Settled
-from .dtypes import HALF, round_to
+from .dtypes import HALF
 from .errors import CaseError, DeviceUnavailable, LimitError
 from .reference.choice import make_reference
 from .reference.expanded.reference import EVALUATION
 from .results import CaseResult, RunResult
 from .torchside.devices import check_device
 from .torchside.impl import implementation_program
+from .traced import derived_text, rounded_point, traced_variants
 from .version import __version__
 
 
@@ -251,7 +252,7 @@ def _traced_for_helper(case: Case, impl: Callable[..., object], dtype: str, para
     result = CaseResult(name=case.name, case=case, dtype=dtype)
     run = RunConfig(dtype=dtype, seed=seed).settle(case)
     try:
-        variants = _traced(case, result, run, lambda c: Implementation(c, impl, dtype, params))
+        variants = traced_variants(case, result, run, lambda c: Implementation(c, impl, dtype, params))
     except CaseError as exc:
         result.error = exc.located(file=case.file, case=case.name)
         return result
@@ -298,18 +299,11 @@ def _scalarized(impl: Callable[..., object], case: Case, dtype: str, seed: int, 
     return verify_case(scalar, seed=seed, timeout=timeout, program=lambda c: Implementation(c, weighted, dtype))
 
 
-def _rounded(case: Case, raw: Mapping[str, np.ndarray], dtype: str) -> dict[str, np.ndarray]:
-    """A point's values as the dtype holds them (labels stay exact)."""
-    integers = {i.name for i in case.inputs if i.integer}
-    return {n: v if n in integers or (dtype == "float64" and v.dtype == np.float64) else round_to(v, dtype)
-            for n, v in raw.items()}
-
-
 def _verify(case: Case, result: CaseResult, run: Settled, program: Callable[[Case], object] | None = None) -> None:
     from .torchside.autodiff import TorchSide
 
     dtype = run.dtype
-    variants = _traced(case, result, run, program) if case.traced else [case] * len(case.points)
+    variants = traced_variants(case, result, run, program) if case.traced else [case] * len(case.points)
     case = result.case = variants[0] if variants else case
     if case.checks != result.case.checks or any(v.checks != case.checks for v in variants):
         run = replace(run, checks=tuple(c for c in run.checks if all(c in v.checks for v in variants)))
@@ -322,14 +316,14 @@ def _verify(case: Case, result: CaseResult, run: Settled, program: Callable[[Cas
 
     reference = reference_of(case)
     if case.derived_from:
-        result.derived = _derived_text(case, reference)
+        result.derived = derived_text(case, reference)
     tolerance = case.tolerance_for(dtype)
     planned = [(p, "", run.checks, variants[k]) for k, p in enumerate(case.points)]
     if case.auto_points:
         planned += [(p, kind, tuple(c for c in run.checks if c in AUTO_CHECKS), case)
                     for p, kind in _auto(case, reference)]
     for k, (raw, kind, checks, case_k) in enumerate(planned):
-        point = _rounded(case, raw, dtype)
+        point = rounded_point(case, raw, dtype)
         result.points.append(point)
         result.point_kinds.append(kind)
         rng = np.random.default_rng([run.seed, k])
@@ -346,91 +340,6 @@ def _verify(case: Case, result: CaseResult, run: Settled, program: Callable[[Cas
         result.skipped = no_kernel[0]
     result.evaluation = reference.describe()
     result.reference = reference.kind.value
-
-
-def _derived_text(case: Case, reference: Any) -> str:
-    """What a traced case verified, as the report shows it: the code and the formula derived from its forward."""
-    if case.surrogate:
-        return (f"value: the forward of {case.derived_from}, traced; derivatives: of gradient_of = "
-                f"{case.function_text}")
-    try:
-        formula = reference.value_formula(0)
-    except Exception:  # noqa: BLE001 - the text is for reading; the verdict does not depend on it
-        formula = "(no readable form)"
-    if len(formula) > 300:
-        formula = formula[:297] + "..."
-    first = "out[0] = " if int(np.prod(case.output_shape)) > 1 else "out = "
-    return f"the forward of {case.derived_from}, traced: {first}{formula}"
-
-
-def _traced(case: Case, result: CaseResult, run: Settled, program: Callable[[Case], object] | None) -> list[Case]:
-    """A case without a written function, one per point: its impl's forward traced there (torchside.tracing).
-    Points whose traces are equal share one case (and one exact reference); where they differ (Python control flow
-    on tensor values took another branch) each point is checked against its own trace, and the result says so."""
-    import torch
-
-    from .errors import Untraceable
-    from .language.analysis import infer_shape
-    from .torchside.devices import DTYPES
-    from .torchside.forward_trace import trace_forward
-
-    if program is None:
-        raise CaseError("a case without a function needs an implementation to trace (impl:)")
-    if case.complex_inputs:
-        raise CaseError("a complex case needs a written function: the trace is of real floating-point forwards")
-    prog = program(case)
-    grads = {i.name for i in case.differentiable}
-    distinct: list[tuple[Any, Case]] = []
-    variants: list[Case] = []
-    where: list[str] = []
-    cuts: list[str] = []
-    for raw in case.points:
-        point = _rounded(case, raw, run.dtype)
-        env = {n: torch.as_tensor(v, dtype=torch.int64 if np.issubdtype(np.asarray(v).dtype, np.integer) or
-                                  n in {i.name for i in case.inputs if i.integer} else DTYPES[run.dtype],
-                                  device=run.device) for n, v in point.items()}
-        try:
-            trace = trace_forward(lambda e: prog(e)[0], env, grads)  # type: ignore[operator]  # an Implementation
-        except Untraceable as exc:
-            raise Untraceable(f"{case.derived_from or case.impl or 'the implementation'}: {exc.reason}") from None
-        where.extend(w for w in trace.data_dependent if w not in where)
-        cuts.extend(w for w in trace.no_grad_cuts if w not in cuts)
-        same = next((c for node, c in distinct if node == trace.node), None)
-        if same is None:
-            same = _traced_variant(case, trace, infer_shape)
-            distinct.append((trace.node, same))
-        variants.append(same)
-    if cuts:  # torch's forward mode differentiates through no_grad blocks (reverse mode does not): not compared
-        forward = {"jvp", "jacobian", "higher"}
-        kept = {id(c): replace(c, checks=tuple(k for k in c.checks if k not in forward)) for _, c in distinct}
-        variants = [kept[id(v)] for v in variants]
-        result.trace_note = (f"plain code reads a torch.no_grad() block's result ({cuts[0]}): a constant for reverse "
-                             "mode, which torch's forward mode differentiates through; the forward-mode checks (jvp, "
-                             "jacobian, higher) are not run. ")
-    if len(distinct) > 1:
-        result.trace_note += (f"the forward's trace differs between points ({len(distinct)} different traces at "
-                             f"{len(variants)} points; it reads tensor values: {'; '.join(where[:2]) or 'control flow'}"
-                             "): each point is checked against its own trace")
-    elif where:
-        result.trace_note += (f"the forward reads tensor values ({'; '.join(where[:2])}): traced at each of the "
-                             f"{len(variants)} point(s), the same trace at all")
-    return variants
-
-
-def _traced_variant(case: Case, trace: Any, infer_shape: Callable[..., Any]) -> Case:
-    from .language.nodes import unparse
-
-    shapes = dict(case.shapes)
-    if case.surrogate:
-        shape = infer_shape(case.function, shapes)
-        if shape != trace.shape:
-            raise CaseError(f"gradient_of has the shape {list(shape)}, the traced forward returns {list(trace.shape)}")
-        return replace(case, value_function=trace.node, output_shape=trace.shape, traced=False,
-                       derived_from=case.derived_from or case.impl or "the implementation")
-    derived = infer_shape(trace.node, shapes)
-    assert derived == trace.shape, (derived, trace.shape, unparse(trace.node)[:400])  # the trace's own invariant
-    return replace(case, function=trace.node, function_text=unparse(trace.node), output_shape=trace.shape,
-                   traced=False, derived_from=case.derived_from or case.impl or "the implementation")
 
 
 # The checks run at the points `points: auto` adds (first derivatives in every mode: the points are for the

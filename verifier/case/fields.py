@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import CaseError, LimitError
-from ..language.ops import CONSTANTS, OPS
+from ..language.ops import CONSTANTS
 from ..language.parse import did_you_mean
 from ..language.shapes import Shape
 from ..limits import LIMITS, flag
@@ -261,9 +261,8 @@ def _sample(ctx: Ctx, spec: Mapping[str, Any], key: str, shape: Shape, seed: Any
 def variable_name(ctx: Ctx, name: Any, key: str, mapping: Any) -> str:
     if not isinstance(name, str) or not VAR_RE.match(name):
         raise ctx.error(key, f"name {name!r:.60} must be a letter followed by letters, digits or single '_'", mapping, name)
-    if name in OPS or name in CONSTANTS or name in RESERVED:
-        raise ctx.error(key, f"name {name!r} is taken by the language (a function, constant or 'output')",
-                        mapping, name)
+    if name in CONSTANTS or name in RESERVED:  # a function's name may name an input (beta, gamma): calls are calls
+        raise ctx.error(key, f"name {name!r} is taken by the language (a constant or 'output')", mapping, name)
     return name
 
 

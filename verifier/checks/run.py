@@ -50,6 +50,11 @@ def run_check(name: str, ctx: Ctx) -> CheckResult:
         r.skipped = "no input requires grad"
         return r
     try:
+        missing = ctx.torch.missing_derivatives() if name not in ("value", "nograd") else []
+        if missing:
+            r.skipped = (f"not supported: torch has no derivative for {', '.join(missing)} (it builds no backward for "
+                         "it)")
+            return r
         if name in BACKWARD_BASED and not ctx.torch.output_requires_grad():
             if name == "backward":
                 check_constant_output(ctx, r)
@@ -71,6 +76,9 @@ def run_check(name: str, ctx: Ctx) -> CheckResult:
         if ctx.dtype in HALF and _runs_in_float32(name, ctx):  # the probe: the failure is the dtype's alone
             r.comparisons, r.facts, r.unsupported = [], [], []
             r.skipped, r.no_kernel = no_kernel_text(ctx.dtype, first_line(exc)), True
+        elif isinstance(exc, NotImplementedError) and ctx.torch.is_lowered():  # by its type: torch lacks the formula
+            r.comparisons, r.facts = [], []
+            r.skipped = f"not supported: torch raised NotImplementedError ({first_line(exc)})"
         else:
             r.error = error_text(exc, users=not ctx.torch.is_lowered())
     except Exception as exc:  # noqa: BLE001 - reported as this check's verdict

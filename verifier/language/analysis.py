@@ -8,7 +8,7 @@ from ..errors import CaseError
 from .nodes import Bin, Call, Cmp, Const, Index, Name, Neg, Node, Num, children, unparse
 from .ops import ELEMENTWISE, OPS, REDUCTION
 from .parse import literal_value
-from .shapes import Shape, broadcast_shapes
+from .shapes import Shape, broadcast_shapes, kept_shape
 
 
 def is_elementwise(nodes: Iterable[Node]) -> bool:
@@ -54,6 +54,8 @@ def infer_shape(node: Node, shapes: dict[str, Shape]) -> Shape:
         kw = node.keywords()
         if op.kind == ELEMENTWISE:
             return broadcast_shapes(*args)
+        if kw.pop("keepdim", False):
+            return kept_shape(args[0], kw.get("axis"))
         if op.kind == REDUCTION or op.shape is not None:
             return op.shape(*args, **kw)  # type: ignore[misc]  # reductions always have a shape rule
         return broadcast_shapes(*args)
@@ -102,6 +104,8 @@ def expected_grad_fn(node: Node, grad_names: set[str] | frozenset[str]) -> str |
         return "SelectBackward0"
     if isinstance(node, Call):
         op = OPS[node.func]
+        if node.params:
+            return ""  # torch's node class depends on the parameters (clamp(x, min=0): ClampMinBackward0)
         if op.grad_fn and node.axis is not None and op.grad_fn in ("SumBackward0", "MeanBackward0"):
             return op.grad_fn[:-1] + "1"
         if node.func in ("prod", "logsumexp", "norm", "transpose") or (node.func == "prod" and node.axis is not None):

@@ -205,3 +205,61 @@ def variance(S: Any, xs: list[Any]) -> Any:
     mean = S.Add(*xs) / len(xs)
     return S.Add(*((x - mean) ** 2 for x in xs)) / (len(xs) - 1)
 
+
+def integer_of(v: Any) -> int:
+    """A degree or order given as a number: torch takes a Python int."""
+    return int(v.item()) if hasattr(v, "item") else int(v)
+
+
+def torch_bessel(T: Any, name: str, order: int, x: Any) -> Any:
+    kind = {"besselj": "bessel_j", "bessely": "bessel_y", "besseli": "modified_bessel_i", "besselk": "modified_bessel_k"}
+    if order not in (0, 1):
+        raise ValueError(f"torch has {name} of orders 0 and 1 only, not {order}")
+    return getattr(T.special, f"{kind[name]}{order}")(x)
+
+
+def polynomial(kind: str) -> Callable[..., Any]:
+    """Degree-n orthogonal polynomials in x by their three-term recurrences (n a constant integer >= 0)."""
+
+    def sym(S: Any, x: Any, n: Any) -> Any:
+        n = int(n)
+        first = {"t": x, "u": 2 * x, "v": 2 * x - 1, "w": 2 * x + 1, "h": 2 * x, "he": x, "l": 1 - x, "p": x}[kind]
+        prev, cur = S.Integer(1), first
+        if n == 0:
+            return prev
+        for k in range(1, n):
+            if kind in ("t", "u", "v", "w"):
+                prev, cur = cur, 2 * x * cur - prev
+            elif kind == "h":
+                prev, cur = cur, 2 * x * cur - 2 * k * prev
+            elif kind == "he":
+                prev, cur = cur, x * cur - k * prev
+            elif kind == "l":
+                prev, cur = cur, ((2 * k + 1 - x) * cur - k * prev) / (k + 1)
+            else:
+                prev, cur = cur, ((2 * k + 1) * x * cur - k * prev) / (k + 1)
+        return S.expand(cur)
+
+    return sym
+
+
+def softplus_meaning(S: Any, x: Any, beta: Any, threshold: Any) -> Any:
+    b = 1 if beta is None else S.Rational(beta)
+    smooth = S.log(1 + S.exp(b * x)) / b
+    return smooth if threshold is None else S.Piecewise((x, b * x > S.Rational(threshold)), (smooth, True))
+
+
+def clamp_meaning(S: Any, x: Any, lo: Any, hi: Any, low: Any, high: Any) -> Any:
+    lo, hi = given(lo, low), given(hi, high)
+    out = x if lo is None else S.Max(x, lo)
+    return out if hi is None else S.Min(out, hi)
+
+
+def given(positional: Any, keyword: Any) -> Any:
+    return keyword if positional is None else positional
+def huber_meaning(S: Any, a: Any, b: Any, delta: Any, huber: bool) -> Any:
+    """Huber (delta (|d| - delta / 2) outside) or smooth L1 (|d| - beta / 2 outside, d**2 / (2 beta) inside)."""
+    d = a - b
+    inside = d**2 / 2 if huber else d**2 / (2 * delta)
+    outside = delta * (S.Abs(d) - delta / 2) if huber else S.Abs(d) - delta / 2
+    return S.Piecewise((inside, S.Abs(d) < delta), (outside, True))

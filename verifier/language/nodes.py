@@ -64,9 +64,9 @@ class Call:
     params: tuple[tuple[str, object], ...] = ()
 
     def keywords(self) -> dict[str, object]:
-        """The keyword arguments the op's meanings (sympy, torch, shape rule) receive."""
+        """The keyword arguments the op's meanings (sympy, torch, shape rule) receive (a number as a Fraction)."""
         kw: dict[str, object] = {} if self.axis is None else {"axis": self.axis}
-        kw.update(self.params)
+        kw.update((k, v.value if isinstance(v, Num) else v) for k, v in self.params)
         return kw
 
 
@@ -134,8 +134,8 @@ def unparse(node: Node) -> str:
         return f"{_wrap(node.base, 5)}[{', '.join(map(str, node.index))}]"
     assert isinstance(node, Call)
     args = ", ".join(unparse(a) for a in node.args)
-    if node.params:  # a traced op's arguments
-        args += "".join(f", {k}={v!r}" for k, v in node.params)
+    if node.params:  # op parameters (a number as its text), and a traced op's index maps
+        args += "".join(f", {k}={unparse(v) if isinstance(v, Num) else repr(v)}" for k, v in node.params)
     return f"{node.func}({args}{'' if node.axis is None else f', axis={node.axis}'})"
 
 

@@ -7,13 +7,21 @@ stage never loads sympy. Users add entries with :func:`register_op`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 from .meanings import (
+    clamp_meaning,
     elements_shape,
+    given,
+    huber_meaning,
+    integer_of,
     np_module,
+    polynomial,
+    softplus_meaning,
     sym_cosine,
     sym_cross,
     sym_cross_entropy,
@@ -25,6 +33,7 @@ from .meanings import (
     sym_normalize,
     sym_reduce,
     sym_softmax,
+    torch_bessel,
     torch_elements,
     torch_reduce,
     variance,
@@ -56,6 +65,7 @@ class Op:
             rounding is then bounded norm-wise).
         internal: what a traced forward is written in (index maps, logical connectives), not a function a case's
             text may call.
+        choices: for each string-valued keyword, the values torch documents (the only strings the parser takes).
     """
 
     name: str
@@ -70,6 +80,8 @@ class Op:
     keywords: tuple[str, ...] = ()
     algorithm: bool = False
     internal: bool = False
+    choices: tuple[tuple[str, tuple[str, ...]], ...] = ()  # a string keyword's allowed values (torch's enum)
+    integer_args: tuple[int, ...] = ()  # positions of arguments that are integer literals (a degree, an order)
 
 
 def _same_shape(shape: Shape, axis: Any = -1) -> Shape:
@@ -162,12 +174,16 @@ def _reduction(name: str, sym_fn: Callable[[Any, list[Any]], Any], torch_name: s
                algorithm: bool = False) -> None:
     register_op(
         Op(name, REDUCTION, (1, 1), sym_reduce(sym_fn), torch_reduce(torch_name),
-           shape=lambda a, axis=None: reduced_shape(a, axis), grad_fn=grad_fn, doc=doc, keywords=("axis",),
+           shape=lambda a, axis=None: reduced_shape(a, axis), grad_fn=grad_fn, doc=doc, keywords=("axis", "keepdim"),
            algorithm=algorithm)
     )
 
 
 _T = "Backward0"
+S_HALF = Fraction(1, 2)
+S_01 = Fraction(1, 100)  # leaky_relu's default slope, 0.01 exactly (as torch's double 0.01 is meant)
+
+
 _unary("sin", lambda S, x: S.sin(x), lambda T, x: T.sin(x), "Sin" + _T)
 _unary("cos", lambda S, x: S.cos(x), lambda T, x: T.cos(x), "Cos" + _T)
 _unary("tan", lambda S, x: S.tan(x), lambda T, x: T.tan(x), "Tan" + _T)
@@ -203,10 +219,17 @@ _unary("lgamma", lambda S, x: S.LogAbsGamma(x), lambda T, x: T.lgamma(x), "Lgamm
 _unary("digamma", lambda S, x: S.polygamma(0, x), lambda T, x: T.digamma(x), "Digamma" + _T)
 _unary("sigmoid", lambda S, x: 1 / (1 + S.exp(-x)), lambda T, x: T.sigmoid(x), "Sigmoid" + _T)
 _unary("logit", lambda S, x: S.log(x / (1 - x)), lambda T, x: T.logit(x), "Logit" + _T)
-_unary("softplus", lambda S, x: S.log(1 + S.exp(x)), lambda T, x: T.nn.functional.softplus(x), "Softplus" + _T)
+_unary("softplus", lambda S, x, beta=None, threshold=None: softplus_meaning(S, x, beta, threshold),
+       lambda T, x, beta=1, threshold=20: T.nn.functional.softplus(x, beta=float(beta), threshold=float(threshold)),
+       "Softplus" + _T, keywords=("beta", "threshold"),
+       doc="log(1 + exp(beta x)) / beta; with threshold=, x where beta x > threshold (torch's switch; by default "
+           "the formula alone, so torch's switch at 20 is a finding)")
 _unary("relu", lambda S, x: S.Max(0, x), lambda T, x: T.relu(x), "Relu" + _T, smooth=False)
 _unary("silu", lambda S, x: x / (1 + S.exp(-x)), lambda T, x: T.nn.functional.silu(x), "Silu" + _T)
-_unary("gelu", lambda S, x: x * (1 + S.erf(x / S.sqrt(2))) / 2, lambda T, x: T.nn.functional.gelu(x), "Gelu" + _T)
+_unary("gelu", lambda S, x, approximate="none": x * (1 + S.erf(x / S.sqrt(2))) / 2 if approximate == "none" else
+       x * (1 + S.tanh(S.sqrt(2 / S.pi) * (x + S.Rational(44715, 1000000) * x**3))) / 2,
+       lambda T, x, approximate="none": T.nn.functional.gelu(x, approximate=approximate), "Gelu" + _T,
+       keywords=("approximate",), choices=(("approximate", ("none", "tanh")),))
 _unary("mish", lambda S, x: x * S.tanh(S.log(1 + S.exp(x))), lambda T, x: T.nn.functional.mish(x), "Mish" + _T)
 _unary("detach", lambda S, x: S.StopGrad(x), lambda T, x: x.detach(), None,
        doc="a stop-gradient: the argument is a constant for the derivative")
@@ -220,9 +243,9 @@ register_op(Op("where", ELEMENTWISE, (3, 3), lambda S, c, a, b: S.Piecewise((a, 
 _max_sym, _max_torch = _max_min("max")
 _min_sym, _min_torch = _max_min("min")
 register_op(Op("max", TENSOR, (1, 2), _max_sym, _max_torch, shape=_max_min_shape, grad_fn=None, smooth=False,
-               doc="max(x[, axis=]) reduces; max(a, b) is the elementwise maximum", keywords=("axis",)))
+               doc="max(x[, axis=]) reduces; max(a, b) is the elementwise maximum", keywords=("axis", "keepdim")))
 register_op(Op("min", TENSOR, (1, 2), _min_sym, _min_torch, shape=_max_min_shape, grad_fn=None, smooth=False,
-               doc="min(x[, axis=]) reduces; min(a, b) is the elementwise minimum", keywords=("axis",)))
+               doc="min(x[, axis=]) reduces; min(a, b) is the elementwise minimum", keywords=("axis", "keepdim")))
 
 _reduction("sum", lambda S, xs: S.Add(*xs), "sum", "Sum" + _T, "sum over all elements or along axis")
 _reduction("mean", lambda S, xs: S.Add(*xs) / len(xs), "mean", "Mean" + _T, "mean over all elements or along axis")
@@ -230,8 +253,12 @@ _reduction("prod", lambda S, xs: S.Mul(*xs), "prod", "Prod" + _T, "product over 
            algorithm=True)  # torch's backward divides the product by each factor
 _reduction("logsumexp", lambda S, xs: S.log(S.Add(*(S.exp(x) for x in xs))), "logsumexp", "Logsumexp" + _T,
            "log of the sum of exponentials")
-_reduction("norm", lambda S, xs: S.sqrt(S.Add(*(x**2 for x in xs))), "norm", "LinalgVectorNorm" + _T,
-           "Euclidean norm")
+register_op(Op("norm", REDUCTION, (1, 1), lambda S, a, axis=None, p=2: sym_reduce(
+                   lambda S, xs: S.sqrt(S.Add(*(x**2 for x in xs))) if p == 2 else
+                   S.Add(*(S.Abs(x) ** S.Rational(p) for x in xs)) ** (1 / S.Rational(p)))(S, a, axis),
+               lambda T, a, axis=None, p=2: T.linalg.vector_norm(a, ord=float(p), dim=axis),
+               shape=lambda a, axis=None, p=2: reduced_shape(a, axis), grad_fn="LinalgVectorNorm" + _T,
+               doc="the p-norm (default 2: Euclidean)", keywords=("axis", "keepdim", "p")))
 
 register_op(Op("matmul", TENSOR, (2, 2), lambda S, a, b: np_module().matmul(a, b), lambda T, a, b: T.matmul(a, b),
                shape=_matmul_shape, doc="matrix product (also the @ operator)"))
@@ -270,14 +297,20 @@ _SELU_ALPHA = "1.6732632423543772848170429916717"
 _SELU_SCALE = "1.0507009873554804934193349852946"
 
 _unary("sinc", lambda S, x: S.Sinc(x), lambda T, x: T.sinc(x), "Sinc" + _T, doc="sin(pi x) / (pi x), 1 at 0")
-_unary("elu", lambda S, x: S.Piecewise((x, x > 0), (S.exp(x) - 1, True)), _F_("elu"), "Elu" + _T)
-_unary("celu", lambda S, x: S.Piecewise((x, x > 0), (S.exp(x) - 1, True)), _F_("celu"), "Celu" + _T)
+_unary("elu", lambda S, x, alpha=1: S.Piecewise((x, x > 0), (S.Rational(alpha) * (S.exp(x) - 1), True)),
+       lambda T, x, alpha=1: T.nn.functional.elu(x, alpha=float(alpha)), "Elu" + _T, keywords=("alpha",))
+_unary("celu", lambda S, x, alpha=1: S.Piecewise((x, x > 0), (S.Rational(alpha) * (S.exp(x / S.Rational(alpha)) - 1),
+                                                               True)),
+       lambda T, x, alpha=1: T.nn.functional.celu(x, alpha=float(alpha)), "Celu" + _T, keywords=("alpha",))
 _unary("selu", lambda S, x: S.Float(_SELU_SCALE, 40) * S.Piecewise((x, x > 0), (S.Float(_SELU_ALPHA, 40) * (S.exp(x) - 1), True)),
        _F_("selu"), "Elu" + _T)
-_unary("leaky_relu", lambda S, x: S.Piecewise((x, x > 0), (x * S.Rational(1, 100), True)), _F_("leaky_relu"),
-       "LeakyRelu" + _T, doc="negative slope 0.01")
+_unary("leaky_relu", lambda S, x, negative_slope=S_01: S.Piecewise((x, x > 0), (x * S.Rational(negative_slope), True)),
+       lambda T, x, negative_slope=S_01: T.nn.functional.leaky_relu(x, negative_slope=float(negative_slope)),
+       "LeakyRelu" + _T, doc="negative_slope (default 0.01) times x where x <= 0", keywords=("negative_slope",))
 _unary("relu6", lambda S, x: S.Min(S.Max(x, 0), 6), _F_("relu6"), None)
-_unary("hardtanh", lambda S, x: S.Min(S.Max(x, -1), 1), _F_("hardtanh"), "Hardtanh" + _T)
+_unary("hardtanh", lambda S, x, min_val=-1, max_val=1: S.Min(S.Max(x, S.Rational(min_val)), S.Rational(max_val)),
+       lambda T, x, min_val=-1, max_val=1: T.nn.functional.hardtanh(x, float(min_val), float(max_val)),
+       "Hardtanh" + _T, keywords=("min_val", "max_val"))
 _unary("hardsigmoid", lambda S, x: S.Min(S.Max(x / 6 + S.Rational(1, 2), 0), 1), _F_("hardsigmoid"), "Hardsigmoid" + _T)
 _unary("hardswish", lambda S, x: x * S.Min(S.Max(x + 3, 0), 6) / 6, _F_("hardswish"), "Hardswish" + _T)
 _unary("softsign", lambda S, x: x / (1 + S.Abs(x)), _F_("softsign"), None)
@@ -330,8 +363,11 @@ _elementwise("logaddexp2", 2, lambda S, a, b: S.log(2**a + 2**b) / S.log(2), lam
              "Logaddexp2" + _T)
 _elementwise("lerp", 3, lambda S, a, b, w: a + w * (b - a), lambda T, a, b, w: T.lerp(a, b, w), "LerpBackward1",
              doc="lerp(a, b, w) = a + w (b - a)")
-_elementwise("clamp", 3, lambda S, x, lo, hi: S.Min(S.Max(x, lo), hi), lambda T, x, lo, hi: T.clamp(x, lo, hi),
-             "ClampBackward0", smooth=False, doc="clamp(x, low, high) = min(max(x, low), high)")
+register_op(Op("clamp", ELEMENTWISE, (1, 3),
+               lambda S, x, lo=None, hi=None, min=None, max=None: clamp_meaning(S, x, lo, hi, min, max),
+               lambda T, x, lo=None, hi=None, min=None, max=None: x + 0 if given(lo, min) is None and given(hi, max) is None
+               else T.clamp(x, given(lo, min), given(hi, max)), grad_fn="ClampBackward0", smooth=False,
+               keywords=("min", "max"), doc="clamp(x, low, high) = min(max(x, low), high); or clamp(x, min=, max=)"))
 _elementwise("addcmul", 3, lambda S, a, b, c: a + b * c, lambda T, a, b, c: T.addcmul(a, b, c), "Addcmul" + _T)
 _elementwise("addcdiv", 3, lambda S, a, b, c: a + b / c, lambda T, a, b, c: T.addcdiv(a, b, c), "Addcdiv" + _T)
 
@@ -357,26 +393,27 @@ def _pair_shape(name: str) -> Callable[..., Shape]:
     return rule
 
 
-def _loss(name: str, per_element: Callable[..., Any], tch: Callable[..., Any], arity: int = 2, doc: str = "") -> None:
+def _loss(name: str, per_element: Callable[..., Any], tch: Callable[..., Any], arity: int = 2, doc: str = "",
+          keywords: tuple[str, ...] = ()) -> None:
     """A loss with torch's default reduction='mean' over tensors of one shape."""
 
-    def sym(S: Any, *args: Any) -> Any:
+    def sym(S: Any, *args: Any, **kw: Any) -> Any:
         np = np_module()
-        terms = np.frompyfunc(lambda *xs: per_element(S, *xs), len(args), 1)(*args)
+        terms = np.frompyfunc(lambda *xs: per_element(S, *xs, **kw), len(args), 1)(*args)
         return np.array(S.Add(*terms.reshape(-1)) / max(terms.size, 1), dtype=object)
 
-    register_op(Op(name, TENSOR, (arity, arity), sym, tch, shape=_pair_shape(name), doc=doc or f"{_F}.{name}"))
-
-
-def _huber(S: Any, a: Any, b: Any) -> Any:
-    d = a - b
-    return S.Piecewise((d**2 / 2, S.Abs(d) < 1), (S.Abs(d) - S.Rational(1, 2), True))
+    register_op(Op(name, TENSOR, (arity, arity), sym, tch, shape=lambda *s, **kw: _pair_shape(name)(*s),
+                   doc=doc or f"{_F}.{name}", keywords=keywords))
 
 
 _loss("mse_loss", lambda S, a, b: (a - b) ** 2, _F_("mse_loss"))
 _loss("l1_loss", lambda S, a, b: S.Abs(a - b), _F_("l1_loss"))
-_loss("huber_loss", _huber, _F_("huber_loss"), doc="huber_loss with delta 1")
-_loss("smooth_l1_loss", _huber, _F_("smooth_l1_loss"), doc="smooth_l1_loss with beta 1")
+_loss("huber_loss", lambda S, a, b, delta=1: huber_meaning(S, a, b, S.Rational(delta), True),
+      lambda T, a, b, delta=1: T.nn.functional.huber_loss(a, b, delta=float(delta)), doc="huber_loss(a, b, delta=1)",
+      keywords=("delta",))
+_loss("smooth_l1_loss", lambda S, a, b, beta=1: huber_meaning(S, a, b, S.Rational(beta), False),
+      lambda T, a, b, beta=1: T.nn.functional.smooth_l1_loss(a, b, beta=float(beta)),
+      doc="smooth_l1_loss(a, b, beta=1)", keywords=("beta",))
 _loss("soft_margin_loss", lambda S, x, y: S.log(1 + S.exp(-y * x)), _F_("soft_margin_loss"))
 _loss("binary_cross_entropy", lambda S, p, y: -(S.XLogY(y, p) + S.XLogY(1 - y, 1 - p)), _F_("binary_cross_entropy"),
       doc="binary_cross_entropy(probabilities, targets)")
@@ -464,6 +501,73 @@ register_op(Op("outer", TENSOR, (2, 2), lambda S, a, b: np_module().multiply.out
 register_op(Op("cross", TENSOR, (2, 2), sym_cross, lambda T, a, b: T.linalg.cross(a, b), shape=_cross_shape,
                doc="cross product of 3-vectors"))
 
+# --- the gamma family, inverse reciprocal trigonometry, Bessel, Airy, orthogonal polynomials (torch.special) ---------
+
+
+def _sp(name: str) -> Callable[..., Any]:
+    return lambda T, *a: getattr(T.special, name)(*a)
+
+
+_unary("gamma", lambda S, x: S.gamma(x), lambda T, x: T.exp(T.lgamma(x)) * T.where((x > 0) | (T.floor(x) % 2 == 0), 1, -1),
+       doc="Gamma(x) (torch has no gamma: exp(lgamma(x)) with the sign of Gamma)")
+_elementwise("polygamma", 2, lambda S, n, x: S.polygamma(n, x), lambda T, n, x: T.special.polygamma(integer_of(n), x),
+             "Polygamma" + _T, doc="polygamma(n, x), n a constant integer >= 0", integer_args=(0,))
+_elementwise("mvlgamma", 2, lambda S, x, p: S.Add(*[S.LogAbsGamma(x + S.Rational(1 - j, 2)) for j in range(1, int(p) + 1)])
+             + p * (p - 1) / 4 * S.log(S.pi), lambda T, x, p: T.special.multigammaln(x, integer_of(p)), "Mvlgamma" + _T,
+             doc="the multivariate log-gamma function, p a constant integer (torch.special.multigammaln)",
+             integer_args=(1,))
+_elementwise("beta", 2, lambda S, a, b: S.gamma(a) * S.gamma(b) / S.gamma(a + b),
+             lambda T, a, b: T.exp(T.lgamma(a) + T.lgamma(b) - T.lgamma(a + b)), doc="the beta function B(a, b)")
+_elementwise("betaln", 2, lambda S, a, b: S.LogAbsGamma(a) + S.LogAbsGamma(b) - S.LogAbsGamma(a + b),
+             lambda T, a, b: T.lgamma(a) + T.lgamma(b) - T.lgamma(a + b), doc="log |B(a, b)|")
+_elementwise("gammainc", 2, lambda S, a, x: S.lowergamma(a, x) / S.gamma(a), _sp("gammainc"), None,
+             doc="the regularised lower incomplete gamma function P(a, x) (torch.special.gammainc)")
+_elementwise("gammaincc", 2, lambda S, a, x: S.uppergamma(a, x) / S.gamma(a), _sp("gammaincc"), None,
+             doc="the regularised upper incomplete gamma function Q(a, x)")
+_elementwise("lowergamma", 2, lambda S, a, x: S.lowergamma(a, x),
+             lambda T, a, x: T.special.gammainc(a, x) * T.exp(T.lgamma(a)), doc="sympy's lowergamma(a, x)")
+_elementwise("uppergamma", 2, lambda S, a, x: S.uppergamma(a, x),
+             lambda T, a, x: T.special.gammaincc(a, x) * T.exp(T.lgamma(a)), doc="sympy's uppergamma(a, x)")
+_elementwise("zeta", 2, lambda S, x, q: S.Zeta(x, q), _sp("zeta"), "SpecialZeta" + _T,
+             doc="the Hurwitz zeta function zeta(x, q) (torch.special.zeta)")
+for _name, _of in (("cot", "tan"), ("sec", "cos"), ("csc", "sin"), ("coth", "tanh"), ("sech", "cosh"),
+                   ("csch", "sinh")):
+    _unary(_name, (lambda n: lambda S, x: getattr(S, n)(x))(_name),
+           (lambda f: lambda T, x: 1 / getattr(T, f)(x))(_of), doc=f"1 / {_of}(x)")
+for _name, _of in (("acot", "atan"), ("asec", "acos"), ("acsc", "asin"), ("acoth", "atanh"), ("asech", "acosh"),
+                   ("acsch", "asinh")):
+    _unary(_name, (lambda n: lambda S, x: getattr(S, n)(x))(_name),
+           (lambda f: lambda T, x: getattr(T, f)(1 / x))(_of), doc=f"{_of}(1 / x) (sympy's principal branch)")
+_unary("erfcinv", lambda S, x: S.erfcinv(x), lambda T, x: T.erfinv(1 - x), doc="the inverse of erfc")
+_elementwise("erf2", 2, lambda S, x, y: S.erf2(x, y), lambda T, x, y: T.erf(y) - T.erf(x), doc="erf(y) - erf(x)")
+register_op(Op("heaviside", ELEMENTWISE, (1, 2), lambda S, x, v=S_HALF: S.Heaviside(x, v),
+               lambda T, x, v=0.5: T.heaviside(x, T.as_tensor(v).to(x)), grad_fn="Heaviside" + _T, smooth=False,
+               doc="heaviside(x, value at 0 = 1/2): derivative 0 away from 0"))
+_unary("sinc_unnormalized", lambda S, x: S.Sinc(x / S.pi), lambda T, x: T.sinc(x / math.pi),
+       doc="sin(x) / x, 1 at 0 (sympy's sinc; the language's sinc is torch's, sin(pi x) / (pi x))")
+for _name, _sym in (("besselj", "besselj"), ("bessely", "bessely"), ("besseli", "besseli"), ("besselk", "besselk")):
+    _elementwise(_name, 2, (lambda n: lambda S, nu, x: getattr(S, n)(nu, x))(_sym),
+                 (lambda n: lambda T, nu, x: torch_bessel(T, n, integer_of(nu), x))(_name), None,
+                 doc=f"sympy's {_name}(n, x); torch has orders 0 and 1", integer_args=(0,))
+for _name, (_sym, _order) in {"bessel_j0": ("besselj", 0), "bessel_j1": ("besselj", 1), "bessel_y0": ("bessely", 0),
+                              "bessel_y1": ("bessely", 1), "modified_bessel_i0": ("besseli", 0),
+                              "modified_bessel_i1": ("besseli", 1), "modified_bessel_k0": ("besselk", 0),
+                              "modified_bessel_k1": ("besselk", 1)}.items():
+    _unary(_name, (lambda n, k: lambda S, x: getattr(S, n)(k, x))(_sym, _order), _sp(_name),
+           doc=f"torch.special.{_name}")
+_unary("scaled_modified_bessel_k0", lambda S, x: S.exp(x) * S.besselk(0, x), _sp("scaled_modified_bessel_k0"))
+_unary("scaled_modified_bessel_k1", lambda S, x: S.exp(x) * S.besselk(1, x), _sp("scaled_modified_bessel_k1"))
+_unary("spherical_bessel_j0", lambda S, x: S.Sinc(x / S.pi), _sp("spherical_bessel_j0"), doc="sin(x) / x")
+_unary("airy_ai", lambda S, x: S.airyai(x), _sp("airy_ai"), doc="the Airy function Ai")
+
+
+for _name, _kind in (("chebyshev_polynomial_t", "t"), ("chebyshev_polynomial_u", "u"), ("chebyshev_polynomial_v", "v"),
+                     ("chebyshev_polynomial_w", "w"), ("hermite_polynomial_h", "h"), ("hermite_polynomial_he", "he"),
+                     ("laguerre_polynomial_l", "l"), ("legendre_polynomial_p", "p")):
+    _elementwise(_name, 2, polynomial(_kind), (lambda n: lambda T, x, k: getattr(T.special, n)(x, integer_of(k)))(_name),
+                 doc=f"torch.special.{_name}(x, n): the degree-n polynomial in x, n a constant integer",
+                 integer_args=(1,))
+
 # --- what a traced forward is written in (verifier.torchside.tracing): not functions of a case's text ------------
 
 
@@ -476,7 +580,7 @@ _elementwise("logical_xor", 2, lambda S, a, b: S.Xor(a, b), lambda T, a, b: T.lo
 _unary("logical_not", lambda S, a: S.Not(a), lambda T, a: T.logical_not(a), internal=True)
 
 # Constants a case may use by name.
-CONSTANTS = {"pi": "pi", "E": "E"}
+CONSTANTS = {"pi": "pi", "E": "E", "inf": "inf", "oo": "inf"}  # oo: sympy's spelling of infinity
 
 
 def public_ops() -> list[str]:

@@ -12,11 +12,13 @@ import difflib
 import warnings
 from collections.abc import Iterable
 from fractions import Fraction
+from typing import Any
 
 from ..errors import CaseError, LimitError
 from ..limits import LIMITS, flag
-from .nodes import BINARY, COMPARE, Bin, Call, Cmp, Const, Index, Name, Neg, Node, Num
-from .ops import CONSTANTS, OPS, known_names, public_ops
+from .nodes import BINARY, COMPARE, Bin, Call, Cmp, Const, Index, Name, Neg, Node, Num, unparse
+from .ops import CONSTANTS, OPS, Op, known_names, public_ops
+from .spellings import ALIASES, SWAPPED
 
 MAX_LITERAL_DIGITS = 60
 
@@ -92,6 +94,19 @@ class _Converter:
             if op == "**":
                 _check_exponent(right)
             return Bin(op, left, right)
+        if condition and isinstance(node, ast.BinOp) and isinstance(node.op, (ast.BitAnd, ast.BitOr)):
+            # sympy prints And / Or of conditions as & and |
+            fn = "logical_and" if isinstance(node.op, ast.BitAnd) else "logical_or"
+            return Call(fn, (self.convert(node.left, d, condition=True), self.convert(node.right, d, condition=True)))
+        if condition and isinstance(node, ast.BoolOp):
+            fn = "logical_and" if isinstance(node.op, ast.And) else "logical_or"
+            parts = [self.convert(v, d, condition=True) for v in node.values]
+            out = parts[0]
+            for part in parts[1:]:
+                out = Call(fn, (out, part))
+            return out
+        if condition and isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.Invert, ast.Not)):
+            return Call("logical_not", (self.convert(node.operand, d, condition=True),))
         if isinstance(node, ast.Compare):
             if not condition:
                 raise CaseError("comparisons are allowed only as the condition of where(cond, a, b)")
@@ -124,13 +139,13 @@ class _Converter:
         if name in self.names:
             return Name(name)
         if name in CONSTANTS:
-            return Const(name)
+            return Const(CONSTANTS[name])
         if name in OPS:
             raise CaseError(f"{name!r} is a function; call it as {name}(...)")
         raise CaseError(f"unknown name {name!r}{did_you_mean(name, self.names | set(CONSTANTS))}; "
                         f"defined names: {', '.join(sorted(self.names)) or '(none)'}")
 
-    def _call(self, node: ast.Call, depth: int) -> Call:
+    def _call(self, node: ast.Call, depth: int) -> Node:
         if not isinstance(node.func, ast.Name):
             if not isinstance(node.func, ast.Lambda):
                 self.convert(node.func, depth)  # names the real problem (an attribute, a dunder name) if there is one
@@ -138,26 +153,87 @@ class _Converter:
         name = node.func.id
         if name.startswith("_"):
             raise CaseError(f"name {name!r} is not allowed: names may not start with '_'")
+        if any(isinstance(a, ast.Starred) for a in node.args):
+            raise CaseError(f"{name}(): *arguments are not allowed")
+        if name == "Piecewise":
+            return self._piecewise(node, depth)
+        if name == "log" and len(node.args) == 2 and not node.keywords:  # sympy's log(x, base)
+            x, base = (self.convert(a, depth) for a in node.args)
+            return Bin("/", Call("log", (x,)), Call("log", (base,)))
+        given = list(node.args)
+        if name in SWAPPED and len(given) == 2:  # sympy's (n, x) where the row is torch's (x, n)
+            given.reverse()
+        name = ALIASES.get(name, name)
         op = OPS.get(name)
         if op is None or op.internal:
             raise CaseError(f"unknown function {name!r}{did_you_mean(name, public_ops())}; known functions: {known_names()}. "
                             "Register one with verifier.register_op")
+        if name in ("max", "min") and len(given) > 2 and not node.keywords:  # sympy's Max(a, b, c)
+            out = Call(name, (self.convert(given[0], depth), self.convert(given[1], depth)))
+            for extra in given[2:]:
+                out = Call(name, (out, self.convert(extra, depth)))
+            return out
+        axis, params = self._keywords(name, op, node.keywords)
+        lo, hi = op.arity
+        if not lo <= len(given) <= hi:
+            want = str(lo) if lo == hi else f"{lo} to {hi}"
+            raise CaseError(f"{name}() takes {want} argument(s), got {len(given)}")
+        args = tuple(self.convert(a, depth, condition=(name == "where" and i == 0)) for i, a in enumerate(given))
+        for i in op.integer_args:
+            value = literal_value(args[i]) if i < len(args) else None
+            if value is None or value.denominator != 1 or not 0 <= value <= 1000:
+                raise CaseError(f"{name}(): argument {i + 1} is a degree or order: an integer literal 0..1000, got "
+                                f"{unparse(args[i]) if i < len(args) else 'nothing'}")
+        if name == "where" and not (isinstance(args[0], Cmp) or
+                                    (isinstance(args[0], Call) and args[0].func.startswith("logical_"))):
+            raise CaseError("where() needs a comparison as its first argument, e.g. where(x > 0, x, 0)")
+        return Call(name, args, axis, params)
+
+    def _keywords(self, name: str, op: Op, keywords: list[ast.keyword]) -> tuple[Any, tuple[tuple[str, object], ...]]:
+        """axis=, and the op's parameters: numbers, True/False, and the strings torch documents for the keyword."""
         axis = None
-        for kw in node.keywords:
+        params: list[tuple[str, object]] = []
+        choices = dict(op.choices)
+        for kw in keywords:
             if kw.arg is None or kw.arg not in op.keywords:
                 allowed = ", ".join(op.keywords) or "none"
                 raise CaseError(f"{name}() got keyword {kw.arg or '**'!r}; allowed keywords: {allowed}")
-            axis = _axis(kw.value)
-        if any(isinstance(a, ast.Starred) for a in node.args):
-            raise CaseError(f"{name}(): *arguments are not allowed")
-        lo, hi = op.arity
-        if not lo <= len(node.args) <= hi:
-            want = str(lo) if lo == hi else f"{lo} to {hi}"
-            raise CaseError(f"{name}() takes {want} argument(s), got {len(node.args)}")
-        args = tuple(self.convert(a, depth, condition=(name == "where" and i == 0)) for i, a in enumerate(node.args))
-        if name == "where" and not isinstance(args[0], Cmp):
-            raise CaseError("where() needs a comparison as its first argument, e.g. where(x > 0, x, 0)")
-        return Call(name, args, axis)
+            if any(k == kw.arg for k, _ in params) or (kw.arg == "axis" and axis is not None):
+                raise CaseError(f"{name}(): keyword {kw.arg!r} given twice")
+            if kw.arg == "axis":
+                axis = _axis(kw.value)
+                continue
+            value = kw.value
+            if kw.arg in choices:
+                if not (isinstance(value, ast.Constant) and isinstance(value.value, str) and
+                        value.value in choices[kw.arg]):
+                    raise CaseError(f"{name}(): {kw.arg} is one of {', '.join(map(repr, choices[kw.arg]))}, got "
+                                    f"{_describe(value)}")
+                params.append((kw.arg, value.value))
+            elif isinstance(value, ast.Constant) and isinstance(value.value, bool):
+                params.append((kw.arg, value.value))
+            else:
+                sign = -1 if isinstance(value, ast.UnaryOp) and isinstance(value.op, ast.USub) else 1
+                inner = value.operand if sign < 0 else value  # type: ignore[attr-defined]  # a UnaryOp's operand
+                if not isinstance(inner, ast.Constant) or isinstance(inner.value, (bool, str)):
+                    raise CaseError(f"{name}(): {kw.arg} takes a number literal, got {_describe(value)}")
+                number = self._number(inner.value)
+                params.append((kw.arg, Num(("-" if sign < 0 else "") + number.text)))
+        return axis, tuple(params)
+
+    def _piecewise(self, node: ast.Call, depth: int) -> Node:
+        """sympy's Piecewise((a, cond), ..., (z, True)): nested where()s."""
+        pairs = node.args
+        if node.keywords or not pairs or not all(isinstance(p, ast.Tuple) and len(p.elts) == 2 for p in pairs):
+            raise CaseError("Piecewise takes (value, condition) pairs: Piecewise((a, x > 0), (b, True))")
+        last = pairs[-1].elts[1]  # type: ignore[attr-defined]  # checked to be a Tuple above
+        if not (isinstance(last, ast.Constant) and last.value is True):
+            raise CaseError("Piecewise needs a last pair (value, True): the value where no condition holds")
+        out = self.convert(pairs[-1].elts[0], depth)  # type: ignore[attr-defined]
+        for pair in reversed(pairs[:-1]):
+            value, cond = pair.elts  # type: ignore[attr-defined]
+            out = Call("where", (self.convert(cond, depth, condition=True), self.convert(value, depth), out))
+        return out
 
 
 def _int_literal(node: ast.AST) -> int:

@@ -40,3 +40,9 @@ def reduced_shape(shape: Shape, axis: Any = None) -> Shape:
     if axes is None:
         return ()
     return tuple(d for i, d in enumerate(shape) if i not in axes)
+
+
+def kept_shape(shape: Shape, axis: Any = None) -> Shape:
+    """A reduction's shape with keepdim: the reduced axes kept with size 1."""
+    axes = normalize_axis(axis, len(shape))
+    return tuple(1 if axes is None or i in axes else n for i, n in enumerate(shape))

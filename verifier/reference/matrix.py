@@ -114,6 +114,8 @@ class _Translator:
         return _Val(a.expr * b.expr, (a.shape[0], b.shape[1]))
 
     def call(self, node: Call) -> _Val:
+        if node.params:
+            raise NotVectorisable(f"{node.func}() with keyword parameters: the element-wise reference handles it")
         args = [self.value(a) for a in node.args]
         name = node.func
         if name in ("sum", "mean") and node.axis is None:

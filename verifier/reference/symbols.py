@@ -13,6 +13,7 @@ from sympy.printing.str import StrPrinter
 
 from ..language.nodes import Bin, Call, Cmp, Const, Index, Name, Neg, Node, Num
 from ..language.ops import ELEMENTWISE, OPS
+from ..language.shapes import kept_shape
 from ..values import Exact  # noqa: F401 - re-exported
 from .symfuncs import S
 
@@ -31,7 +32,7 @@ def object_array(x: Any) -> np.ndarray:
 
 def constant_of(node: Num | Const) -> sp.Expr:
     if isinstance(node, Const):
-        return sp.pi if node.name == "pi" else sp.E
+        return {"pi": sp.pi, "E": sp.E, "inf": sp.oo}[node.name]
     frac = node.value
     return sp.Rational(frac.numerator, frac.denominator)
 
@@ -58,10 +59,12 @@ def evaluate(node: Node, env: Mapping[str, np.ndarray]) -> np.ndarray:
     assert isinstance(node, Call)
     op = OPS[node.func]
     args = [evaluate(a, env) for a in node.args]
-    if op.kind == ELEMENTWISE:
-        return object_array(np.frompyfunc(lambda *xs: op.sympy(S, *xs), len(args), 1)(*args))
     kw = node.keywords()
-    return object_array(op.sympy(S, *args, **kw))
+    if op.kind == ELEMENTWISE:
+        return object_array(np.frompyfunc(lambda *xs: op.sympy(S, *xs, **kw), len(args), 1)(*args))
+    keep = kw.pop("keepdim", False)
+    out = object_array(op.sympy(S, *args, **kw))
+    return out.reshape(kept_shape(args[0].shape, kw.get("axis"))) if keep else out
 
 
 _A, _B = sp.Dummy("a", real=True), sp.Dummy("b", real=True)

@@ -161,6 +161,43 @@ class Round(Step):
     printed = "round"
 
 
+class Zeta(sp.Function):
+    """The Hurwitz zeta function zeta(s, q) = sum_k (k + q)**-s, differentiable in both arguments (sympy leaves the
+    derivative in s unevaluated): ZetaDerivative(n, s, q) is its n-th derivative in s."""
+
+    nargs = 2
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        s_, q = self.args
+        if argindex == 1:
+            return ZetaDerivative(1, s_, q)
+        return -s_ * Zeta(s_ + 1, q)
+
+    def _eval_is_real(self) -> bool | None:
+        return self.args[0].is_real and self.args[1].is_real
+
+    def _sympystr(self, printer: Any) -> str:
+        return f"zeta({printer._print(self.args[0])}, {printer._print(self.args[1])})"
+
+
+class ZetaDerivative(sp.Function):
+    """d^n/ds^n zeta(s, q)."""
+
+    nargs = 3
+
+    def fdiff(self, argindex: int = 2) -> sp.Expr:
+        n, s_, q = self.args
+        if argindex == 2:
+            return ZetaDerivative(n + 1, s_, q)
+        if argindex == 3:  # d/dq of d^n/ds^n (-s zeta(s + 1, q))
+            lower = ZetaDerivative(n - 1, s_ + 1, q) if n > 1 else Zeta(s_ + 1, q)
+            return -s_ * ZetaDerivative(n, s_ + 1, q) - n * lower
+        raise ValueError("the order of a zeta derivative is a constant")
+
+    def _eval_is_real(self) -> bool | None:
+        return self.args[1].is_real and self.args[2].is_real
+
+
 # The namespace passed as ``S`` to the op table's sympy meanings.
 S = types.SimpleNamespace(**{n: getattr(sp, n) for n in dir(sp) if not n.startswith("_")})
 S.StopGrad = StopGrad
@@ -169,5 +206,6 @@ S.Sinc = Sinc
 S.Ndtr = Ndtr
 S.XLogY = XLogY
 S.Floor, S.Ceil, S.Trunc, S.Round = Floor, Ceil, Trunc, Round
+S.Zeta = Zeta
 
 NONSMOOTH = (sp.Abs, sp.sign, sp.Max, sp.Min, sp.Heaviside, sp.Piecewise)

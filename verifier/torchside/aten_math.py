@@ -9,8 +9,8 @@ import numpy as np
 import torch
 
 from ..language.nodes import Bin, Cmp, Const, Neg, Node, Num
-from .atenargs import TABLE, Args, Handler, NoTranslation, call, dims, op, reshaped, scaled
-from .tracing import Failure, elements
+from .atenargs import TABLE, Args, Handler, call, dims, op, reshaped, scaled
+from .tracing import elements
 
 # --- element-wise: the op-table rows of the same name --------------------------------------------------------------
 
@@ -22,13 +22,25 @@ _SAME = ("sin", "cos", "tan", "asin", "acos", "atan", "sinh", "cosh", "tanh", "a
 _SPECIAL = {"special_i0e": "i0e", "special_i1": "i1", "special_i1e": "i1e", "special_ndtr": "ndtr",
             "special_ndtri": "ndtri", "special_log_ndtr": "log_ndtr", "special_erfcx": "erfcx", "special_entr": "entr",
             "special_xlog1py": "xlog1py", "sgn": "sign", "arctan2": "atan2", "special_expit": "sigmoid",
-            "special_erf": "erf", "special_erfc": "erfc", "special_erfinv": "erfinv", "special_xlogy": "xlogy"}
+            "special_erf": "erf", "special_erfc": "erfc", "special_erfinv": "erfinv", "special_xlogy": "xlogy",
+            "special_zeta": "zeta", "special_bessel_j0": "bessel_j0", "special_bessel_j1": "bessel_j1",
+            "special_bessel_y0": "bessel_y0", "special_bessel_y1": "bessel_y1",
+            "special_modified_bessel_i0": "modified_bessel_i0", "special_modified_bessel_i1": "modified_bessel_i1",
+            "special_modified_bessel_k0": "modified_bessel_k0", "special_modified_bessel_k1": "modified_bessel_k1",
+            "special_scaled_modified_bessel_k0": "scaled_modified_bessel_k0",
+            "special_scaled_modified_bessel_k1": "scaled_modified_bessel_k1",
+            "special_spherical_bessel_j0": "spherical_bessel_j0", "special_airy_ai": "airy_ai",
+            "special_gammainc": "gammainc", "special_gammaincc": "gammaincc", "igamma": "gammainc",
+            "igammac": "gammaincc", "special_gammaln": "lgamma", "heaviside": "heaviside"}
+for _poly in ("chebyshev_polynomial_t", "chebyshev_polynomial_u", "chebyshev_polynomial_v", "chebyshev_polynomial_w",
+              "hermite_polynomial_h", "hermite_polynomial_he", "laguerre_polynomial_l", "legendre_polynomial_p"):
+    _SPECIAL[f"special_{_poly}"] = _poly
 _LOGICAL = ("logical_and", "logical_or", "logical_xor")
 
 
 def _same(name: str) -> Handler:
     def handler(a: Args) -> Node:
-        names = [s.name for s in a.func._schema.arguments if s.name in ("self", "other")]
+        names = [s.name for s in a.func._schema.arguments if s.name in ("self", "other", "x", "n", "values")]
         if name in _LOGICAL:
             return call(name, *(a.cond(k) for k in names))
         return call(name, *(a.n(k) for k in names))
@@ -53,7 +65,12 @@ def _polygamma(a: Args) -> Node:
         return call("digamma", a.n("self"))
     if a.v("n") == 1:
         return call("trigamma", a.n("self"))
-    raise NoTranslation(Failure(f"polygamma of order {a.v('n')} (the table has orders 0 and 1)"))
+    return call("polygamma", a.const(a.v("n")), a.n("self"))
+
+
+@op("mvlgamma", "special_multigammaln")
+def _mvlgamma(a: Args) -> Node:
+    return call("mvlgamma", a.n("self"), a.const(a.v("p")))
 
 
 @op("add", "sub")

@@ -272,6 +272,16 @@ class TorchSide:
 
         return {Path.BACKWARD_V: backward, Path.GRAD_V: grad, Path.FUNC_VJP: func_vjp}
 
+    def missing_derivatives(self) -> list[str]:
+        """The functions of the lowered definition that torch computes without a derivative (no backward node in the
+        graph it builds, or its NotImplemented node): derivative checks have nothing of torch's to verify."""
+        if not self.is_lowered():
+            return []
+        if not hasattr(self, "_missing"):
+            self.forward()
+            self._missing = sorted(self.program.no_derivative)
+        return self._missing
+
     def output_parts(self) -> tuple[tuple[int, ...], ...] | None:
         """The shapes of the user's outputs where it returns several tensors (None: one tensor)."""
         from .impl import Implementation

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 from typing import Any, Callable, Mapping
 
 import torch
@@ -10,6 +11,7 @@ import torch
 from ..case.model import Case
 from ..language.nodes import Bin, Call, Cmp, Const, Index, Name, Neg, Node, Num
 from ..language.ops import OPS
+from ..language.shapes import kept_shape
 from .devices import DTYPES, compile_backend
 
 COMPARISONS: dict[str, Callable[[Any, Any], Any]] = {
@@ -24,6 +26,7 @@ class Program:
         self.case = case
         self.dtype = DTYPES[dtype or case.dtype]
         self.device = torch.device(device or case.device)
+        self.no_derivative: set[str] = set()  # functions torch computes without a derivative (torch.special.bessel_j0)
 
     def __call__(
         self, env: Mapping[str, torch.Tensor], *, retain: tuple[str, ...] = ()
@@ -72,7 +75,7 @@ class Program:
             # an integer torch can take as a scalar; beyond 2**53 (e.g. 1e20) a float, as torch would read it
             return int(frac) if frac.denominator == 1 and abs(frac) <= 2**53 else float(frac)
         if isinstance(node, Const):
-            return math.pi if node.name == "pi" else math.e
+            return {"pi": math.pi, "E": math.e, "inf": math.inf}[node.name]
         if isinstance(node, Name):
             return env[node.id]
         if isinstance(node, Neg):
@@ -99,8 +102,14 @@ class Program:
         assert isinstance(node, Call)
         op = OPS[node.func]
         args = [self._tensor(self.value_of(a, env)) for a in node.args]
-        kw = node.keywords()
-        return op.torch(torch, *args, **kw)
+        kw = {k: float(v) if isinstance(v, Fraction) else v for k, v in node.keywords().items()}
+        keep = kw.pop("keepdim", False)
+        out = op.torch(torch, *args, **kw)
+        if node.func != "detach" and torch.is_grad_enabled() and isinstance(out, torch.Tensor) and \
+                out.is_floating_point() and any(isinstance(a, torch.Tensor) and a.requires_grad for a in args) and \
+                (not out.requires_grad or type(out.grad_fn).__name__ == "NotImplemented"):
+            self.no_derivative.add(node.func)  # by the graph torch built: no backward node, or its NotImplemented one
+        return out.reshape(kept_shape(tuple(args[0].shape), kw.get("axis"))) if keep else out
 
 
 class Compiled(Program):

@@ -16,7 +16,7 @@ import numpy as np
 import scipy.special as sc
 import sympy as sp
 
-from ..symfuncs import Ceil, Floor, LogAbsGamma, Ndtr, Round, Sinc, SincDerivative, StopGrad, Trunc, XLogY
+from ..symfuncs import Ceil, Floor, LogAbsGamma, Ndtr, Round, Sinc, SincDerivative, StopGrad, Trunc, XLogY, Zeta, ZetaDerivative
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,14 @@ class Numeric:
 
 def mp_heaviside(x: Any, h0: Any = None) -> Any:
     return mpmath.mpf(0) if x < 0 else mpmath.mpf(1) if x > 0 else (mpmath.mpf(h0) if h0 is not None else mpmath.mpf(0.5))
+
+
+def mp_zeta(s: Any, q: Any, derivative: int) -> Any:
+    """Hurwitz zeta (or its derivative in s); where mpmath's series does not converge (q <= 0, s near 1), no value."""
+    try:
+        return mpmath.zeta(s, q, derivative)
+    except mpmath.libmp.NoConvergence:
+        raise ValueError(f"zeta({mpmath.nstr(s, 8)}, {mpmath.nstr(q, 8)}) does not converge") from None
 
 
 def mp_sign(x: Any) -> Any:
@@ -148,6 +156,28 @@ TABLE: dict[type, Numeric] = {
     Ceil: Numeric(mpmath.ceil, np.ceil, lambda T: T.ceil),
     Trunc: Numeric(lambda x: mpmath.sign(x) * mpmath.floor(abs(x)), np.trunc, lambda T: T.trunc),
     Round: Numeric(mpmath.nint, np.rint, lambda T: T.round),  # halves to even, all three
+    # inverse reciprocal functions (sympy's principal branches: acot(x) = atan(1/x))
+    sp.acot: Numeric(mpmath.acot, lambda x: np.arctan(1 / x)),
+    sp.asec: Numeric(mpmath.asec, lambda x: np.arccos(1 / x)),
+    sp.acsc: Numeric(mpmath.acsc, lambda x: np.arcsin(1 / x)),
+    sp.acoth: Numeric(mpmath.acoth, lambda x: np.arctanh(1 / x)),
+    sp.asech: Numeric(mpmath.asech, lambda x: np.arccosh(1 / x)),
+    sp.acsch: Numeric(mpmath.acsch, lambda x: np.arcsinh(1 / x)),
+    sp.erfcinv: Numeric(lambda x: mpmath.erfinv(1 - x), sc.erfcinv),
+    sp.erf2: Numeric(lambda x, y: mpmath.erf(y) - mpmath.erf(x), lambda x, y: sc.erf(y) - sc.erf(x)),
+    sp.lowergamma: Numeric(lambda a, x: mpmath.gammainc(a, 0, x), lambda a, x: sc.gammainc(a, x) * sc.gamma(a)),
+    sp.uppergamma: Numeric(lambda a, x: mpmath.gammainc(a, x), lambda a, x: sc.gammaincc(a, x) * sc.gamma(a)),
+    sp.besselj: Numeric(mpmath.besselj, sc.jv),
+    sp.bessely: Numeric(mpmath.bessely, sc.yv),
+    sp.besselk: Numeric(mpmath.besselk, sc.kv),
+    sp.airyai: Numeric(mpmath.airyai, lambda x: sc.airy(x)[0]),
+    sp.airyaiprime: Numeric(lambda x: mpmath.airyai(x, derivative=1), lambda x: sc.airy(x)[1]),
+    Zeta: Numeric(lambda s_, q: mp_zeta(s_, q, 0), sc.zeta),
+    sp.zeta: Numeric(lambda s_, q=1: mpmath.zeta(s_, q), lambda s_, q=1: sc.zeta(s_, q)),  # sympy's own (printed)
+    sp.floor: Numeric(mpmath.floor, np.floor, lambda T: T.floor),
+    sp.ceiling: Numeric(mpmath.ceil, np.ceil, lambda T: T.ceil),
+    sp.frac: Numeric(mpmath.frac, lambda x: x - np.floor(x)),
+    ZetaDerivative: Numeric(lambda n, s, q: mp_zeta(s, q, int(n)), lambda n, s, q: np.full(np.shape(s), np.nan)),
 }
 
 # relations: mpmath and numpy take Python's operators and numpy's ufuncs; torch its own comparison kernels

@@ -96,6 +96,8 @@ class PlanBuilder:
         if isinstance(node, Index):
             raise NotVectorisable("indexing picks single elements; the element-wise reference handles it")
         assert isinstance(node, Call)
+        if node.params and node.func != "elements":
+            raise NotVectorisable(f"{node.func}() with keyword parameters: the element-wise reference handles it")
         op = OPS[node.func]
         args = [self.build(a, env) for a in node.args]
         if op.kind == ELEMENTWISE or (node.func in ("max", "min") and len(args) == 2):

@@ -97,3 +97,37 @@ def test_a_function_torch_cannot_differentiate_is_not_supported_not_failed():
 
 def test_inf_is_a_constant():
     assert _value("min(x, inf) + max(y, -oo)", 0.5, 0.25) == pytest.approx(0.75)
+
+
+@pytest.mark.parametrize("text, inputs", [
+    ("sum(x[1:3] ** 2)", {"x": [0.5, 1.0, -2.0, 3.0]}),
+    ("sum(A[:, 0] * A[1, :])", {"A": [[1.0, 2.0], [3.0, -1.0]]}),
+    ("sum(x[::2] * x[1::2])", {"x": [0.5, 1.0, -2.0, 3.0]}),
+    ("sum(reshape(x, shape=(2, 2)) @ reshape(x, shape=(2, -1)))", {"x": [0.5, 1.0, -2.0, 3.0]}),
+    ("sum(flatten(A) * unsqueeze(squeeze(reshape(A, shape=(1, 4))), axis=0))", {"A": [[1.0, 2.0], [3.0, -1.0]]}),
+    ("sum(cat(x, x ** 2, axis=0) * stack(x, x, axis=0)[0, 0])", {"x": [0.5, 1.0]}),
+    ('einsum("ij,jk->ik", A, A)', {"A": [[1.0, 2.0], [3.0, -1.0]]}),
+    ('einsum("ii->", A) + sum(tril(A)) + sum(triu(A, diagonal=1)) + sum(diag(x) @ A)',
+     {"A": [[1.0, 2.0], [3.0, -1.0]], "x": [0.5, 2.0]}),
+])
+def test_tensor_shaping_is_checked_against_torch(text, inputs):
+    result = verify_case(case_from_expression(text, inputs, name="t", order=1))
+    assert result.status == "pass", [(c.check, c.status) for c in result.checks]
+    node = parse(text, set(inputs))
+    assert parse(unparse(node), set(inputs)) == node
+
+
+@pytest.mark.parametrize("text, message", [
+    ("x[::-1]", "a slice step must be a positive integer literal"),
+    ("x[0:y]", "an index or axis must be an integer literal, got name 'y'"),
+    ('einsum("ij;jk->ik", x, x)', "einsum's subscripts are a string of letters"),
+    ("einsum(x, x)", "einsum's subscripts are a string of letters"),
+    ('einsum("ij,jk->ik", x)', "name 2 tensor(s), 1 given"),
+    ("reshape(x, shape=y)", "shape takes a number literal"),
+    ("elements(x)", "unknown function 'elements'"),
+    ("getitem(x)", "unknown function 'getitem'"),
+])
+def test_bad_shaping_is_named(text, message):
+    with pytest.raises(CaseError) as info:
+        parse(text, {"x", "y"})
+    assert message in str(info.value)

@@ -1,1 +1,3 @@
-"""The case language: the AST, the whitelisting parser, THE op table, shapes and analysis; no numpy, sympy or torch."""
+"""The case language: nodes, the parser, the op table (ops.py and more_ops.py, both registered here)."""
+
+from . import more_ops, ops  # noqa: F401 - every row of the op table is registered on first import

@@ -263,3 +263,30 @@ def huber_meaning(S: Any, a: Any, b: Any, delta: Any, huber: bool) -> Any:
     inside = d**2 / 2 if huber else d**2 / (2 * delta)
     outside = delta * (S.Abs(d) - delta / 2) if huber else S.Abs(d) - delta / 2
     return S.Piecewise((inside, S.Abs(d) < delta), (outside, True))
+
+
+# --- tensor shaping: numpy's own operations on object arrays, torch's on tensors -------------------------------------
+
+
+def index_key(key: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A getitem key as Python indexes: ints, and ("slice", start, stop, step) as slices."""
+    return tuple(slice(k[1], k[2], k[3]) if isinstance(k, tuple) else k for k in key)
+
+
+def shape_of(fn: Callable[..., Any]) -> Callable[..., Shape]:
+    """A shape rule from numpy's own operation on arrays of those shapes (broadcast views: nothing allocated)."""
+
+    def rule(*shapes: Shape, **kw: Any) -> Shape:
+        np = np_module()
+        try:
+            return tuple(np.shape(fn(np, *(np.broadcast_to(np.float64(0), s) for s in shapes), **kw)))
+        except (ValueError, IndexError, TypeError) as exc:
+            raise ValueError(str(exc)) from None
+
+    return rule
+
+
+def sym_einsum(S: Any, *args: Any, subscripts: str = "") -> Any:
+    np = np_module()
+    return np.asarray(np.einsum(subscripts, *[np.asarray(a, dtype=object) for a in args]), dtype=object)
+

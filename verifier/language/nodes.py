@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Iterator, Union
+from typing import Any, Iterator, Union
 
 BINARY = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**", ast.MatMult: "@"}
 COMPARE = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!="}
@@ -133,6 +133,13 @@ def unparse(node: Node) -> str:
     if isinstance(node, Index):
         return f"{_wrap(node.base, 5)}[{', '.join(map(str, node.index))}]"
     assert isinstance(node, Call)
+    if node.func == "getitem":  # the parser's form of a subscript with slices
+        key: Any = dict(node.params)["key"]
+        items = [":".join("" if b is None else str(b) for b in k[1:]).removesuffix(":") if isinstance(k, tuple)
+                 else str(k) for k in key]
+        return f"{_wrap(node.args[0], 5)}[{', '.join(items)}]"
+    if node.func == "einsum":
+        return f"einsum({dict(node.params)['subscripts']!r}, {', '.join(unparse(a) for a in node.args)})"
     args = ", ".join(unparse(a) for a in node.args)
     if node.params:  # op parameters (a number as its text), and a traced op's index maps
         args += "".join(f", {k}={unparse(v) if isinstance(v, Num) else repr(v)}" for k, v in node.params)

@@ -7,7 +7,6 @@ stage never loads sympy. Users add entries with :func:`register_op`.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
@@ -18,9 +17,7 @@ from .meanings import (
     elements_shape,
     given,
     huber_meaning,
-    integer_of,
     np_module,
-    polynomial,
     softplus_meaning,
     sym_cosine,
     sym_cross,
@@ -33,7 +30,6 @@ from .meanings import (
     sym_normalize,
     sym_reduce,
     sym_softmax,
-    torch_bessel,
     torch_elements,
     torch_reduce,
     variance,
@@ -166,7 +162,7 @@ def register_op(op: Op, *, replace: bool = False) -> Op:
     return op
 
 
-def _unary(name: str, sym: Callable[..., Any], tch: Callable[..., Any], grad_fn: str | None = None, **kw: Any) -> None:
+def unary_op(name: str, sym: Callable[..., Any], tch: Callable[..., Any], grad_fn: str | None = None, **kw: Any) -> None:
     register_op(Op(name, ELEMENTWISE, (1, 1), sym, tch, grad_fn=grad_fn, **kw))
 
 
@@ -184,54 +180,54 @@ S_HALF = Fraction(1, 2)
 S_01 = Fraction(1, 100)  # leaky_relu's default slope, 0.01 exactly (as torch's double 0.01 is meant)
 
 
-_unary("sin", lambda S, x: S.sin(x), lambda T, x: T.sin(x), "Sin" + _T)
-_unary("cos", lambda S, x: S.cos(x), lambda T, x: T.cos(x), "Cos" + _T)
-_unary("tan", lambda S, x: S.tan(x), lambda T, x: T.tan(x), "Tan" + _T)
-_unary("asin", lambda S, x: S.asin(x), lambda T, x: T.asin(x), "Asin" + _T)
-_unary("acos", lambda S, x: S.acos(x), lambda T, x: T.acos(x), "Acos" + _T)
-_unary("atan", lambda S, x: S.atan(x), lambda T, x: T.atan(x), "Atan" + _T)
-_unary("sinh", lambda S, x: S.sinh(x), lambda T, x: T.sinh(x), "Sinh" + _T)
-_unary("cosh", lambda S, x: S.cosh(x), lambda T, x: T.cosh(x), "Cosh" + _T)
-_unary("tanh", lambda S, x: S.tanh(x), lambda T, x: T.tanh(x), "Tanh" + _T)
-_unary("asinh", lambda S, x: S.asinh(x), lambda T, x: T.asinh(x), "Asinh" + _T)
-_unary("acosh", lambda S, x: S.acosh(x), lambda T, x: T.acosh(x), "Acosh" + _T)
-_unary("atanh", lambda S, x: S.atanh(x), lambda T, x: T.atanh(x), "Atanh" + _T)
-_unary("exp", lambda S, x: S.exp(x), lambda T, x: T.exp(x), "Exp" + _T)
-_unary("exp2", lambda S, x: S.Integer(2) ** x, lambda T, x: T.exp2(x), "Exp2" + _T)
-_unary("expm1", lambda S, x: S.exp(x) - 1, lambda T, x: T.expm1(x), "Expm1" + _T)
-_unary("log", lambda S, x: S.log(x), lambda T, x: T.log(x), "Log" + _T)
-_unary("log1p", lambda S, x: S.log(1 + x), lambda T, x: T.log1p(x), "Log1P" + _T)
-_unary("log2", lambda S, x: S.log(x) / S.log(2), lambda T, x: T.log2(x), "Log2" + _T)
-_unary("log10", lambda S, x: S.log(x) / S.log(10), lambda T, x: T.log10(x), "Log10" + _T)
-_unary("sqrt", lambda S, x: S.sqrt(x), lambda T, x: T.sqrt(x), "Sqrt" + _T)
-_unary("rsqrt", lambda S, x: 1 / S.sqrt(x), lambda T, x: T.rsqrt(x), "Rsqrt" + _T)
-_unary("abs", lambda S, x: S.Abs(x), lambda T, x: T.abs(x), "Abs" + _T, smooth=False)
+unary_op("sin", lambda S, x: S.sin(x), lambda T, x: T.sin(x), "Sin" + _T)
+unary_op("cos", lambda S, x: S.cos(x), lambda T, x: T.cos(x), "Cos" + _T)
+unary_op("tan", lambda S, x: S.tan(x), lambda T, x: T.tan(x), "Tan" + _T)
+unary_op("asin", lambda S, x: S.asin(x), lambda T, x: T.asin(x), "Asin" + _T)
+unary_op("acos", lambda S, x: S.acos(x), lambda T, x: T.acos(x), "Acos" + _T)
+unary_op("atan", lambda S, x: S.atan(x), lambda T, x: T.atan(x), "Atan" + _T)
+unary_op("sinh", lambda S, x: S.sinh(x), lambda T, x: T.sinh(x), "Sinh" + _T)
+unary_op("cosh", lambda S, x: S.cosh(x), lambda T, x: T.cosh(x), "Cosh" + _T)
+unary_op("tanh", lambda S, x: S.tanh(x), lambda T, x: T.tanh(x), "Tanh" + _T)
+unary_op("asinh", lambda S, x: S.asinh(x), lambda T, x: T.asinh(x), "Asinh" + _T)
+unary_op("acosh", lambda S, x: S.acosh(x), lambda T, x: T.acosh(x), "Acosh" + _T)
+unary_op("atanh", lambda S, x: S.atanh(x), lambda T, x: T.atanh(x), "Atanh" + _T)
+unary_op("exp", lambda S, x: S.exp(x), lambda T, x: T.exp(x), "Exp" + _T)
+unary_op("exp2", lambda S, x: S.Integer(2) ** x, lambda T, x: T.exp2(x), "Exp2" + _T)
+unary_op("expm1", lambda S, x: S.exp(x) - 1, lambda T, x: T.expm1(x), "Expm1" + _T)
+unary_op("log", lambda S, x: S.log(x), lambda T, x: T.log(x), "Log" + _T)
+unary_op("log1p", lambda S, x: S.log(1 + x), lambda T, x: T.log1p(x), "Log1P" + _T)
+unary_op("log2", lambda S, x: S.log(x) / S.log(2), lambda T, x: T.log2(x), "Log2" + _T)
+unary_op("log10", lambda S, x: S.log(x) / S.log(10), lambda T, x: T.log10(x), "Log10" + _T)
+unary_op("sqrt", lambda S, x: S.sqrt(x), lambda T, x: T.sqrt(x), "Sqrt" + _T)
+unary_op("rsqrt", lambda S, x: 1 / S.sqrt(x), lambda T, x: T.rsqrt(x), "Rsqrt" + _T)
+unary_op("abs", lambda S, x: S.Abs(x), lambda T, x: T.abs(x), "Abs" + _T, smooth=False)
 # complex parts (the identity, and 0, of a real value); conj is torch's lazy conjugate view, resolved where needed
-_unary("real", lambda S, x: S.re(x), lambda T, x: T.real(x), doc="the real part of a complex value")
-_unary("imag", lambda S, x: S.im(x), lambda T, x: T.imag(x) if x.is_complex() else T.zeros_like(x),
+unary_op("real", lambda S, x: S.re(x), lambda T, x: T.real(x), doc="the real part of a complex value")
+unary_op("imag", lambda S, x: S.im(x), lambda T, x: T.imag(x) if x.is_complex() else T.zeros_like(x),
        doc="the imaginary part of a complex value")
-_unary("conj", lambda S, x: S.conjugate(x), lambda T, x: T.conj(x), doc="the complex conjugate")
-_unary("sign", lambda S, x: S.sign(x), lambda T, x: T.sign(x), "Sign" + _T, smooth=False)
-_unary("erf", lambda S, x: S.erf(x), lambda T, x: T.erf(x), "Erf" + _T)
-_unary("erfc", lambda S, x: S.erfc(x), lambda T, x: T.erfc(x), "Erfc" + _T)
-_unary("erfinv", lambda S, x: S.erfinv(x), lambda T, x: T.erfinv(x), "Erfinv" + _T)
-_unary("lgamma", lambda S, x: S.LogAbsGamma(x), lambda T, x: T.lgamma(x), "Lgamma" + _T)
-_unary("digamma", lambda S, x: S.polygamma(0, x), lambda T, x: T.digamma(x), "Digamma" + _T)
-_unary("sigmoid", lambda S, x: 1 / (1 + S.exp(-x)), lambda T, x: T.sigmoid(x), "Sigmoid" + _T)
-_unary("logit", lambda S, x: S.log(x / (1 - x)), lambda T, x: T.logit(x), "Logit" + _T)
-_unary("softplus", lambda S, x, beta=None, threshold=None: softplus_meaning(S, x, beta, threshold),
+unary_op("conj", lambda S, x: S.conjugate(x), lambda T, x: T.conj(x), doc="the complex conjugate")
+unary_op("sign", lambda S, x: S.sign(x), lambda T, x: T.sign(x), "Sign" + _T, smooth=False)
+unary_op("erf", lambda S, x: S.erf(x), lambda T, x: T.erf(x), "Erf" + _T)
+unary_op("erfc", lambda S, x: S.erfc(x), lambda T, x: T.erfc(x), "Erfc" + _T)
+unary_op("erfinv", lambda S, x: S.erfinv(x), lambda T, x: T.erfinv(x), "Erfinv" + _T)
+unary_op("lgamma", lambda S, x: S.LogAbsGamma(x), lambda T, x: T.lgamma(x), "Lgamma" + _T)
+unary_op("digamma", lambda S, x: S.polygamma(0, x), lambda T, x: T.digamma(x), "Digamma" + _T)
+unary_op("sigmoid", lambda S, x: 1 / (1 + S.exp(-x)), lambda T, x: T.sigmoid(x), "Sigmoid" + _T)
+unary_op("logit", lambda S, x: S.log(x / (1 - x)), lambda T, x: T.logit(x), "Logit" + _T)
+unary_op("softplus", lambda S, x, beta=None, threshold=None: softplus_meaning(S, x, beta, threshold),
        lambda T, x, beta=1, threshold=20: T.nn.functional.softplus(x, beta=float(beta), threshold=float(threshold)),
        "Softplus" + _T, keywords=("beta", "threshold"),
        doc="log(1 + exp(beta x)) / beta; with threshold=, x where beta x > threshold (torch's switch; by default "
            "the formula alone, so torch's switch at 20 is a finding)")
-_unary("relu", lambda S, x: S.Max(0, x), lambda T, x: T.relu(x), "Relu" + _T, smooth=False)
-_unary("silu", lambda S, x: x / (1 + S.exp(-x)), lambda T, x: T.nn.functional.silu(x), "Silu" + _T)
-_unary("gelu", lambda S, x, approximate="none": x * (1 + S.erf(x / S.sqrt(2))) / 2 if approximate == "none" else
+unary_op("relu", lambda S, x: S.Max(0, x), lambda T, x: T.relu(x), "Relu" + _T, smooth=False)
+unary_op("silu", lambda S, x: x / (1 + S.exp(-x)), lambda T, x: T.nn.functional.silu(x), "Silu" + _T)
+unary_op("gelu", lambda S, x, approximate="none": x * (1 + S.erf(x / S.sqrt(2))) / 2 if approximate == "none" else
        x * (1 + S.tanh(S.sqrt(2 / S.pi) * (x + S.Rational(44715, 1000000) * x**3))) / 2,
        lambda T, x, approximate="none": T.nn.functional.gelu(x, approximate=approximate), "Gelu" + _T,
        keywords=("approximate",), choices=(("approximate", ("none", "tanh")),))
-_unary("mish", lambda S, x: x * S.tanh(S.log(1 + S.exp(x))), lambda T, x: T.nn.functional.mish(x), "Mish" + _T)
-_unary("detach", lambda S, x: S.StopGrad(x), lambda T, x: x.detach(), None,
+unary_op("mish", lambda S, x: x * S.tanh(S.log(1 + S.exp(x))), lambda T, x: T.nn.functional.mish(x), "Mish" + _T)
+unary_op("detach", lambda S, x: S.StopGrad(x), lambda T, x: x.detach(), None,
        doc="a stop-gradient: the argument is a constant for the derivative")
 
 register_op(Op("atan2", ELEMENTWISE, (2, 2), lambda S, y, x: S.atan2(y, x), lambda T, y, x: T.atan2(y, x),
@@ -296,80 +292,81 @@ def _special(name: str) -> Callable[..., Any]:
 _SELU_ALPHA = "1.6732632423543772848170429916717"
 _SELU_SCALE = "1.0507009873554804934193349852946"
 
-_unary("sinc", lambda S, x: S.Sinc(x), lambda T, x: T.sinc(x), "Sinc" + _T, doc="sin(pi x) / (pi x), 1 at 0")
-_unary("elu", lambda S, x, alpha=1: S.Piecewise((x, x > 0), (S.Rational(alpha) * (S.exp(x) - 1), True)),
+unary_op("sinc", lambda S, x: S.Sinc(x), lambda T, x: T.sinc(x), "Sinc" + _T, doc="sin(pi x) / (pi x), 1 at 0")
+unary_op("elu", lambda S, x, alpha=1: S.Piecewise((x, x > 0), (S.Rational(alpha) * (S.exp(x) - 1), True)),
        lambda T, x, alpha=1: T.nn.functional.elu(x, alpha=float(alpha)), "Elu" + _T, keywords=("alpha",))
-_unary("celu", lambda S, x, alpha=1: S.Piecewise((x, x > 0), (S.Rational(alpha) * (S.exp(x / S.Rational(alpha)) - 1),
+unary_op("celu", lambda S, x, alpha=1: S.Piecewise((x, x > 0), (S.Rational(alpha) * (S.exp(x / S.Rational(alpha)) - 1),
                                                                True)),
        lambda T, x, alpha=1: T.nn.functional.celu(x, alpha=float(alpha)), "Celu" + _T, keywords=("alpha",))
-_unary("selu", lambda S, x: S.Float(_SELU_SCALE, 40) * S.Piecewise((x, x > 0), (S.Float(_SELU_ALPHA, 40) * (S.exp(x) - 1), True)),
-       _F_("selu"), "Elu" + _T)
-_unary("leaky_relu", lambda S, x, negative_slope=S_01: S.Piecewise((x, x > 0), (x * S.Rational(negative_slope), True)),
+unary_op("selu", lambda S, x: S.Float(_SELU_SCALE, 40) * S.Piecewise((x, x > 0),
+                                                                      (S.Float(_SELU_ALPHA, 40) * (S.exp(x) - 1), True)),
+         _F_("selu"), "Elu" + _T)
+unary_op("leaky_relu", lambda S, x, negative_slope=S_01: S.Piecewise((x, x > 0), (x * S.Rational(negative_slope), True)),
        lambda T, x, negative_slope=S_01: T.nn.functional.leaky_relu(x, negative_slope=float(negative_slope)),
        "LeakyRelu" + _T, doc="negative_slope (default 0.01) times x where x <= 0", keywords=("negative_slope",))
-_unary("relu6", lambda S, x: S.Min(S.Max(x, 0), 6), _F_("relu6"), None)
-_unary("hardtanh", lambda S, x, min_val=-1, max_val=1: S.Min(S.Max(x, S.Rational(min_val)), S.Rational(max_val)),
+unary_op("relu6", lambda S, x: S.Min(S.Max(x, 0), 6), _F_("relu6"), None)
+unary_op("hardtanh", lambda S, x, min_val=-1, max_val=1: S.Min(S.Max(x, S.Rational(min_val)), S.Rational(max_val)),
        lambda T, x, min_val=-1, max_val=1: T.nn.functional.hardtanh(x, float(min_val), float(max_val)),
        "Hardtanh" + _T, keywords=("min_val", "max_val"))
-_unary("hardsigmoid", lambda S, x: S.Min(S.Max(x / 6 + S.Rational(1, 2), 0), 1), _F_("hardsigmoid"), "Hardsigmoid" + _T)
-_unary("hardswish", lambda S, x: x * S.Min(S.Max(x + 3, 0), 6) / 6, _F_("hardswish"), "Hardswish" + _T)
-_unary("softsign", lambda S, x: x / (1 + S.Abs(x)), _F_("softsign"), None)
-_unary("logsigmoid", lambda S, x: -S.log(1 + S.exp(-x)), _F_("logsigmoid"), "LogSigmoid" + _T)
-_unary("tanhshrink", lambda S, x: x - S.tanh(x), _F_("tanhshrink"), None)
-_unary("softshrink", lambda S, x: S.Piecewise((x - S.Rational(1, 2), x > S.Rational(1, 2)),
+unary_op("hardsigmoid", lambda S, x: S.Min(S.Max(x / 6 + S.Rational(1, 2), 0), 1), _F_("hardsigmoid"), "Hardsigmoid" + _T)
+unary_op("hardswish", lambda S, x: x * S.Min(S.Max(x + 3, 0), 6) / 6, _F_("hardswish"), "Hardswish" + _T)
+unary_op("softsign", lambda S, x: x / (1 + S.Abs(x)), _F_("softsign"), None)
+unary_op("logsigmoid", lambda S, x: -S.log(1 + S.exp(-x)), _F_("logsigmoid"), "LogSigmoid" + _T)
+unary_op("tanhshrink", lambda S, x: x - S.tanh(x), _F_("tanhshrink"), None)
+unary_op("softshrink", lambda S, x: S.Piecewise((x - S.Rational(1, 2), x > S.Rational(1, 2)),
                                               (x + S.Rational(1, 2), x < -S.Rational(1, 2)), (0, True)),
        _F_("softshrink"), "Softshrink" + _T, doc="lambda 0.5")
-_unary("square", lambda S, x: x**2, lambda T, x: T.square(x), "Pow" + _T)
-_unary("reciprocal", lambda S, x: 1 / x, lambda T, x: T.reciprocal(x), "Reciprocal" + _T)
-_unary("neg", lambda S, x: -x, lambda T, x: T.neg(x), "Neg" + _T)
-_unary("deg2rad", lambda S, x: x * S.pi / 180, lambda T, x: T.deg2rad(x), "Deg2Rad" + _T)
-_unary("rad2deg", lambda S, x: x * 180 / S.pi, lambda T, x: T.rad2deg(x), "Rad2Deg" + _T)
-_unary("i0", lambda S, x: S.besseli(0, x), lambda T, x: T.i0(x), "I0" + _T, doc="modified Bessel function I0")
-_unary("i0e", lambda S, x: S.exp(-S.Abs(x)) * S.besseli(0, x), _special("i0e"), "SpecialI0E" + _T)
-_unary("i1", lambda S, x: S.besseli(1, x), _special("i1"), "SpecialI1" + _T)
-_unary("i1e", lambda S, x: S.exp(-S.Abs(x)) * S.besseli(1, x), _special("i1e"), "SpecialI1E" + _T)
-_unary("ndtr", lambda S, x: S.Ndtr(x), _special("ndtr"), None, doc="standard normal CDF")
-_unary("ndtri", lambda S, x: S.sqrt(2) * S.erfinv(2 * x - 1), _special("ndtri"), "SpecialNdtri" + _T)
-_unary("log_ndtr", lambda S, x: S.log(S.Ndtr(x)), _special("log_ndtr"), "SpecialLogNdtr" + _T)
-_unary("erfcx", lambda S, x: S.exp(x**2) * S.erfc(x), _special("erfcx"), "SpecialErfcx" + _T)
-_unary("entr", lambda S, x: -S.XLogY(x, x), _special("entr"), "SpecialEntr" + _T, doc="-x log x")
+unary_op("square", lambda S, x: x**2, lambda T, x: T.square(x), "Pow" + _T)
+unary_op("reciprocal", lambda S, x: 1 / x, lambda T, x: T.reciprocal(x), "Reciprocal" + _T)
+unary_op("neg", lambda S, x: -x, lambda T, x: T.neg(x), "Neg" + _T)
+unary_op("deg2rad", lambda S, x: x * S.pi / 180, lambda T, x: T.deg2rad(x), "Deg2Rad" + _T)
+unary_op("rad2deg", lambda S, x: x * 180 / S.pi, lambda T, x: T.rad2deg(x), "Rad2Deg" + _T)
+unary_op("i0", lambda S, x: S.besseli(0, x), lambda T, x: T.i0(x), "I0" + _T, doc="modified Bessel function I0")
+unary_op("i0e", lambda S, x: S.exp(-S.Abs(x)) * S.besseli(0, x), _special("i0e"), "SpecialI0E" + _T)
+unary_op("i1", lambda S, x: S.besseli(1, x), _special("i1"), "SpecialI1" + _T)
+unary_op("i1e", lambda S, x: S.exp(-S.Abs(x)) * S.besseli(1, x), _special("i1e"), "SpecialI1E" + _T)
+unary_op("ndtr", lambda S, x: S.Ndtr(x), _special("ndtr"), None, doc="standard normal CDF")
+unary_op("ndtri", lambda S, x: S.sqrt(2) * S.erfinv(2 * x - 1), _special("ndtri"), "SpecialNdtri" + _T)
+unary_op("log_ndtr", lambda S, x: S.log(S.Ndtr(x)), _special("log_ndtr"), "SpecialLogNdtr" + _T)
+unary_op("erfcx", lambda S, x: S.exp(x**2) * S.erfc(x), _special("erfcx"), "SpecialErfcx" + _T)
+unary_op("entr", lambda S, x: -S.XLogY(x, x), _special("entr"), "SpecialEntr" + _T, doc="-x log x")
 # piecewise constant: derivative 0 away from the jumps (the forward of straight-through estimators)
-_unary("round", lambda S, x: S.Round(x), lambda T, x: T.round(x), "Round" + _T, smooth=False,
+unary_op("round", lambda S, x: S.Round(x), lambda T, x: T.round(x), "Round" + _T, smooth=False,
        doc="to the nearest integer, halves to even (torch.round)")
-_unary("floor", lambda S, x: S.Floor(x), lambda T, x: T.floor(x), "Floor" + _T, smooth=False)
-_unary("ceil", lambda S, x: S.Ceil(x), lambda T, x: T.ceil(x), "Ceil" + _T, smooth=False)
-_unary("trunc", lambda S, x: S.Trunc(x), lambda T, x: T.trunc(x), "Trunc" + _T, smooth=False)
-_unary("frac", lambda S, x: x - S.Trunc(x), lambda T, x: T.frac(x), "Frac" + _T, smooth=False,
+unary_op("floor", lambda S, x: S.Floor(x), lambda T, x: T.floor(x), "Floor" + _T, smooth=False)
+unary_op("ceil", lambda S, x: S.Ceil(x), lambda T, x: T.ceil(x), "Ceil" + _T, smooth=False)
+unary_op("trunc", lambda S, x: S.Trunc(x), lambda T, x: T.trunc(x), "Trunc" + _T, smooth=False)
+unary_op("frac", lambda S, x: x - S.Trunc(x), lambda T, x: T.frac(x), "Frac" + _T, smooth=False,
        doc="x - trunc(x) (torch.frac)")
-_unary("trigamma", lambda S, x: S.polygamma(1, x), lambda T, x: T.polygamma(1, x), "Polygamma" + _T,
+unary_op("trigamma", lambda S, x: S.polygamma(1, x), lambda T, x: T.polygamma(1, x), "Polygamma" + _T,
        doc="polygamma(1, x)")
 
 
-def _elementwise(name: str, arity: int, sym: Callable[..., Any], tch: Callable[..., Any], grad_fn: str | None = None,
+def elementwise_op(name: str, arity: int, sym: Callable[..., Any], tch: Callable[..., Any], grad_fn: str | None = None,
                  **kw: Any) -> None:
     register_op(Op(name, ELEMENTWISE, (arity, arity), sym, tch, grad_fn=grad_fn, **kw))
 
 
-_elementwise("hypot", 2, lambda S, a, b: S.sqrt(a**2 + b**2), lambda T, a, b: T.hypot(a, b), "Hypot" + _T)
-_elementwise("xlogy", 2, lambda S, a, b: S.XLogY(a, b), lambda T, a, b: T.xlogy(a, b), "Xlogy" + _T,
+elementwise_op("hypot", 2, lambda S, a, b: S.sqrt(a**2 + b**2), lambda T, a, b: T.hypot(a, b), "Hypot" + _T)
+elementwise_op("xlogy", 2, lambda S, a, b: S.XLogY(a, b), lambda T, a, b: T.xlogy(a, b), "Xlogy" + _T,
              doc="x log y, 0 where x = 0")
-_elementwise("xlog1py", 2, lambda S, a, b: S.XLogY(a, 1 + b), _special("xlog1py"), "SpecialXlog1Py" + _T,
+elementwise_op("xlog1py", 2, lambda S, a, b: S.XLogY(a, 1 + b), _special("xlog1py"), "SpecialXlog1Py" + _T,
              doc="x log(1 + y), 0 where x = 0")
-_elementwise("copysign", 2, lambda S, a, b: S.Piecewise((S.Abs(a), b >= 0), (-S.Abs(a), True)),
+elementwise_op("copysign", 2, lambda S, a, b: S.Piecewise((S.Abs(a), b >= 0), (-S.Abs(a), True)),
              lambda T, a, b: T.copysign(a, b), "Copysign" + _T, smooth=False, doc="|a| with the sign of b")
-_elementwise("logaddexp", 2, lambda S, a, b: S.log(S.exp(a) + S.exp(b)), lambda T, a, b: T.logaddexp(a, b),
+elementwise_op("logaddexp", 2, lambda S, a, b: S.log(S.exp(a) + S.exp(b)), lambda T, a, b: T.logaddexp(a, b),
              "Logaddexp" + _T)
-_elementwise("logaddexp2", 2, lambda S, a, b: S.log(2**a + 2**b) / S.log(2), lambda T, a, b: T.logaddexp2(a, b),
+elementwise_op("logaddexp2", 2, lambda S, a, b: S.log(2**a + 2**b) / S.log(2), lambda T, a, b: T.logaddexp2(a, b),
              "Logaddexp2" + _T)
-_elementwise("lerp", 3, lambda S, a, b, w: a + w * (b - a), lambda T, a, b, w: T.lerp(a, b, w), "LerpBackward1",
+elementwise_op("lerp", 3, lambda S, a, b, w: a + w * (b - a), lambda T, a, b, w: T.lerp(a, b, w), "LerpBackward1",
              doc="lerp(a, b, w) = a + w (b - a)")
 register_op(Op("clamp", ELEMENTWISE, (1, 3),
                lambda S, x, lo=None, hi=None, min=None, max=None: clamp_meaning(S, x, lo, hi, min, max),
                lambda T, x, lo=None, hi=None, min=None, max=None: x + 0 if given(lo, min) is None and given(hi, max) is None
                else T.clamp(x, given(lo, min), given(hi, max)), grad_fn="ClampBackward0", smooth=False,
                keywords=("min", "max"), doc="clamp(x, low, high) = min(max(x, low), high); or clamp(x, min=, max=)"))
-_elementwise("addcmul", 3, lambda S, a, b, c: a + b * c, lambda T, a, b, c: T.addcmul(a, b, c), "Addcmul" + _T)
-_elementwise("addcdiv", 3, lambda S, a, b, c: a + b / c, lambda T, a, b, c: T.addcdiv(a, b, c), "Addcdiv" + _T)
+elementwise_op("addcmul", 3, lambda S, a, b, c: a + b * c, lambda T, a, b, c: T.addcmul(a, b, c), "Addcmul" + _T)
+elementwise_op("addcdiv", 3, lambda S, a, b, c: a + b / c, lambda T, a, b, c: T.addcdiv(a, b, c), "Addcdiv" + _T)
 
 
 _reduction("var", variance, "var", "Var" + _T, "variance (Bessel's correction, like torch.var)")
@@ -501,83 +498,16 @@ register_op(Op("outer", TENSOR, (2, 2), lambda S, a, b: np_module().multiply.out
 register_op(Op("cross", TENSOR, (2, 2), sym_cross, lambda T, a, b: T.linalg.cross(a, b), shape=_cross_shape,
                doc="cross product of 3-vectors"))
 
-# --- the gamma family, inverse reciprocal trigonometry, Bessel, Airy, orthogonal polynomials (torch.special) ---------
-
-
-def _sp(name: str) -> Callable[..., Any]:
-    return lambda T, *a: getattr(T.special, name)(*a)
-
-
-_unary("gamma", lambda S, x: S.gamma(x), lambda T, x: T.exp(T.lgamma(x)) * T.where((x > 0) | (T.floor(x) % 2 == 0), 1, -1),
-       doc="Gamma(x) (torch has no gamma: exp(lgamma(x)) with the sign of Gamma)")
-_elementwise("polygamma", 2, lambda S, n, x: S.polygamma(n, x), lambda T, n, x: T.special.polygamma(integer_of(n), x),
-             "Polygamma" + _T, doc="polygamma(n, x), n a constant integer >= 0", integer_args=(0,))
-_elementwise("mvlgamma", 2, lambda S, x, p: S.Add(*[S.LogAbsGamma(x + S.Rational(1 - j, 2)) for j in range(1, int(p) + 1)])
-             + p * (p - 1) / 4 * S.log(S.pi), lambda T, x, p: T.special.multigammaln(x, integer_of(p)), "Mvlgamma" + _T,
-             doc="the multivariate log-gamma function, p a constant integer (torch.special.multigammaln)",
-             integer_args=(1,))
-_elementwise("beta", 2, lambda S, a, b: S.gamma(a) * S.gamma(b) / S.gamma(a + b),
-             lambda T, a, b: T.exp(T.lgamma(a) + T.lgamma(b) - T.lgamma(a + b)), doc="the beta function B(a, b)")
-_elementwise("betaln", 2, lambda S, a, b: S.LogAbsGamma(a) + S.LogAbsGamma(b) - S.LogAbsGamma(a + b),
-             lambda T, a, b: T.lgamma(a) + T.lgamma(b) - T.lgamma(a + b), doc="log |B(a, b)|")
-_elementwise("gammainc", 2, lambda S, a, x: S.lowergamma(a, x) / S.gamma(a), _sp("gammainc"), None,
-             doc="the regularised lower incomplete gamma function P(a, x) (torch.special.gammainc)")
-_elementwise("gammaincc", 2, lambda S, a, x: S.uppergamma(a, x) / S.gamma(a), _sp("gammaincc"), None,
-             doc="the regularised upper incomplete gamma function Q(a, x)")
-_elementwise("lowergamma", 2, lambda S, a, x: S.lowergamma(a, x),
-             lambda T, a, x: T.special.gammainc(a, x) * T.exp(T.lgamma(a)), doc="sympy's lowergamma(a, x)")
-_elementwise("uppergamma", 2, lambda S, a, x: S.uppergamma(a, x),
-             lambda T, a, x: T.special.gammaincc(a, x) * T.exp(T.lgamma(a)), doc="sympy's uppergamma(a, x)")
-_elementwise("zeta", 2, lambda S, x, q: S.Zeta(x, q), _sp("zeta"), "SpecialZeta" + _T,
-             doc="the Hurwitz zeta function zeta(x, q) (torch.special.zeta)")
-for _name, _of in (("cot", "tan"), ("sec", "cos"), ("csc", "sin"), ("coth", "tanh"), ("sech", "cosh"),
-                   ("csch", "sinh")):
-    _unary(_name, (lambda n: lambda S, x: getattr(S, n)(x))(_name),
-           (lambda f: lambda T, x: 1 / getattr(T, f)(x))(_of), doc=f"1 / {_of}(x)")
-for _name, _of in (("acot", "atan"), ("asec", "acos"), ("acsc", "asin"), ("acoth", "atanh"), ("asech", "acosh"),
-                   ("acsch", "asinh")):
-    _unary(_name, (lambda n: lambda S, x: getattr(S, n)(x))(_name),
-           (lambda f: lambda T, x: getattr(T, f)(1 / x))(_of), doc=f"{_of}(1 / x) (sympy's principal branch)")
-_unary("erfcinv", lambda S, x: S.erfcinv(x), lambda T, x: T.erfinv(1 - x), doc="the inverse of erfc")
-_elementwise("erf2", 2, lambda S, x, y: S.erf2(x, y), lambda T, x, y: T.erf(y) - T.erf(x), doc="erf(y) - erf(x)")
-register_op(Op("heaviside", ELEMENTWISE, (1, 2), lambda S, x, v=S_HALF: S.Heaviside(x, v),
-               lambda T, x, v=0.5: T.heaviside(x, T.as_tensor(v).to(x)), grad_fn="Heaviside" + _T, smooth=False,
-               doc="heaviside(x, value at 0 = 1/2): derivative 0 away from 0"))
-_unary("sinc_unnormalized", lambda S, x: S.Sinc(x / S.pi), lambda T, x: T.sinc(x / math.pi),
-       doc="sin(x) / x, 1 at 0 (sympy's sinc; the language's sinc is torch's, sin(pi x) / (pi x))")
-for _name, _sym in (("besselj", "besselj"), ("bessely", "bessely"), ("besseli", "besseli"), ("besselk", "besselk")):
-    _elementwise(_name, 2, (lambda n: lambda S, nu, x: getattr(S, n)(nu, x))(_sym),
-                 (lambda n: lambda T, nu, x: torch_bessel(T, n, integer_of(nu), x))(_name), None,
-                 doc=f"sympy's {_name}(n, x); torch has orders 0 and 1", integer_args=(0,))
-for _name, (_sym, _order) in {"bessel_j0": ("besselj", 0), "bessel_j1": ("besselj", 1), "bessel_y0": ("bessely", 0),
-                              "bessel_y1": ("bessely", 1), "modified_bessel_i0": ("besseli", 0),
-                              "modified_bessel_i1": ("besseli", 1), "modified_bessel_k0": ("besselk", 0),
-                              "modified_bessel_k1": ("besselk", 1)}.items():
-    _unary(_name, (lambda n, k: lambda S, x: getattr(S, n)(k, x))(_sym, _order), _sp(_name),
-           doc=f"torch.special.{_name}")
-_unary("scaled_modified_bessel_k0", lambda S, x: S.exp(x) * S.besselk(0, x), _sp("scaled_modified_bessel_k0"))
-_unary("scaled_modified_bessel_k1", lambda S, x: S.exp(x) * S.besselk(1, x), _sp("scaled_modified_bessel_k1"))
-_unary("spherical_bessel_j0", lambda S, x: S.Sinc(x / S.pi), _sp("spherical_bessel_j0"), doc="sin(x) / x")
-_unary("airy_ai", lambda S, x: S.airyai(x), _sp("airy_ai"), doc="the Airy function Ai")
-
-
-for _name, _kind in (("chebyshev_polynomial_t", "t"), ("chebyshev_polynomial_u", "u"), ("chebyshev_polynomial_v", "v"),
-                     ("chebyshev_polynomial_w", "w"), ("hermite_polynomial_h", "h"), ("hermite_polynomial_he", "he"),
-                     ("laguerre_polynomial_l", "l"), ("legendre_polynomial_p", "p")):
-    _elementwise(_name, 2, polynomial(_kind), (lambda n: lambda T, x, k: getattr(T.special, n)(x, integer_of(k)))(_name),
-                 doc=f"torch.special.{_name}(x, n): the degree-n polynomial in x, n a constant integer",
-                 integer_args=(1,))
-
 # --- what a traced forward is written in (verifier.torchside.tracing): not functions of a case's text ------------
 
 
 register_op(Op("elements", TENSOR, (1, 1 << 20), sym_elements, torch_elements, shape=elements_shape,
                doc="elements(a, b, ..., source=, index=, shape=): element k is args[source[k]].flat[index[k]] (views, "
                    "slices, concatenations and gathers of a traced forward)", internal=True))
-_elementwise("logical_and", 2, lambda S, a, b: S.And(a, b), lambda T, a, b: T.logical_and(a, b), internal=True)
-_elementwise("logical_or", 2, lambda S, a, b: S.Or(a, b), lambda T, a, b: T.logical_or(a, b), internal=True)
-_elementwise("logical_xor", 2, lambda S, a, b: S.Xor(a, b), lambda T, a, b: T.logical_xor(a, b), internal=True)
-_unary("logical_not", lambda S, a: S.Not(a), lambda T, a: T.logical_not(a), internal=True)
+elementwise_op("logical_and", 2, lambda S, a, b: S.And(a, b), lambda T, a, b: T.logical_and(a, b), internal=True)
+elementwise_op("logical_or", 2, lambda S, a, b: S.Or(a, b), lambda T, a, b: T.logical_or(a, b), internal=True)
+elementwise_op("logical_xor", 2, lambda S, a, b: S.Xor(a, b), lambda T, a, b: T.logical_xor(a, b), internal=True)
+unary_op("logical_not", lambda S, a: S.Not(a), lambda T, a: T.logical_not(a), internal=True)
 
 # Constants a case may use by name.
 CONSTANTS = {"pi": "pi", "E": "E", "inf": "inf", "oo": "inf"}  # oo: sympy's spelling of infinity

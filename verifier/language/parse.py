@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import re
 import warnings
 from collections.abc import Iterable
 from fractions import Fraction
@@ -20,6 +21,7 @@ from .nodes import BINARY, COMPARE, Bin, Call, Cmp, Const, Index, Name, Neg, Nod
 from .ops import CONSTANTS, OPS, Op, known_names, public_ops
 from .spellings import ALIASES, SWAPPED
 
+EINSUM_RE = re.compile(r"^[a-zA-Z,.\->]{1,64}$")
 MAX_LITERAL_DIGITS = 60
 
 
@@ -116,7 +118,11 @@ class _Converter:
         if isinstance(node, ast.Call):
             return self._call(node, d)
         if isinstance(node, ast.Subscript):
-            return Index(self.convert(node.value, d), _index(node.slice))
+            base = self.convert(node.value, d)
+            key = _key(node.slice)
+            if all(isinstance(k, int) for k in key):
+                return Index(base, key)
+            return Call("getitem", (base,), params=(("key", key),))
         if isinstance(node, ast.Attribute):
             if node.attr != "T":
                 raise CaseError(f"attribute access '.{node.attr}' is not allowed; the only attribute is .T (transpose)")
@@ -157,6 +163,8 @@ class _Converter:
             raise CaseError(f"{name}(): *arguments are not allowed")
         if name == "Piecewise":
             return self._piecewise(node, depth)
+        if name == "einsum":
+            return self._einsum(node, depth)
         if name == "log" and len(node.args) == 2 and not node.keywords:  # sympy's log(x, base)
             x, base = (self.convert(a, depth) for a in node.args)
             return Bin("/", Call("log", (x,)), Call("log", (base,)))
@@ -212,6 +220,8 @@ class _Converter:
                 params.append((kw.arg, value.value))
             elif isinstance(value, ast.Constant) and isinstance(value.value, bool):
                 params.append((kw.arg, value.value))
+            elif isinstance(value, ast.Tuple):  # a shape: reshape(x, shape=(2, -1))
+                params.append((kw.arg, tuple(_int_literal(e) for e in value.elts)))
             else:
                 sign = -1 if isinstance(value, ast.UnaryOp) and isinstance(value.op, ast.USub) else 1
                 inner = value.operand if sign < 0 else value  # type: ignore[attr-defined]  # a UnaryOp's operand
@@ -220,6 +230,20 @@ class _Converter:
                 number = self._number(inner.value)
                 params.append((kw.arg, Num(("-" if sign < 0 else "") + number.text)))
         return axis, tuple(params)
+
+    def _einsum(self, node: ast.Call, depth: int) -> Node:
+        """einsum("ij,jk->ik", A, B): the subscripts are letters, commas, '->' and '...' only, never evaluated."""
+        if node.keywords or len(node.args) < 2:
+            raise CaseError('einsum takes the subscripts and the tensors: einsum("ij,jk->ik", A, B)')
+        first = node.args[0]
+        if not (isinstance(first, ast.Constant) and isinstance(first.value, str) and EINSUM_RE.match(first.value)):
+            raise CaseError(f"einsum's subscripts are a string of letters, ',', '->' and '...' (at most 64), got "
+                            f"{_describe(first)}")
+        args = tuple(self.convert(a, depth) for a in node.args[1:])
+        if len(args) != first.value.split("->")[0].count(",") + 1:
+            raise CaseError(f"einsum subscripts {first.value!r} name {first.value.split('->')[0].count(',') + 1} "
+                            f"tensor(s), {len(args)} given")
+        return Call("einsum", args, params=(("subscripts", first.value),))
 
     def _piecewise(self, node: ast.Call, depth: int) -> Node:
         """sympy's Piecewise((a, cond), ..., (z, True)): nested where()s."""
@@ -245,12 +269,20 @@ def _int_literal(node: ast.AST) -> int:
     raise CaseError(f"an index or axis must be an integer literal, got {_describe(node)}")
 
 
-def _index(node: ast.AST) -> tuple[int, ...]:
-    if isinstance(node, ast.Tuple):
-        return tuple(_int_literal(e) for e in node.elts)
-    if isinstance(node, ast.Slice):
-        raise CaseError("slices are not supported; index single elements, e.g. x[0] or A[1, 2]")
-    return (_int_literal(node),)
+def _key(node: ast.AST) -> tuple[Any, ...]:
+    """A subscript of integer literals and slices of integer literals (a positive step, as torch allows)."""
+    items = node.elts if isinstance(node, ast.Tuple) else [node]
+    key: list[Any] = []
+    for item in items:
+        if isinstance(item, ast.Slice):
+            bounds = [None if b is None else _int_literal(b) for b in (item.lower, item.upper, item.step)]
+            if bounds[2] is not None and bounds[2] <= 0:
+                raise CaseError(f"a slice step must be a positive integer literal (torch has no negative steps), got "
+                                f"{bounds[2]}")
+            key.append(("slice", *bounds))
+        else:
+            key.append(_int_literal(item))
+    return tuple(key)
 
 
 def _axis(node: ast.AST) -> int | tuple[int, ...]:

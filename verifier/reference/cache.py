@@ -93,8 +93,8 @@ def _code(code: Any) -> str:
 
 # every source file whose code decides what a derivation returns, relative to the package (a test checks each exists)
 DERIVING = ("language/nodes.py", "language/parse.py", "language/analysis.py", "language/shapes.py", "language/ops.py",
-            "language/meanings.py", "language/spellings.py", "reference/cache.py", "reference/symfuncs.py",
-            "reference/symbols.py", "reference/expanded/reference.py",
+            "language/meanings.py", "language/spellings.py", "language/more_ops.py", "reference/cache.py",
+            "reference/symfuncs.py", "reference/symbols.py", "reference/expanded/reference.py",
             "reference/vectorised/plan.py", "reference/vectorised/reference.py", "reference/vectorised/quantity.py",
             "reference/vectorised/arrays.py", "reference/matrix.py")
 _CODE: list[str] = []

@@ -34,7 +34,11 @@ def mp_heaviside(x: Any, h0: Any = None) -> Any:
 
 
 def mp_zeta(s: Any, q: Any, derivative: int) -> Any:
-    """Hurwitz zeta (or its derivative in s); where mpmath's series does not converge (q <= 0, s near 1), no value."""
+    """Hurwitz zeta (or its derivative in s) where torch.special.zeta defines it (s > 1, q > 0: the series
+    converges); elsewhere no value (mpmath's continuation there is slow and torch returns NaN)."""
+    if not (s > 1 and q > 0):
+        raise ValueError(f"zeta(s, q) is defined here for s > 1 and q > 0, got s = {mpmath.nstr(s, 8)}, "
+                         f"q = {mpmath.nstr(q, 8)}")
     try:
         return mpmath.zeta(s, q, derivative)
     except mpmath.libmp.NoConvergence:
@@ -172,7 +176,7 @@ TABLE: dict[type, Numeric] = {
     sp.besselk: Numeric(mpmath.besselk, sc.kv),
     sp.airyai: Numeric(mpmath.airyai, lambda x: sc.airy(x)[0]),
     sp.airyaiprime: Numeric(lambda x: mpmath.airyai(x, derivative=1), lambda x: sc.airy(x)[1]),
-    Zeta: Numeric(lambda s_, q: mp_zeta(s_, q, 0), sc.zeta),
+    Zeta: Numeric(lambda s_, q: mp_zeta(s_, q, 0), lambda s_, q: np.where((s_ > 1) & (q > 0), sc.zeta(s_, q), np.nan)),
     sp.zeta: Numeric(lambda s_, q=1: mpmath.zeta(s_, q), lambda s_, q=1: sc.zeta(s_, q)),  # sympy's own (printed)
     sp.floor: Numeric(mpmath.floor, np.floor, lambda T: T.floor),
     sp.ceiling: Numeric(mpmath.ceil, np.ceil, lambda T: T.ceil),

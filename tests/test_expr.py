@@ -45,7 +45,7 @@ def test_round_trips_through_unparse(text):
     ("'abc'", "literal 'abc' is not allowed; only real numbers are"),
     ("x if y else w", "'if ... else' is not allowed in an expression"),
     ("x[2:0:-1]", "a slice step must be a positive integer literal"),
-    ("x[y]", "an index or axis must be an integer literal, got name 'y'"),
+    ("x[z]", "an index or axis must be an integer literal, got name 'z'"),
     ("sum(x, axis=y)", "an index or axis must be an integer literal"),
     ("sin(x, y)", "sin() takes 1 argument(s), got 2"),
     ("sin(x=1)", "sin() got keyword 'x'; allowed keywords: none"),

@@ -131,3 +131,75 @@ def test_bad_shaping_is_named(text, message):
     with pytest.raises(CaseError) as info:
         parse(text, {"x", "y"})
     assert message in str(info.value)
+
+
+LOGITS = [[1.0, 2.0, 0.5], [0.3, -1.0, 2.0]]
+
+
+@pytest.mark.parametrize("text, inputs", [
+    ("cross_entropy(z, labels)", {"z": LOGITS, "labels": {"value": [2, 0], "dtype": "int64"}}),
+    ("cross_entropy(z, labels)", {"z": LOGITS[0], "labels": {"value": 1, "dtype": "int64"}}),
+    ("nll_loss(log_softmax(z, axis=1), labels)", {"z": LOGITS, "labels": {"value": [1, 2], "dtype": "int64"}}),
+    ("sum(gather(z, idx, axis=1) ** 2)", {"z": LOGITS, "idx": {"value": [[0, 2], [1, 1]], "dtype": "int64"}}),
+    ("sum(take_along_dim(z, idx, axis=0) * 3)", {"z": LOGITS, "idx": {"value": [[1, 0, 1]], "dtype": "int64"}}),
+    ("sum(x[idx] ** 2)", {"x": [0.5, -1.0, 2.0], "idx": {"value": [2, 0, 2], "dtype": "int64"}}),
+])
+def test_integer_inputs_pick_by_comparison(text, inputs):
+    result = verify_case(case_from_expression(text, inputs, name="t", order=2))
+    assert result.status == "pass", [(c.check, c.status) for c in result.checks]
+
+
+def test_an_integer_inputs_labels_change_between_points():
+    """One expression for every point: the labels are compared, not baked in."""
+    case = case_from_expression("cross_entropy(z, labels)", {"z": LOGITS, "labels": {"value": [2, 0], "dtype": "int64"}},
+                                name="t", points=[{"labels": [0, 1]}, {"labels": [2, 2]}])
+    result = verify_case(case)
+    assert result.status == "pass" and len(result.points) == 2
+
+
+def test_an_inputs_own_dtype_is_int64_only():
+    with pytest.raises(CaseError, match="an input's own dtype is int64"):
+        case_from_expression("x", {"x": {"value": [1.0], "dtype": "float32"}}, name="t")
+
+
+OPS_MODULE = '''
+from verifier import Op, register_op
+
+register_op(Op("cube_plus", "elementwise", (1, 1), lambda S, x: x**3 + x, lambda T, x: x**3 + x,
+               doc="x**3 + x"), replace=True)
+'''
+
+
+def test_a_case_file_names_the_module_that_registers_its_functions(tmp_path, monkeypatch):
+    import textwrap
+
+    from verifier.runner import run
+
+    (tmp_path / "myops.py").write_text(OPS_MODULE)
+    (tmp_path / "cases.yaml").write_text(textwrap.dedent("""
+        - ops: myops
+        - name: uses_cube_plus
+          inputs: {x: [0.5, -1.0]}
+          function: cube_plus(x)
+    """))
+    monkeypatch.setenv("GRADVERIFY_OPS", "")
+    result = run([tmp_path / "cases.yaml"])
+    assert not result.errors and [c.status for c in result.cases] == ["pass"]
+
+
+def test_the_cli_imports_ops_modules(tmp_path, monkeypatch):
+    from verifier.cli import main
+
+    (tmp_path / "myops2.py").write_text(OPS_MODULE)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GRADVERIFY_OPS", "")
+    assert main(["check", "cube_plus(x)", "--at", "x=0.5", "--ops", "myops2"]) == 0
+    assert main(["check", "x", "--at", "x=0.5", "--ops", "no_such_module_here"]) == 2
+
+
+def test_an_ops_key_that_names_nothing_is_a_case_error(tmp_path):
+    from verifier.case.loading import load_file
+
+    (tmp_path / "c.yaml").write_text("- ops: not_a_module_anywhere\n- name: a\n  inputs: {x: 1.0}\n  function: x\n")
+    cases, errors = load_file(tmp_path / "c.yaml")
+    assert "ops: no module named 'not_a_module_anywhere'" in str(errors[0]) and [c.name for c in cases] == ["a"]

@@ -65,6 +65,9 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--compile", nargs="?", const="auto", default=None, choices=("auto", "inductor", "aot_eager", "eager"))
 
     for command in (run, check):
+        command.add_argument("--ops", action="append", default=[], metavar="MODULE",
+                             help="import MODULE first: the functions it registers (verifier.register_op) can be used "
+                                  "in the expressions (repeat for several)")
         command.add_argument("--no-cache", action="store_true", help="neither read nor write the derivation cache "
                              "(see `gradverify cache`)")
         command.add_argument("--numeric", choices=("torch", "numpy"), help="array library of the float64 screen of "
@@ -124,6 +127,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .reference.cache import set_enabled
 
         set_enabled(False)
+    if getattr(args, "ops", None):
+        from .case.loading import import_ops
+        from .errors import CaseError
+
+        try:
+            import_ops(args.ops)
+        except CaseError as exc:
+            print(f"gradverify: --ops: {exc.reason}", file=sys.stderr)
+            return EXIT_INPUT
     try:
         return {"run": _run, "check": _check, "list": _list, "plot": _plot, "cache": _cache, "sweep": _sweep,
                 "conventions": _conventions}[args.command](args)

@@ -21,6 +21,9 @@ def worker_init(limits: dict[str, int], threads: int) -> None:
 
     configure(**limits)
     torch.set_num_threads(threads)  # the cores are shared between the workers: no oversubscription
+    from .case.loading import reimport_ops
+
+    reimport_ops()  # the functions the parent's case files registered (ops:, --ops)
 
 
 def pool(jobs: int, threads: int | None = None) -> ProcessPoolExecutor:

@@ -16,7 +16,7 @@ from ..language.shapes import Shape
 from ..limits import LIMITS, flag
 
 VAR_RE = re.compile(r"^(?!.*__)[A-Za-z][A-Za-z0-9_]{0,63}$")  # no '__': reserved for element symbols
-INPUT_KEYS = ("value", "shape", "sample", "seed", "requires_grad", "fill", "integer")
+INPUT_KEYS = ("value", "shape", "sample", "seed", "requires_grad", "fill", "integer", "dtype")
 CONSTRUCTORS = ("eye", "ones", "zeros", "arange", "full")
 RESERVED = {"output"}
 
@@ -186,7 +186,10 @@ def value_spec(ctx: Ctx, spec: Any, key: str, seed: int, *, default_shape: Shape
         except ValueError as exc:
             raise ctx.error(key, str(exc)) from None
     check_keys(ctx, spec, INPUT_KEYS, key)
-    requires_grad = spec.get("requires_grad", True)
+    if "dtype" in spec and spec["dtype"] != "int64":
+        raise ctx.error(f"{key}.dtype", f"an input's own dtype is int64 (class labels, indices), got "
+                        f"{kind(spec['dtype'])}; the case's dtype sets the others", parent, "dtype")
+    requires_grad = spec.get("requires_grad", spec.get("dtype") != "int64")
     if not isinstance(requires_grad, bool):
         raise ctx.error(f"{key}.requires_grad", f"expected true or false, got {kind(requires_grad)}", parent,
                         "requires_grad")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -160,6 +161,9 @@ def load_file(path: str | Path) -> tuple[list[Case], list[CaseError]]:
     cases, errors = [], []
     for entry in entries:
         try:
+            if isinstance(entry, Mapping) and set(entry) == {"ops"}:  # functions this file's cases use
+                import_ops(entry["ops"], Path(path).resolve().parent)
+                continue
             if not isinstance(entry, Mapping):
                 raise CaseError(f"a case is a mapping of keys, got {kind(entry)}")
             cases.extend(build_cases(entry, file=file))
@@ -167,6 +171,59 @@ def load_file(path: str | Path) -> tuple[list[Case], list[CaseError]]:
             name = entry.get("name") if isinstance(entry, Mapping) and isinstance(entry.get("name"), str) else None
             errors.append(exc.located(file=file, line=getattr(entry, "line", None), case=name))
     return cases, errors
+
+
+OPS_MODULE_RE = re.compile(r"^(?!.*__)[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+def import_ops(value: Any, folder: Path | None = None) -> None:
+    """Import the modules that register a case file's functions (``ops: mypkg.gradverify_ops``, or a list): user code,
+    imported when the file is loaded to run, from the file's folder, the working folder or sys.path (like impl:)."""
+    import importlib
+    import os
+    import sys
+
+    names = value if isinstance(value, list) else [value]
+    if not names or not all(isinstance(n, str) and OPS_MODULE_RE.match(n) for n in names):
+        raise CaseError(f"ops names a module or a list of modules (dotted names, no '__'), got {kind(value)}",
+                        key="ops")
+    search = [str(d) for d in (folder, Path(os.getcwd())) if d is not None]
+    added = [d for d in search if d not in sys.path]
+    sys.path[:0] = added
+    try:
+        for name in names:
+            try:
+                importlib.import_module(name)
+            except ModuleNotFoundError as exc:
+                raise CaseError(f"ops: no module named {exc.name!r} (looked in {', '.join(search)} and sys.path)",
+                                key="ops") from None
+        _remember(names, search)
+    finally:
+        for d in added:
+            sys.path.remove(d)
+
+
+OPS_ENV = "GRADVERIFY_OPS"  # module@folder;... imported again in spawned workers (they do not inherit registrations)
+
+
+def _remember(names: list[str], search: list[str]) -> None:
+    import os
+
+    known = [e for e in os.environ.get(OPS_ENV, "").split(";") if e]
+    for name in names:
+        entry = f"{name}@{search[0] if search else ''}"
+        if entry not in known:
+            known.append(entry)
+    os.environ[OPS_ENV] = ";".join(known)
+
+
+def reimport_ops() -> None:
+    """In a worker process: import the modules the parent imported for ops: keys and --ops."""
+    import os
+
+    for entry in [e for e in os.environ.get(OPS_ENV, "").split(";") if e]:
+        name, _, folder = entry.partition("@")
+        import_ops(name, Path(folder) if folder else None)
 
 
 def select(cases: list[Case], pattern: str | None) -> list[Case]:

@@ -327,9 +327,9 @@ def _backward(ctx: Ctx, raw: Any) -> tuple[int, bool]:
 
 def _integer(ctx: Ctx, spec: Any, key: str, array: np.ndarray, requires_grad: bool) -> bool:
     """An input's `integer: true` (class labels, indices): passed to torch as int64, never differentiated."""
-    if not isinstance(spec, Mapping) or "integer" not in spec:
+    if not isinstance(spec, Mapping) or ("integer" not in spec and spec.get("dtype") != "int64"):
         return False
-    flag = spec["integer"]
+    flag = spec.get("integer", True)
     if not isinstance(flag, bool):
         raise ctx.error(f"{key}.integer", f"expected true or false, got {kind(flag)}", spec, "integer")
     if flag and requires_grad:

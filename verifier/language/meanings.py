@@ -146,6 +146,8 @@ def sym_cross(S: Any, a: Any, b: Any) -> Any:
 
 def sym_cross_entropy(S: Any, x: Any, t: Any) -> Any:
     np = np_module()
+    if t.shape == x.shape[:-1]:  # class labels (an integer input): the negative log-likelihood of log_softmax
+        return sym_nll(S, sym_softmax(True)(S, x, -1), t)
     terms = -t * sym_softmax(True)(S, x, -1)
     if x.ndim == 1:
         return np.array(S.Add(*terms), dtype=object)
@@ -289,4 +291,42 @@ def shape_of(fn: Callable[..., Any]) -> Callable[..., Shape]:
 def sym_einsum(S: Any, *args: Any, subscripts: str = "") -> Any:
     np = np_module()
     return np.asarray(np.einsum(subscripts, *[np.asarray(a, dtype=object) for a in args]), dtype=object)
+
+
+# --- integer inputs (labels, indices): picked by comparison, so the expression holds at every point -----------------
+
+
+def pick(S: Any, values: list[Any], index: Any) -> Any:
+    """values[index] for an integer-valued index expression: the sum of values[c] where index == c."""
+    return S.Add(*(S.Piecewise((v, S.Eq(index, c)), (0, True)) for c, v in enumerate(values)))
+
+
+def sym_gather(S: Any, x: Any, index: Any, axis: int = -1) -> Any:
+    """torch.gather(x, axis, index): out[pos] = x[pos with axis replaced by index[pos]]."""
+    np = np_module()
+    ax = int(axis) % x.ndim
+    out = np.empty(index.shape, dtype=object)
+    for pos in np.ndindex(*index.shape):
+        column = [x[pos[:ax] + (c,) + pos[ax + 1:]] for c in range(x.shape[ax])]
+        out[pos] = pick(S, column, index[pos])
+    return out
+
+
+def sym_index_by(S: Any, x: Any, index: Any) -> Any:
+    """x[index] for an integer tensor index: rows of x (along its first axis)."""
+    np = np_module()
+    out = np.empty(index.shape + x.shape[1:], dtype=object)
+    for pos in np.ndindex(*index.shape):
+        for rest in np.ndindex(*x.shape[1:]):
+            out[pos + rest] = pick(S, [x[(c,) + rest] for c in range(x.shape[0])], index[pos])
+    return out
+
+
+def sym_nll(S: Any, logp: Any, labels: Any) -> Any:
+    """nll_loss(log-probabilities [N, C] or [C], class labels [N] or []): the mean over N of -logp[i, labels[i]]."""
+    np = np_module()
+    if logp.ndim == 1:
+        return np.array(-pick(S, list(logp), labels[()]), dtype=object)
+    picked = [pick(S, list(logp[i]), labels[i]) for i in range(logp.shape[0])]
+    return np.array(-S.Add(*picked) / len(picked), dtype=object)
 

@@ -9,7 +9,18 @@ from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
 
-from .meanings import index_key, integer_of, np_module, polynomial, shape_of, sym_einsum, torch_bessel
+from .meanings import (
+    index_key,
+    integer_of,
+    np_module,
+    polynomial,
+    shape_of,
+    sym_einsum,
+    sym_gather,
+    sym_index_by,
+    sym_nll,
+    torch_bessel,
+)
 from .ops import ELEMENTWISE, TENSOR, Op, elementwise_op, register_op, unary_op
 
 BACKWARD = "Backward0"
@@ -76,6 +87,11 @@ unary_op("spherical_bessel_j0", lambda S, x: S.Sinc(x / S.pi), _sp("spherical_be
 unary_op("airy_ai", lambda S, x: S.airyai(x), _sp("airy_ai"), doc="the Airy function Ai")
 
 
+for _name, _kind in (("shifted_chebyshev_polynomial_t", "t"), ("shifted_chebyshev_polynomial_u", "u"),
+                     ("shifted_chebyshev_polynomial_v", "v"), ("shifted_chebyshev_polynomial_w", "w")):
+    elementwise_op(_name, 2, (lambda k: lambda S, x, n: polynomial(k)(S, 2 * x - 1, n))(_kind),
+                   (lambda n: lambda T, x, k: getattr(T.special, n)(x, integer_of(k)))(_name),
+                   doc=f"torch.special.{_name}(x, n): the degree-n polynomial in 2x - 1", integer_args=(1,))
 for _name, _kind in (("chebyshev_polynomial_t", "t"), ("chebyshev_polynomial_u", "u"), ("chebyshev_polynomial_v", "v"),
                      ("chebyshev_polynomial_w", "w"), ("hermite_polynomial_h", "h"), ("hermite_polynomial_he", "he"),
                      ("laguerre_polynomial_l", "l"), ("legendre_polynomial_p", "p")):
@@ -120,3 +136,35 @@ _shaping("einsum", sym_einsum, lambda T, *a, subscripts="": T.einsum(subscripts,
 register_op(Op("getitem", TENSOR, (1, 1), lambda S, a, key=(): np_module().asarray(a, dtype=object)[index_key(key)],
                lambda T, a, key=(): a[index_key(key)], shape=shape_of(lambda np, a, key=(): a[index_key(key)]),
                internal=True, doc="x[1:3], x[:, 0], x[::2]: slices of literal bounds (the parser's subscripts)"))
+
+
+# --- integer inputs (class labels, indices): constants, never differentiated; picked by comparison -------------------
+
+
+def _gather_shape(x: Any, index: Any, axis: Any = -1) -> Any:
+    if len(x) != len(index):
+        raise ValueError(f"gather needs an index of the input's rank, got shapes {list(x)} and {list(index)}")
+    return index
+
+
+register_op(Op("gather", TENSOR, (2, 2), lambda S, x, index, axis=-1: sym_gather(S, x, index, axis),
+               lambda T, x, index, axis=-1: T.gather(x, axis, index.long()), shape=_gather_shape, keywords=("axis",),
+               doc="gather(x, index, axis=-1): torch.gather by an integer input"))
+register_op(Op("take_along_dim", TENSOR, (2, 2), lambda S, x, index, axis=-1: sym_gather(S, x, index, axis),
+               lambda T, x, index, axis=-1: T.take_along_dim(x, index.long(), dim=axis), shape=_gather_shape,
+               keywords=("axis",), doc="take_along_dim(x, index, axis=-1)"))
+register_op(Op("index_by", TENSOR, (2, 2), sym_index_by, lambda T, x, index: x[index.long()],
+               shape=lambda x, index: tuple(index) + tuple(x[1:]), internal=True,
+               doc="x[idx] for an integer input idx: the parser's form"))
+
+
+def _nll_shape(logp: Any, labels: Any) -> Any:
+    if len(logp) not in (1, 2) or tuple(labels) != tuple(logp[:-1]):
+        raise ValueError(f"nll_loss takes log-probabilities [C] or [N, C] and labels [] or [N], got {list(logp)} and "
+                         f"{list(labels)}")
+    return ()
+
+
+register_op(Op("nll_loss", TENSOR, (2, 2), sym_nll, lambda T, logp, labels: T.nn.functional.nll_loss(logp, labels.long()),
+               shape=_nll_shape, doc="nll_loss(log-probabilities, class labels): the mean of -logp[i, label_i]"))
+

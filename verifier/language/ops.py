@@ -432,6 +432,8 @@ _loss("gaussian_nll_loss", lambda S, x, t, v: (S.log(v) + (x - t) ** 2 / v) / 2,
 
 
 def _cross_entropy_shape(x: Shape, t: Shape) -> Shape:
+    if len(x) in (1, 2) and t == x[:-1]:
+        return ()  # class labels
     if x != t or len(x) not in (1, 2):
         raise ValueError(f"cross_entropy takes logits and target probabilities of one shape, [C] or [N, C], got "
                          f"{list(x)} and {list(t)}")
@@ -439,7 +441,7 @@ def _cross_entropy_shape(x: Shape, t: Shape) -> Shape:
 
 
 register_op(Op("cross_entropy", TENSOR, (2, 2), sym_cross_entropy, _F_("cross_entropy"), shape=_cross_entropy_shape,
-               doc="cross_entropy(logits, target probabilities), [C] or [N, C], mean over N"))
+               doc="cross_entropy(logits, target probabilities or class labels), [C] or [N, C], mean over N"))
 
 
 def _last_axis_shape(name: str, keep: bool) -> Callable[..., Shape]:

@@ -119,6 +119,8 @@ class _Converter:
             return self._call(node, d)
         if isinstance(node, ast.Subscript):
             base = self.convert(node.value, d)
+            if isinstance(node.slice, ast.Name) and node.slice.id in self.names:  # x[labels]: an integer input
+                return Call("index_by", (base, Name(node.slice.id)))
             key = _key(node.slice)
             if all(isinstance(k, int) for k in key):
                 return Index(base, key)
@@ -174,8 +176,9 @@ class _Converter:
         name = ALIASES.get(name, name)
         op = OPS.get(name)
         if op is None or op.internal:
-            raise CaseError(f"unknown function {name!r}{did_you_mean(name, public_ops())}; known functions: {known_names()}. "
-                            "Register one with verifier.register_op")
+            raise CaseError(f"unknown function {name!r}{did_you_mean(name, public_ops())}; known functions: "
+                            f"{known_names()}. Register one with verifier.register_op (a case file names its module "
+                            "with `ops:`, the CLI with --ops)")
         if name in ("max", "min") and len(given) > 2 and not node.keywords:  # sympy's Max(a, b, c)
             out = Call(name, (self.convert(given[0], depth), self.convert(given[1], depth)))
             for extra in given[2:]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 # sympy's spellings (what its printer emits) for the functions above: the parser reads them as these rows
 ALIASES = {"Abs": "abs", "Max": "max", "Min": "min", "Heaviside": "heaviside", "loggamma": "lgamma",
            "ceiling": "ceil", "re": "real", "im": "imag", "conjugate": "conj", "airyai": "airy_ai",
-           "multigammaln": "mvlgamma", "gammaln": "lgamma", "expit": "sigmoid", "arctan2": "atan2",
+           "multigammaln": "mvlgamma", "psi": "digamma", "gammaln": "lgamma", "expit": "sigmoid", "arctan2": "atan2",
            "chebyshevt": "chebyshev_polynomial_t", "chebyshevu": "chebyshev_polynomial_u",
            "hermite": "hermite_polynomial_h", "hermite_prob": "hermite_polynomial_he",
            "laguerre": "laguerre_polynomial_l", "legendre": "legendre_polynomial_p"}

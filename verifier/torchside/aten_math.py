@@ -32,8 +32,9 @@ _SPECIAL = {"special_i0e": "i0e", "special_i1": "i1", "special_i1e": "i1e", "spe
             "special_spherical_bessel_j0": "spherical_bessel_j0", "special_airy_ai": "airy_ai",
             "special_gammainc": "gammainc", "special_gammaincc": "gammaincc", "igamma": "gammainc",
             "igammac": "gammaincc", "special_gammaln": "lgamma", "heaviside": "heaviside"}
-for _poly in ("chebyshev_polynomial_t", "chebyshev_polynomial_u", "chebyshev_polynomial_v", "chebyshev_polynomial_w",
-              "hermite_polynomial_h", "hermite_polynomial_he", "laguerre_polynomial_l", "legendre_polynomial_p"):
+_POLYNOMIALS = tuple(f"{shift}chebyshev_polynomial_{k}" for shift in ("", "shifted_") for k in "tuvw") + (
+    "hermite_polynomial_h", "hermite_polynomial_he", "laguerre_polynomial_l", "legendre_polynomial_p")
+for _poly in _POLYNOMIALS:
     _SPECIAL[f"special_{_poly}"] = _poly
 _LOGICAL = ("logical_and", "logical_or", "logical_xor")
 

@@ -18,7 +18,11 @@ numbers = st.one_of(st.integers(-5, 5).map(str), st.floats(-4, 4, allow_nan=Fals
 
 def expressions(max_leaves: int = 12) -> st.SearchStrategy[str]:
     """Valid expressions over scalars x and y (and reductions of v and A): every one parses and verifies."""
-    leaves = st.one_of(st.sampled_from(["x", "y", "x", "y", "sum(v)", "mean(A)", "v[1]", "A[1, 2]", "pi"]), numbers)
+    leaves = st.one_of(st.sampled_from(["x", "y", "x", "y", "sum(v)", "mean(A)", "v[1]", "A[1, 2]", "pi",
+                                        # the shaping and sympy forms of issue 17, each a scalar
+                                        "sum(v[0:2])", "sum(A[:, 1])", "sum(v[::2])", "einsum('ij,j->i', A, v)[0]",
+                                        "sum(reshape(A, shape=(3, 2))[0])", "sum(cat(v, v, axis=0))",
+                                        "norm(v, p=3)", "max(logsumexp(A, axis=1, keepdim=True))"]), numbers)
 
     def extend(children: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
         return st.one_of(
@@ -29,13 +33,20 @@ def expressions(max_leaves: int = 12) -> st.SearchStrategy[str]:
             st.tuples(children, children).map(lambda t: f"({t[0]}) / (2 + ({t[1]})**2)"),
             st.tuples(children, children, children).map(lambda t: f"where({t[0]} > 0, {t[1]}, {t[2]})"),
             st.tuples(children, children).map(lambda t: f"max({t[0]}, {t[1]})"),
+            st.tuples(children, children, children).map(lambda t: f"Max({t[0]}, {t[1]}, {t[2]})"),
+            st.tuples(children, children).map(lambda t: f"Piecewise(({t[0]}, {t[1]} > 0), ({t[1]}, True))"),
+            st.tuples(st.sampled_from(["leaky_relu({}, negative_slope=0.2)", "gelu({}, approximate='tanh')",
+                                       "softplus({}, beta=2)", "elu({}, alpha=0.5)", "clamp({}, min=-1)",
+                                       "hardtanh({}, min_val=-2, max_val=2)"]), children).map(
+                lambda t: t[0].format(t[1])),
         )
 
     return st.recursive(leaves, extend, max_leaves=max_leaves)
 
 
 PIECES = ["(", ")", "[", "]", ",", ".", "__", "_", "'", '"', "**", "^", "@", ":", "=", "lambda", "import", "os",
-          "T", "axis=", " if ", " for ", "{", "}", "\\", "\n", "\x00", "ｘ", "0x1f", "1e999", "nan", "...", "*"]
+          "T", "axis=", " if ", " for ", "{", "}", "\\", "\n", "\x00", "ｘ", "0x1f", "1e999", "nan", "...", "*",
+          "Piecewise(", "einsum(", "'ij->'", "keepdim=True", "shape=(", "::", "approximate='tanh'", "True", "&", "~"]
 
 
 def mutated(base: st.SearchStrategy[str]) -> st.SearchStrategy[str]:

@@ -203,3 +203,18 @@ def test_an_ops_key_that_names_nothing_is_a_case_error(tmp_path):
     (tmp_path / "c.yaml").write_text("- ops: not_a_module_anywhere\n- name: a\n  inputs: {x: 1.0}\n  function: x\n")
     cases, errors = load_file(tmp_path / "c.yaml")
     assert "ops: no module named 'not_a_module_anywhere'" in str(errors[0]) and [c.name for c in cases] == ["a"]
+
+
+@pytest.mark.parametrize("text", ["abs(z)**2 * w", "real(z * w) + w**2", "abs(z * conj(z) + w)", "z * w"])
+def test_a_complex_input_beside_a_real_one(text):
+    case = case_from_expression(text, {"z": {"value": "1+1j", "dtype": "complex128"}, "w": 0.5}, name="t")
+    assert case.complex_inputs == ("z",) and case.dtype == "float64"
+    result = verify_case(case)
+    assert result.status == "pass", [(c.check, c.status) for c in result.checks]
+    assert any(c.check == "wirtinger" and c.comparisons for c in result.checks)
+
+
+def test_mixed_complex_dtypes_must_match_the_case():
+    with pytest.raises(CaseError, match="to match"):
+        case_from_expression("z * w", {"z": {"value": "1+1j", "dtype": "complex64"}, "w": 0.5}, name="t",
+                             dtype="float64")

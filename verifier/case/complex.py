@@ -79,9 +79,11 @@ def check_complex_function(node: Node, complex_names: Iterable[str]) -> None:
             raise CaseError("a complex exponent (z ** w) is not supported; write exp(w * log(z))")
 
 
-def as_complex_case(ctx: Ctx, doc: Mapping[str, Any], case: Case) -> Case:
-    """A case with complex inputs: checked for what complex values support, and stored as real pairs."""
-    names = {i.name for i in case.inputs}
+def as_complex_case(ctx: Ctx, doc: Mapping[str, Any], case: Case, only: tuple[str, ...] | None = None) -> Case:
+    """A case with complex inputs (every input, or ``only`` these beside real ones): checked for what complex values
+    support, and stored as real pairs."""
+    chosen = tuple(i.name for i in case.inputs) if only is None else only
+    names = set(chosen)
     for d in case.defines:
         try:
             check_complex_function(d.node, names)
@@ -112,13 +114,20 @@ def as_complex_case(ctx: Ctx, doc: Mapping[str, Any], case: Case) -> Case:
         if not complex_output and np.any(np.imag(grad_output) != 0):
             raise ctx.error("grad_output", "the output is real: grad_output must be real")
         grad_output = to_pairs(grad_output) if complex_output else np.real(grad_output).astype(np.float64)
-    pairs = {i.name: to_pairs(i.value) for i in case.inputs}
+    def stored(name: str, v: Any) -> np.ndarray:
+        if name in names:
+            return to_pairs(v)
+        if np.any(np.imag(v) != 0):
+            raise ctx.error("points", f"{name} is a real input: its values must be real")
+        return np.real(v).astype(np.float64)
+
+    pairs = {i.name: to_pairs(i.value) for i in case.inputs if i.name in names}
     return replace(
         case, checks=checks, complex_output=complex_output, output_shape=output_shape, grad_output=grad_output,
-        inputs=tuple(replace(i, value=pairs[i.name]) for i in case.inputs),
-        complex_inputs=tuple(i.name for i in case.inputs),
+        inputs=tuple(replace(i, value=pairs[i.name]) if i.name in pairs else i for i in case.inputs),
+        complex_inputs=chosen,
         shapes={**case.shapes, **{n: v.shape for n, v in pairs.items()}},
-        points=tuple({n: to_pairs(v) for n, v in p.items()} for p in case.points))
+        points=tuple({n: stored(n, v) for n, v in p.items()} for p in case.points))
 
 
 def to_pairs(values: np.ndarray) -> np.ndarray:

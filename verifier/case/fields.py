@@ -186,9 +186,10 @@ def value_spec(ctx: Ctx, spec: Any, key: str, seed: int, *, default_shape: Shape
         except ValueError as exc:
             raise ctx.error(key, str(exc)) from None
     check_keys(ctx, spec, INPUT_KEYS, key)
-    if "dtype" in spec and spec["dtype"] != "int64":
-        raise ctx.error(f"{key}.dtype", f"an input's own dtype is int64 (class labels, indices), got "
-                        f"{kind(spec['dtype'])}; the case's dtype sets the others", parent, "dtype")
+    if "dtype" in spec and spec["dtype"] not in ("int64", "complex128", "complex64"):
+        raise ctx.error(f"{key}.dtype", f"an input's own dtype is int64 (class labels, indices), complex128 or "
+                        f"complex64 (a complex input beside real ones), got {kind(spec['dtype'])}; the case's dtype "
+                        "sets the others", parent, "dtype")
     requires_grad = spec.get("requires_grad", spec.get("dtype") != "int64")
     if not isinstance(requires_grad, bool):
         raise ctx.error(f"{key}.requires_grad", f"expected true or false, got {kind(requires_grad)}", parent,

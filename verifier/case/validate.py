@@ -86,10 +86,14 @@ def build_case(doc: Mapping[str, Any], *, file: str | None = None, dtype: str | 
     if not isinstance(raw_inputs, Mapping):
         raise ctx.error("inputs", f"inputs is a mapping of name: value, got {kind(raw_inputs)}")
     inputs = []
+    own_complex: dict[str, str] = {}  # inputs with their own complex dtype beside real ones
     for i, (iname, spec) in enumerate(raw_inputs.items()):
         iname = variable_name(ctx, iname, "inputs", raw_inputs)
+        own = spec.get("dtype") if isinstance(spec, Mapping) else None
+        if own in COMPLEX_DTYPES:
+            own_complex[iname] = own
         array, requires_grad = value_spec(ctx, spec, f"inputs.{iname}", [seed, i],  # type: ignore[arg-type]  # YAML keys are strings: variable_name checked it
-                                          complex_values=complex_case)
+                                          complex_values=complex_case or own in COMPLEX_DTYPES)
         integer = _integer(ctx, spec, f"inputs.{iname}", array, requires_grad)
         inputs.append(Input(iname, array, requires_grad, ctx.line(raw_inputs, iname), integer=integer))
     shapes: dict[str, Shape] = {i.name: i.shape for i in inputs}
@@ -120,6 +124,13 @@ def build_case(doc: Mapping[str, Any], *, file: str | None = None, dtype: str | 
             raise ctx.error("gradient_of", f"gradient_of has the shape {list(shape)}, the function {list(output_shape)}")
         value_function, function, output_shape = (None if traced else function), surrogate, shape
 
+    mixed = bool(own_complex) and not complex_case
+    if mixed:  # a complex input beside real ones: the parts' dtype is the case's
+        parts = {COMPLEX_DTYPES[d] for d in own_complex.values()}
+        dtype = dtype or doc.get("dtype") or next(iter(parts))
+        if parts != {dtype}:
+            raise ctx.error("inputs", f"complex inputs of a {dtype} case are complex128 (float64 parts) or complex64 "
+                            f"(float32 parts) to match, got {', '.join(sorted(set(own_complex.values())))}")
     dtype = dtype or doc.get("dtype", "float64")
     if complex_case:
         dtype = COMPLEX_DTYPES[dtype]  # the parts' dtype; the inputs are complex
@@ -132,7 +143,7 @@ def build_case(doc: Mapping[str, Any], *, file: str | None = None, dtype: str | 
         raise ctx.error("order", f"order is the highest derivative order, an integer 1..{MAX_ORDER}, got {kind(order)}")
     tolerance = _tolerance(ctx, doc.get("tolerance"))
     by_name = {i.name: i for i in inputs}
-    points = parse_points(ctx, doc, by_name, seed, complex_case)
+    points = parse_points(ctx, doc, by_name, seed, complex_case or mixed)
     grad_output = None
     if "grad_output" in doc:
         grad_output, _ = value_spec(ctx, doc["grad_output"], "grad_output", seed, default_shape=output_shape,
@@ -201,6 +212,8 @@ def build_case(doc: Mapping[str, Any], *, file: str | None = None, dtype: str | 
         domain=domain_bounds(doc), picture=_picture(ctx, doc.get("picture"), set(shapes)), op=op,
         sweep=sweep, device=device, compile=compile_, auto_points=wants_auto(doc) or op is not None,
     )
+    if mixed:
+        return as_complex_case(ctx, doc, case, tuple(own_complex))
     return as_complex_case(ctx, doc, case) if complex_case else case
 
 

@@ -68,11 +68,13 @@ def check_wirtinger(ctx: Ctx, r: CheckResult) -> None:
         r.skipped = "the case has no complex inputs"
         return
     logical = case.output_shape[:-1] if case.complex_output else case.output_shape
-    names = [i.name for i in case.differentiable]
+    names = [i.name for i in case.differentiable if i.name in case.complex_inputs]  # real ones: the other checks
     cdtype = DTYPES[COMPLEX_OF[ctx.dtype]]
     device = ctx.torch.device
 
     def leaf(n: str, grad: bool) -> torch.Tensor:
+        if n not in case.complex_inputs:  # a real input beside the complex ones
+            return torch.tensor(ctx.torch.point[n], dtype=ctx.torch.dtype, device=device).requires_grad_(grad)
         return torch.tensor(from_pairs(ctx.torch.point[n]), dtype=cdtype, device=device).requires_grad_(grad)
 
     def leaves(grad: bool = True) -> dict[str, torch.Tensor]:

@@ -105,6 +105,16 @@ def _layer_norm(a: Args) -> tuple[Node, Node, Node]:
     return y, reshaped(mean, a.out_shape(1)), reshaped(rstd, a.out_shape(2))
 
 
+def _affine(a: Args, y: Node, per_channel: tuple[int, ...]) -> tuple[Node, ...]:
+    """A normalisation's per-channel weight and bias, and its saved statistics (not traced) as the other outputs."""
+    if a.bound.get("weight") is not None:
+        y = Bin("*", y, reshaped(a.n("weight"), per_channel))
+    if a.bound.get("bias") is not None:
+        y = Bin("+", y, reshaped(a.n("bias"), per_channel))
+    saved: list[Any] = [None] * (len(a.outs) - 1)
+    return tuple([y, *saved])
+
+
 @op("native_group_norm")
 def _group_norm(a: Args) -> tuple[Node, ...]:
     x = a.n("input")
@@ -117,12 +127,7 @@ def _group_norm(a: Args) -> tuple[Node, ...]:
     var = reshaped(call("mean", Bin("**", centred, Num("2")), axis=2), (n, groups, 1))
     y: Node = reshaped(Bin("*", centred, call("rsqrt", Bin("+", var, a.const(a.v("eps"))))), shape)
     per_channel = (1, c) + (1,) * (len(shape) - 2)
-    if a.bound.get("weight") is not None:
-        y = Bin("*", y, reshaped(a.n("weight"), per_channel))
-    if a.bound.get("bias") is not None:
-        y = Bin("+", y, reshaped(a.n("bias"), per_channel))
-    saved: list[Any] = [None] * (len(a.outs) - 1)  # the saved statistics: not traced
-    return tuple([y, *saved])
+    return _affine(a, y, per_channel)
 
 
 @op("_cdist_forward")
@@ -150,12 +155,7 @@ def _batch_norm(a: Args, training: bool) -> tuple[Node, ...]:
     else:
         mean, var = reshaped(a.n("running_mean"), per_channel), reshaped(a.n("running_var"), per_channel)
     y: Node = Bin("*", Bin("-", x, mean), call("rsqrt", Bin("+", var, a.const(a.v("eps")))))
-    if a.bound.get("weight") is not None:
-        y = Bin("*", y, reshaped(a.n("weight"), per_channel))
-    if a.bound.get("bias") is not None:
-        y = Bin("+", y, reshaped(a.n("bias"), per_channel))
-    saved: list[Any] = [None] * (len(a.outs) - 1)  # the saved statistics: not traced
-    return tuple([y, *saved])
+    return _affine(a, y, per_channel)
 
 
 @op("_native_batch_norm_legit", "native_batch_norm", "_native_batch_norm_legit_functional")

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..language.nodes import Bin, Cmp, Const, Neg, Node, Num
+from ..language.nodes import Bin, Call, Cmp, Neg, Node, Num
 from .atenargs import TABLE, Args, Handler, call, dims, op, reshaped, scaled
 from .tracing import elements
 
@@ -191,12 +191,17 @@ def _hardtanh(a: Args) -> Node:
         return call("hardtanh", a.n("self"))
     if (lo, hi) == (0, 6):
         return call("relu6", a.n("self"))
-    return call("clamp", a.n("self"), a.const(lo), a.const(hi))
+    return with_params("hardtanh", a.n("self"), min_val=a.const(lo), max_val=a.const(hi))
 
 
 @op("relu6")
 def _relu6(a: Args) -> Node:
     return call("relu6", a.n("self"))
+
+
+def with_params(name: str, x: Node, **params: object) -> Node:
+    """The op-table row called with torch's keyword parameters (the row's own meaning of them)."""
+    return Call(name, (x,), params=tuple(params.items()))
 
 
 def where_positive(x: Node, positive: Node, otherwise: Node) -> Node:
@@ -208,9 +213,7 @@ def where_positive(x: Node, positive: Node, otherwise: Node) -> Node:
 def _leaky_relu(a: Args) -> Node:
     slope = a.v("negative_slope", 0.01)
     x = a.n("self")
-    if slope == 0.01:
-        return call("leaky_relu", x)
-    return where_positive(x, x, Bin("*", a.const(slope), x))
+    return call("leaky_relu", x) if slope == 0.01 else with_params("leaky_relu", x, negative_slope=a.const(slope))
 
 
 @op("_prelu_kernel", "prelu")
@@ -238,28 +241,20 @@ def _selu(a: Args) -> Node:
 def _celu(a: Args) -> Node:
     alpha = a.v("alpha", 1)
     x = a.n("self")
-    if alpha == 1:
-        return call("celu", x)
-    return where_positive(x, x, scaled(alpha, call("expm1", Bin("/", x, a.const(alpha)))))
+    return call("celu", x) if alpha == 1 else with_params("celu", x, alpha=a.const(alpha))
 
 
 @op("gelu")
 def _gelu(a: Args) -> Node:
     x = a.n("self")
-    if a.v("approximate", "none") == "none":
-        return call("gelu", x)
-    inner = Bin("*", call("sqrt", Bin("/", Num("2"), Const("pi"))),
-                Bin("+", x, Bin("*", Num("0.044715"), Bin("**", x, Num("3")))))
-    return Bin("*", Bin("*", Num("1/2"), x), Bin("+", Num("1"), call("tanh", inner)))
+    approximate = a.v("approximate", "none")
+    return call("gelu", x) if approximate == "none" else with_params("gelu", x, approximate=approximate)
 
 
 @op("softplus")
 def _softplus(a: Args) -> Node:
-    beta, threshold = a.v("beta", 1), a.v("threshold", 20)
-    x = a.n("self")
-    bx = scaled(beta, x)
-    smooth = Bin("/", call("log1p", call("exp", bx)), a.const(beta)) if beta != 1 else call("softplus", x)
-    return call("where", Cmp(">", bx, a.const(threshold)), x, smooth)
+    # torch's softplus switches to x above its threshold: the row with threshold= says so
+    return with_params("softplus", a.n("self"), beta=a.const(a.v("beta", 1)), threshold=a.const(a.v("threshold", 20)))
 
 
 @op("log_sigmoid_forward")

@@ -124,13 +124,13 @@ def translate(tracer: Tracer, func: Any, args: tuple[Any, ...], kwargs: dict[str
     mutated = [s.name for s in schema.arguments if s.alias_info is not None and s.alias_info.is_write]
     if not mutated and any(r.alias_info is not None for r in schema.returns):
         return  # a view: its storage is its base's, read through its own strides
+    bound = bind(func, args, kwargs)
     if torch.Tag.nondeterministic_seeded in func.tags:
         reason = Failure(f"random numbers (aten.{name} at {user_frame()}): the forward is not a function of its "
                          "inputs (dropout in training mode? call .eval())")
-        for t in outs + [t for m in mutated for t in tensors(_bound_arg(func, args, kwargs, m))]:
+        for t in outs + [t for m in mutated for t in tensors(bound.get(m))]:
             tracer.write(t, reason, False, fresh=False)
         return
-    bound = bind(func, args, kwargs)
     base = name[:-1] if name.endswith("_") and not name.startswith("_") or name in ("copy_", "fill_", "zero_") else name
     returned = [s.name for s in schema.arguments if s.alias_info is not None and s.alias_info.is_write
                 and any(r.alias_info is not None and r.alias_info.is_write for r in schema.returns)]
@@ -178,10 +178,6 @@ def translate(tracer: Tracer, func: Any, args: tuple[Any, ...], kwargs: dict[str
 
 def _tensor_list(value: Any) -> bool:
     return isinstance(value, (list, tuple)) and any(isinstance(v, torch.Tensor) for v in value)
-
-
-def _bound_arg(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], name: str) -> Any:
-    return bind(func, args, kwargs).get(name)
 
 
 def _functional(func: Any, base: str) -> Any:

@@ -117,13 +117,37 @@ def test_tensor_shaping_is_checked_against_torch(text, inputs):
     assert parse(unparse(node), set(inputs)) == node
 
 
+@pytest.mark.parametrize("torch_spelling, keywords", [
+    ("reshape(x, (2, 2))", "reshape(x, shape=(2, 2))"),
+    ("reshape(x, -1)", "reshape(x, shape=(-1,))"),
+    ("unsqueeze(x, 0)", "unsqueeze(x, axis=0)"),
+    ("sum(A, 0, True)", "sum(A, axis=0, keepdim=True)"),
+    ("sum(A, dim=1)", "sum(A, axis=1)"),
+    ("logsumexp(A, 1)", "logsumexp(A, axis=1)"),
+    ("norm(x, 3)", "norm(x, p=3)"),
+    ("leaky_relu(x, 0.2)", "leaky_relu(x, negative_slope=0.2)"),
+    ("hardtanh(x, -0.5, 2.0)", "hardtanh(x, min_val=-0.5, max_val=2.0)"),
+    ("softplus(x, 2, 5)", "softplus(x, beta=2, threshold=5)"),
+    ("tril(A, -1)", "tril(A, diagonal=-1)"),
+])
+def test_torchs_positional_parameters_mean_its_keywords(torch_spelling, keywords):
+    """torch.reshape(x, (2, 2)), x.unsqueeze(0), torch.sum(A, 0, True): the user's own spelling of a call."""
+    names = {"x", "A"}
+    assert parse(torch_spelling, names) == parse(keywords, names)
+
+
 @pytest.mark.parametrize("text, message", [
     ("x[::-1]", "a slice step must be a positive integer literal"),
     ("x[0:y]", "an index or axis must be an integer literal, got name 'y'"),
     ('einsum("ij;jk->ik", x, x)', "einsum's subscripts are a string of letters"),
     ("einsum(x, x)", "einsum's subscripts are a string of letters"),
     ('einsum("ij,jk->ik", x)', "name 2 tensor(s), 1 given"),
-    ("reshape(x, shape=y)", "shape takes a number literal"),
+    ("reshape(x, shape=y)", "reshape(): shape takes an integer literal or a tuple of them, got name 'y'"),
+    ("reshape(x, y)", "reshape(): shape takes an integer literal or a tuple of them, got name 'y'"),
+    ("tril(x, 0.5)", "tril(): diagonal takes an integer literal"),
+    ("unsqueeze(x, 0, 1)", "at most 1 parameter(s) (axis), got 2"),
+    ("sum(x, 0, dim=1)", "keyword 'axis' given twice"),
+    ("leaky_relu(x, 'a')", "negative_slope takes a number literal"),
     ("elements(x)", "unknown function 'elements'"),
     ("getitem(x)", "unknown function 'getitem'"),
 ])

@@ -37,7 +37,8 @@ def expressions(max_leaves: int = 12) -> st.SearchStrategy[str]:
             st.tuples(children, children).map(lambda t: f"Piecewise(({t[0]}, {t[1]} > 0), ({t[1]}, True))"),
             st.tuples(st.sampled_from(["leaky_relu({}, negative_slope=0.2)", "gelu({}, approximate='tanh')",
                                        "softplus({}, beta=2)", "elu({}, alpha=0.5)", "clamp({}, min=-1)",
-                                       "hardtanh({}, min_val=-2, max_val=2)"]), children).map(
+                                       "hardtanh({}, min_val=-2, max_val=2)", "leaky_relu({}, 0.1)",
+                                       "hardtanh({}, -1.5, 0.5)", "softplus({}, 3, 4)"]), children).map(
                 lambda t: t[0].format(t[1])),
         )
 
@@ -46,7 +47,8 @@ def expressions(max_leaves: int = 12) -> st.SearchStrategy[str]:
 
 PIECES = ["(", ")", "[", "]", ",", ".", "__", "_", "'", '"', "**", "^", "@", ":", "=", "lambda", "import", "os",
           "T", "axis=", " if ", " for ", "{", "}", "\\", "\n", "\x00", "ｘ", "0x1f", "1e999", "nan", "...", "*",
-          "Piecewise(", "einsum(", "'ij->'", "keepdim=True", "shape=(", "::", "approximate='tanh'", "True", "&", "~"]
+          "Piecewise(", "einsum(", "'ij->'", "keepdim=True", "shape=(", "::", "approximate='tanh'", "True", "&", "~",
+          "dim=", ", 0)", ", (2, -1))"]
 
 
 def mutated(base: st.SearchStrategy[str]) -> st.SearchStrategy[str]:

@@ -19,7 +19,7 @@ from ..errors import CaseError, LimitError
 from ..limits import LIMITS, flag
 from .nodes import BINARY, COMPARE, Bin, Call, Cmp, Const, Index, Name, Neg, Node, Num, unparse
 from .ops import CONSTANTS, OPS, Op, known_names, public_ops
-from .spellings import ALIASES, SWAPPED
+from .spellings import ALIASES, KEYWORD_ALIASES, POSITIONAL, SWAPPED
 
 EINSUM_RE = re.compile(r"^[a-zA-Z,.\->]{1,64}$")
 MAX_LITERAL_DIGITS = 60
@@ -184,8 +184,16 @@ class _Converter:
             for extra in given[2:]:
                 out = Call(name, (out, self.convert(extra, depth)))
             return out
-        axis, params = self._keywords(name, op, node.keywords)
         lo, hi = op.arity
+        keywords = list(node.keywords)
+        if len(given) > hi and name in POSITIONAL:  # torch's positional parameters: reshape(x, (2, 3))
+            trailing, given = given[hi:], given[:hi]
+            if len(trailing) > len(POSITIONAL[name]):
+                raise CaseError(f"{name}() takes {hi} tensor argument(s) and then at most "
+                                f"{len(POSITIONAL[name])} parameter(s) ({', '.join(POSITIONAL[name])}), "
+                                f"got {len(trailing)}")
+            keywords = [ast.keyword(arg=k, value=v) for k, v in zip(POSITIONAL[name], trailing)] + keywords
+        axis, params = self._keywords(name, op, keywords)
         if not lo <= len(given) <= hi:
             want = str(lo) if lo == hi else f"{lo} to {hi}"
             raise CaseError(f"{name}() takes {want} argument(s), got {len(given)}")
@@ -206,6 +214,8 @@ class _Converter:
         params: list[tuple[str, object]] = []
         choices = dict(op.choices)
         for kw in keywords:
+            if kw.arg in KEYWORD_ALIASES and KEYWORD_ALIASES[kw.arg] in op.keywords:
+                kw = ast.keyword(arg=KEYWORD_ALIASES[kw.arg], value=kw.value)
             if kw.arg is None or kw.arg not in op.keywords:
                 allowed = ", ".join(op.keywords) or "none"
                 raise CaseError(f"{name}() got keyword {kw.arg or '**'!r}; allowed keywords: {allowed}")
@@ -223,8 +233,20 @@ class _Converter:
                 params.append((kw.arg, value.value))
             elif isinstance(value, ast.Constant) and isinstance(value.value, bool):
                 params.append((kw.arg, value.value))
-            elif isinstance(value, ast.Tuple):  # a shape: reshape(x, shape=(2, -1))
-                params.append((kw.arg, tuple(_int_literal(e) for e in value.elts)))
+            elif kw.arg == "shape":  # reshape(x, shape=(2, -1)) or reshape(x, -1)
+                try:
+                    shape = _axis(value)
+                except CaseError:
+                    raise CaseError(f"{name}(): shape takes an integer literal or a tuple of them, got "
+                                    f"{_describe(value)}") from None
+                params.append((kw.arg, shape if isinstance(shape, tuple) else (shape,)))
+            elif kw.arg == "diagonal":
+                try:
+                    params.append((kw.arg, _int_literal(value)))
+                except CaseError:
+                    raise CaseError(f"{name}(): diagonal takes an integer literal, got {_describe(value)}") from None
+            elif isinstance(value, ast.Tuple):
+                raise CaseError(f"{name}(): {kw.arg} takes a number literal, got a tuple")
             else:
                 sign = -1 if isinstance(value, ast.UnaryOp) and isinstance(value.op, ast.USub) else 1
                 inner = value.operand if sign < 0 else value  # type: ignore[attr-defined]  # a UnaryOp's operand

@@ -37,6 +37,10 @@ def test_same_verdict_as_element_expansion(case):
     # derives a tighter per-element bound (test_tolerance), so it is run here under the same fixed table
     fixed = DEFAULT_TOLERANCES[case.dtype]
     table = case.tolerance or Tolerance(fixed.rtol, fixed.atol)
+    if "train" in case.checks and case.dtype == "float32":
+        # the tutorial's float32 regression: near convergence its gradient mean((w*x + b - y)*x) cancels terms of
+        # size 10 to 0.06, so float32 is ~1e3 ULPs off it; no fixed table judges that, each reference derives a bound
+        table = case.tolerance
     vectorised = verify_case(replace(case, reference="vectorised", tolerance=table))
     expanded = verify_case(replace(case, reference="expand", tolerance=table))
     if any("limit" in e.reason for ch in expanded.checks for c in ch.comparisons for e in c.edges):

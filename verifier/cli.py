@@ -29,13 +29,15 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("-k", dest="pattern", help="only cases whose name contains PATTERN (or matches it as a glob)")
     run.add_argument("--dtype", choices=DTYPES, help="override every case's dtype")
     run.add_argument("--seed", type=int, help="seed of the random grad_outputs and tangents (default: each case's)")
-    run.add_argument("--json", dest="json_path", metavar="FILE", help="also write a machine-readable report")
+    run.add_argument("--json", dest="json_path", metavar="FILE", help="also write a machine-readable report (- for "
+                     "stdout; the text report then goes to stderr)")
     run.add_argument("--strict", action="store_true", default=None, help="fail at kinks instead of accepting "
                      "a value between the one-sided derivatives; conformance cases (op:) fail on findings and edges")
     run.add_argument("--timeout", type=float, default=None, help="seconds per case before a 'timeout' verdict "
                      "(default 120; 0 for none)")
-    run.add_argument("-v", "--verbose", action="store_true", help="also list kinks, undefined points and "
-                     "unsupported paths of passing cases")
+    run.add_argument("-v", "--verbose", action="count", default=0, help="-v: the per-case table, the edge points, "
+                     "the notes (kinks, undefined points, unsupported paths) and each train loop's log; -vv: every "
+                     "check of every case")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument("-j", "--jobs", type=int, default=1, help="verify cases in N processes (default 1)")
     run.add_argument("--compile", nargs="?", const="auto", default=None, choices=("auto", "inductor", "aot_eager", "eager"),
@@ -188,28 +190,17 @@ def _refuse_overwrite(json_path: str | None, inputs: Sequence[str]) -> str | Non
 
 def _run(args: argparse.Namespace) -> int:
     from . import report
+    from .report import overview
     from .runner import run
 
-    out = _console()
-    problem = _refuse_overwrite(args.json_path, args.paths)
+    to_stdout = args.json_path == "-"
+    out = _console(stderr=to_stdout)  # --json -: the JSON is stdout, the words go to stderr
+    problem = None if to_stdout else _refuse_overwrite(args.json_path, args.paths)
     if problem:
         out.print(f"ERROR {problem}")
         return EXIT_INPUT
     timeout = None if args.timeout == 0 else (args.timeout or 120.0)
-    progress_bar = None
-    callback = None
-    err = _console(stderr=True)
-    if not args.no_progress and err.is_terminal:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        progress_bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                TimeElapsedColumn(), console=err, transient=True)
-        task = progress_bar.add_task("verifying", total=None)
-
-        def callback(result: Any, i: int, n: int) -> None:
-            progress_bar.update(task, completed=i, total=n, description=f"verifying {result.name}")
-
-        progress_bar.start()
+    progress_bar, callback = _progress(out, "verifying", args.no_progress)
     try:
         result = run(args.paths, pattern=args.pattern, dtype=args.dtype, seed=args.seed, strict=args.strict,
                      timeout=timeout, progress=callback, jobs=max(1, args.jobs), device=args.device,
@@ -219,24 +210,60 @@ def _run(args: argparse.Namespace) -> int:
             progress_bar.stop()
     if args.seed is not None:
         result.seed = args.seed
+    verbose = args.verbose
     out.print(report.header(result))
-    if result.cases or result.errors:
+    if verbose and (result.cases or result.errors):
         out.print(report.table(result))
+    elif not verbose:
+        for line in overview.file_lines(result):
+            out.print(line, markup=False, soft_wrap=True)
     for e in result.errors:
         out.print(report.error_text(e), markup=False, soft_wrap=True)
     for r in result.cases:
-        text = report.case_text(r, verbose=args.verbose)
+        text = report.case_text(r, verbose=bool(verbose)) if verbose or r.status in overview.SHOWN_IN_FULL else ""
         if text:
             out.print(text, markup=False, soft_wrap=True)
             out.print()
-        for line in report.notes(r, verbose=args.verbose):
+        if verbose >= 2 and r.checks:
+            out.print(f"{r.name} ({r.location})", markup=False)
+            out.print(report.check_table(r))
+        for line in report.notes(r, verbose=True) if verbose else ():
             out.print(f"note: {line}", markup=False, soft_wrap=True)
+        for line in overview.train_lines(r, verbose=True) if verbose else ():
+            out.print(line, markup=False, soft_wrap=True)
+    if not verbose:
+        for line in overview.finding_lines(result):
+            out.print(line, markup=False, soft_wrap=True)
+        edges = overview.edge_line(result)
+        if edges:
+            out.print(edges, markup=False)
     out.print(report.summary(result))
-    if args.json_path:
+    if to_stdout:
+        import json
+
+        sys.stdout.write(json.dumps(report.run_json(result), indent=2, allow_nan=False) + "\n")
+    elif args.json_path:
         report.write_json(args.json_path, report.run_json(result))
     if result.incomplete:
         return EXIT_INTERRUPTED
     return result.exit_code
+
+
+def _progress(out: Any, what: str, off: bool) -> tuple[Any, Any]:
+    """A rich progress bar on stderr while stdout is a terminal (none in CI logs or pipes), and its callback."""
+    if off or not out.is_terminal:
+        return None, None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   console=_console(stderr=True), transient=True)
+    task = bar.add_task(what, total=None)
+
+    def callback(result: Any, i: int, n: int) -> None:
+        bar.update(task, completed=i, total=n, description=f"{what} {getattr(result, 'name', result)}")
+
+    bar.start()
+    return bar, callback
 
 
 def _parse_at(items: Sequence[str]) -> dict[str, Any]:

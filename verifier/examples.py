@@ -70,6 +70,32 @@ class LogisticRegression(nn.Module):
         return self.loss(self.sigmoid(self.linear(X)).squeeze(-1), y)
 
 
+class TutorialLogisticRegression(nn.Module):
+    """seed-notes section 3 as the tutorial writes it: nn.Linear(2, 1) (named features), then nn.Sigmoid."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Linear(2, 1)
+        self.sigmoid = nn.Sigmoid()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.sigmoid(self.features(x))
+
+
+class TutorialLogisticLoss(nn.Module):
+    """The tutorial's training objective: nn.BCELoss of its model over both clouds, class 0 first, then class 1."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.model = TutorialLogisticRegression()
+        self.loss = nn.BCELoss()
+
+    def forward(self, x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
+        x = torch.cat((x0, x1), 0)
+        y = torch.cat((torch.zeros(len(x0), 1), torch.ones(len(x1), 1)), 0).to(x)
+        return self.loss(self.model(x), y)
+
+
 def sgd_step(params: dict[str, torch.Tensor], loss_fn: Any, lr: float) -> torch.Tensor:
     """A correct hand-written training step: forward, backward, p -= lr * p.grad, zero the gradients."""
     loss = loss_fn(params)

@@ -13,11 +13,30 @@ from .errors import CaseError
 from .torchside.paths import Unsupported
 
 PASS, FAIL, ERROR, SKIP, TIMEOUT, INVALID, XFAIL = "pass", "fail", "error", "skip", "timeout", "invalid", "xfail"
+# a check that compared nothing (every torch path it has is unsupported here): never a pass
+UNSUPPORTED = "not supported"
 # Verdicts of conformance cases (cases with `op:`, which verify torch's own derivative): every difference lies at a
 # classified edge point (EDGE), or torch's gradient is wrong or inaccurate somewhere else (FINDING). Neither fails a
 # run unless it is strict.
 EDGE, FINDING = "edge", "finding"
 OK = (PASS, XFAIL, EDGE, FINDING, SKIP)
+
+
+@dataclass
+class TrainSummary:
+    """How a train check's torch.optim loop ran: where it stopped and why, the final loss and parameters, beside the
+    loop driven by exact gradients (iterations are 0-based, as a tutorial's `for epoch in range(...)` counts)."""
+
+    iterations: int  # how many ran; the last one is iterations - 1
+    stopped: str  # "stop_below" (its loss was below the threshold) or "steps" (the step budget ran out)
+    stop_below: float | None
+    losses: list[float]  # torch's loss at each iteration (before its step)
+    exact_losses: list[float]  # the exact-gradient loop's
+    params: dict[str, list[Any]]  # torch's parameters after the last step
+    exact_params: dict[str, list[Any]]
+    metrics: dict[str, list[float]] = field(default_factory=dict)  # each metric at each iteration (torch's loop)
+    log_every: int = 1
+    diverged: bool = False  # the loss grew without bound (non-finite, or 100x its start and still rising)
 
 
 @dataclass
@@ -32,6 +51,7 @@ class CheckResult:
     error: str | None = None  # an exception from the computation (traceback text)
     unsupported: list[Unsupported] = field(default_factory=list)  # torch paths not verified, and why
     no_kernel: bool = False  # skipped because torch has no kernel for the dtype (float32 runs the same check)
+    train: TrainSummary | None = None  # the train check's loop: where it stopped, the final loss and parameters
 
     @property
     def status(self) -> str:
@@ -41,6 +61,8 @@ class CheckResult:
             return SKIP
         if any(not c.passed for c in self.comparisons) or any(not f.passed for f in self.facts):
             return FAIL
+        if not self.comparisons and not self.facts:
+            return UNSUPPORTED
         return PASS
 
     def failures(self) -> tuple[list[Comparison], list[Fact]]:

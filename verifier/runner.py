@@ -31,6 +31,7 @@ from .reference.choice import make_reference
 from .reference.expanded.reference import EVALUATION
 from .results import CaseResult, RunResult
 from .torchside.devices import check_device
+from .torchside.draws import materialize
 from .torchside.impl import implementation_program
 from .traced import derived_text, rounded_point, traced_variants
 from .version import __version__
@@ -165,6 +166,15 @@ def verify_with(case: Case, config: RunConfig, program: Callable[[Case], object]
         return result
     warm_up()
     start = time.perf_counter()
+    if case.torch_seed is not None:
+        try:
+            case = result.case = materialize(case)  # the inputs torch's generator draws, before either side runs
+        except CaseError as exc:
+            result.error = exc.located(file=case.file, line=case.line, case=case.name, key="impl")
+            return result
+        except Exception:  # noqa: BLE001 - the user's module failed to build: this case's verdict
+            result.user_error = traceback.format_exc(limit=6)
+            return result
     if program is None and case.impl:
         try:
             program = implementation_program(case, run.dtype, run.device)
@@ -401,6 +411,13 @@ def run(
     out = RunResult(errors=list(found.errors), seed=seed if seed is not None else 0, versions=versions())
     chosen = select(found.cases, pattern)
     config = RunConfig(dtype=dtype, seed=seed, strict=strict, timeout=timeout, device=device, compile=compile)
+    if device is not None:  # the run was told where to run: one error before any case, not one per case
+        try:
+            check_device(device)
+        except DeviceUnavailable as exc:
+            out.errors.append(exc.located(file="<command line>", key="--device"))
+            out.seconds = time.perf_counter() - start
+            return out
     if isolate is None:
         isolate = jobs > 1 or any(c.impl for c in chosen)
     try:

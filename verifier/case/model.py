@@ -66,6 +66,7 @@ class Input:
     requires_grad: bool = True
     line: int | None = None
     integer: bool = False  # class labels, indices: an int64 tensor on the torch side (never differentiated)
+    draw: Any = None  # a case.draws.Draw: the value comes from the case's torch generator (a NaN placeholder here)
 
     @property
     def shape(self) -> Shape:
@@ -132,6 +133,7 @@ class Case:
     module_params: Mapping[str, str] = field(default_factory=dict)  # module parameter name -> input name
     expect_failure: str | None = None  # a diagnosis kind (or "any") this deliberately broken case must produce
     train: Any = None  # a TrainSpec, for the train check
+    torch_seed: int | None = None  # torch.manual_seed of the inputs drawn by torch (Input.draw), in their order
     domain: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     picture: Mapping[str, Any] = field(default_factory=dict)  # what `gradverify plot` draws for a train case
     family: str | None = None  # the case a dtype list expanded this one from (cases of one family share points)

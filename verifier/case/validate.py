@@ -15,6 +15,7 @@ from ..language.parse import did_you_mean, parse
 from ..language.shapes import Shape
 from .catalog import CHECKS, DEFAULT
 from .complex import COMPLEX_DTYPES, as_complex_case
+from .draws import is_draw, parse_draw, torch_seed_of
 from .expect import parse_expect
 from .fields import IMPL_RE, Ctx, check_keys, kind, number, value_spec, variable_name
 from .model import COMPILE_BACKENDS, DIAGNOSES, DTYPES, MAX_ORDER, REFERENCES, Case, Define, Input, Tolerance
@@ -25,7 +26,7 @@ CASE_KEYS = (
     "name", "description", "inputs", "define", "function", "dtype", "checks", "expect", "tolerance", "points",
     "domain", "samples", "seed", "order", "grad_output", "retain_grad", "backward", "accumulate", "strict", "reference", "tags",
     "impl", "impl_args", "impl_kwargs", "module_params", "expect_failure", "train", "picture", "op", "sweep",
-    "device", "compile", "gradient_of",
+    "device", "compile", "gradient_of", "torch_seed",
 )
 # what a case without `function` (its impl's forward traced) cannot have: they need the output's shape or its nodes
 # before anything runs
@@ -87,8 +88,13 @@ def build_case(doc: Mapping[str, Any], *, file: str | None = None, dtype: str | 
         raise ctx.error("inputs", f"inputs is a mapping of name: value, got {kind(raw_inputs)}")
     inputs = []
     own_complex: dict[str, str] = {}  # inputs with their own complex dtype beside real ones
+    torch_seed = torch_seed_of(ctx, doc)
     for i, (iname, spec) in enumerate(raw_inputs.items()):
         iname = variable_name(ctx, iname, "inputs", raw_inputs)
+        if is_draw(spec):
+            draw, placeholder, requires_grad = parse_draw(ctx, spec, f"inputs.{iname}", torch_seed)
+            inputs.append(Input(iname, placeholder, requires_grad, ctx.line(raw_inputs, iname), draw=draw))
+            continue
         own = spec.get("dtype") if isinstance(spec, Mapping) else None
         if own in COMPLEX_DTYPES:
             own_complex[iname] = own
@@ -173,6 +179,12 @@ def build_case(doc: Mapping[str, Any], *, file: str | None = None, dtype: str | 
         raise ctx.error("tags", f"tags is a list of strings, got {kind(tags)}")
     expect = parse_expect(ctx, doc.get("expect"), by_name, {d.name for d in defines}, output_shape, shapes)
     impl = _impl(ctx, doc, by_name)
+    for inp in inputs:
+        taken = impl.get("module_params", {})
+        if inp.draw is not None and inp.draw.kind == "module" and taken.get(inp.draw.param) != inp.name:
+            raise ctx.error(f"inputs.{inp.name}.param", f"draw: module takes {inp.draw.param!r} from the case's impl "
+                            f"module: the case needs an impl and module_params {{{inp.draw.param}: {inp.name}}}",
+                            raw_inputs[inp.name], "param")
     expect_failure = doc.get("expect_failure")
     if expect_failure is not None and expect_failure not in DIAGNOSES:
         raise ctx.error("expect_failure", f"expect_failure is a diagnosis, one of {', '.join(DIAGNOSES)}; "
@@ -196,7 +208,7 @@ def build_case(doc: Mapping[str, Any], *, file: str | None = None, dtype: str | 
         checks = checks + ("compile",)
     from .train import parse_train
 
-    train = parse_train(ctx, doc.get("train"), by_name, output_shape) if "train" in doc else None
+    train = parse_train(ctx, doc.get("train"), by_name, output_shape, shapes) if "train" in doc else None
     if train is None and "train" in checks:
         raise ctx.error("checks", "the train check needs a `train` section")
     if train is not None and doc.get("checks") is None:
@@ -208,7 +220,7 @@ def build_case(doc: Mapping[str, Any], *, file: str | None = None, dtype: str | 
         tolerance=tolerance, points=points, order=order, grad_output=grad_output, retain_grad=tuple(retain),
         backward_calls=backward_calls, zero_grad=zero_grad, accumulate_calls=accumulate_calls, strict=strict,
         reference=reference, seed=seed, file=file, line=getattr(doc, "line", None), shapes=shapes, output_shape=output_shape,
-        tags=tuple(tags), expect_failure=expect_failure, train=train, **impl,
+        tags=tuple(tags), expect_failure=expect_failure, train=train, torch_seed=torch_seed, **impl,
         domain=domain_bounds(doc), picture=_picture(ctx, doc.get("picture"), set(shapes)), op=op,
         sweep=sweep, device=device, compile=compile_, auto_points=wants_auto(doc) or op is not None,
     )

@@ -39,8 +39,9 @@ class Optimizer:
 
 
 def exact_loop(spec: TrainSpec, start: Mapping[str, np.ndarray],
-               loss_and_grad: Any) -> tuple[list[dict[str, np.ndarray]], list[float]]:
-    """Run the optimizer on exact gradients: the parameters before each step and the losses."""
+               loss_and_grad: Any) -> tuple[list[dict[str, np.ndarray]], list[float], dict[str, np.ndarray]]:
+    """Run the optimizer on exact gradients: the parameters before each step, the losses, and the parameters the
+    loop ends with. Like a tutorial's loop, each iteration steps and then stops if its loss was below stop_below."""
     params = {n: np.asarray(start[n], dtype=np.float64).copy() for n in spec.params}
     opt = Optimizer(spec)
     trajectory, losses = [], []
@@ -48,7 +49,7 @@ def exact_loop(spec: TrainSpec, start: Mapping[str, np.ndarray],
         loss, grads = loss_and_grad(params)
         trajectory.append({n: v.copy() for n, v in params.items()})
         losses.append(loss)
+        params = opt.step(params, grads)
         if spec.stop_below is not None and loss < spec.stop_below:
             break
-        params = opt.step(params, grads)
-    return trajectory, losses
+    return trajectory, losses, params

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..compare import Comparison
-from ..results import CaseResult, RunResult
+from ..results import CaseResult, RunResult, TrainSummary
 from .text import allowed_at_worst, case_text, diagnosis_text, unsupported_text
 
 # --- JSON ------------------------------------------------------------------------------------------------------
@@ -38,6 +38,8 @@ def comparison_json(c: Comparison) -> dict[str, Any]:
     }
 
 
+# the JSON report's layout: raised when a field changes meaning or goes away (a new field keeps it)
+SCHEMA_VERSION = 2
 JSON_ELEMENTS = 1_000  # inputs larger than this are summarised in the JSON report
 
 
@@ -67,9 +69,20 @@ def case_json(r: CaseResult) -> dict[str, Any]:
             "comparisons": [comparison_json(x) for x in c.comparisons],
             "facts": [{"label": f.label, "expected": _jsonable(f.expected), "got": _jsonable(f.got),
                        "verdict": "pass" if f.passed else "fail", "note": f.note} for f in c.facts],
+            **({"train": train_json(c.train)} if c.train is not None else {}),
         } for c in r.checks],
         "report": case_text(r) or None,
     }
+
+
+def train_json(t: TrainSummary) -> dict[str, Any]:
+    """A train check's loop: iterations are 0-based (the last one ran is `iterations - 1`)."""
+    return {"iterations": t.iterations, "last_iteration": t.iterations - 1, "stopped": t.stopped,
+            "stop_below": t.stop_below, "final_loss": _num(t.losses[-1]) if t.losses else None,
+            "exact_final_loss": _num(t.exact_losses[-1]) if t.exact_losses else None, "params": _jsonable(t.params),
+            "exact_params": _jsonable(t.exact_params), "diverged": t.diverged,
+            "losses": [_num(x) for x in t.losses], "exact_losses": [_num(x) for x in t.exact_losses],
+            "metrics": {k: [_num(x) for x in v] for k, v in t.metrics.items()}}
 
 
 def _jsonable(v: Any) -> Any:
@@ -82,6 +95,7 @@ def _jsonable(v: Any) -> Any:
 
 def run_json(run: RunResult) -> dict[str, Any]:
     return {
+        "schema_version": SCHEMA_VERSION,
         "gradverify": run.versions.get("gradverify"), "versions": run.versions, "seed": run.seed,
         "seconds": round(run.seconds, 3), "complete": not run.incomplete, "exit_code": run.exit_code,
         "summary": run.counts(), "cases": [case_json(c) for c in run.cases],

@@ -6,7 +6,7 @@ import math
 from typing import Any
 
 from ..compare import Comparison
-from ..results import CaseResult, RunResult
+from ..results import PASS, SKIP, UNSUPPORTED, CaseResult, RunResult
 from .text import fmt, unsupported_text
 
 
@@ -20,9 +20,11 @@ def table(run: RunResult) -> Any:
     style = {"pass": "green", "xfail": "green", "edge": "cyan", "finding": "magenta", "fail": "bold red",
              "error": "bold red", "timeout": "yellow", "invalid": "yellow", "skip": "dim"}
     for r in run.cases:
-        applied = [c for c in r.checks if c.status != "skip"]
-        passed = sum(c.status == "pass" for c in applied)
-        t.add_row(r.name, r.location, r.reference, f"{passed}/{len(applied)}", str(len(r.points)),
+        applied = [c for c in r.checks if c.status not in (SKIP, UNSUPPORTED)]
+        passed = sum(c.status == PASS for c in applied)
+        unsupported = sum(c.status == UNSUPPORTED for c in r.checks)
+        shown = f"{passed}/{len(applied)}" + (f" ({unsupported} n/s)" if unsupported else "")
+        t.add_row(r.name, r.location, r.reference, shown, str(len(r.points)),
                   f"[{style.get(r.status, 'default')}]{r.status}[/]", f"{r.seconds:.2f}s")
     for e in run.errors:
         t.add_row(e.case or "-", f"{e.file}:{e.line}" if e.line else (e.file or ""), "-", "-", "-", "[yellow]invalid[/]",
@@ -38,8 +40,11 @@ def check_table(result: CaseResult) -> Any:
     for col in ("check", "quantity", "path", "exact", "torch", "ULPs", "verdict"):
         t.add_column(col)
     for check in result.checks:
-        if check.status == "skip":
+        if check.status == SKIP:
             t.add_row(check.check, "-", "-", "-", "-", "-", f"skip: {check.skipped}")
+            continue
+        if check.status == UNSUPPORTED and not check.unsupported:
+            t.add_row(check.check, "-", "-", "-", "-", "-", "not supported: nothing to compare")
             continue
         comparisons: list[Any] = list(check.comparisons)
         if check.check == "accumulate":

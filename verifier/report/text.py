@@ -438,11 +438,16 @@ def header(run: RunResult | None = None, versions: dict[str, str] | None = None,
             "tensors: screened in float64, recomputed exactly where torch disagrees)")
 
 
+VERDICT_ORDER = ("pass", "xfail", "edge", "finding", "skip", "fail", "error", "timeout", "invalid")
+VERDICT_WORDS = {"pass": "passed", "fail": "failed", "edge": "at classified edges", "finding": "with findings",
+                 "skip": "skipped"}
+
+
+def counts_text(counts: dict[str, int]) -> str:
+    """Counts per verdict in words, in the report's order: '12 passed, 1 xfail'."""
+    return ", ".join(f"{counts[k]} {VERDICT_WORDS.get(k, k)}" for k in VERDICT_ORDER if counts.get(k))
+
+
 def summary(run: RunResult) -> str:
-    counts = run.counts()
-    order = ("pass", "xfail", "edge", "finding", "skip", "fail", "error", "timeout", "invalid")
-    words = {"pass": "passed", "fail": "failed", "edge": "at classified edges", "finding": "with findings",
-             "skip": "skipped"}
-    parts = [f"{counts[k]} {words.get(k, k)}" for k in order if counts.get(k)]
     tail = " (interrupted: incomplete)" if run.incomplete else ""
-    return f"{', '.join(parts) or 'no cases'} in {run.seconds:.2f}s{tail}"
+    return f"{counts_text(run.counts()) or 'no cases'} in {run.seconds:.2f}s{tail}"

@@ -74,6 +74,9 @@ def training_curves(case: Case, dtype: str | None = None) -> dict[str, Any]:
 
     if case.train is None:
         raise CaseError("this case has no train section", file=case.file, line=case.line, case=case.name)
+    from ..torchside.draws import materialize
+
+    case = materialize(case)  # the inputs torch's generator draws
     dtype = RunConfig(dtype=dtype).settle(case).dtype
     point = {n: round_to(v, dtype) for n, v in case.points[0].items()}
     reference = make_reference(case)
@@ -82,10 +85,10 @@ def training_curves(case: Case, dtype: str | None = None) -> dict[str, Any]:
         at = reference.at({**point, **params})
         return float(at.value().lo), {n: at.jacobian(n).lo.reshape(case.shapes[n]) for n in case.train.params}
 
-    trajectory, losses = exact_loop(case.train, {n: point[n] for n in case.train.params}, loss_and_grad)
+    _, losses, last = exact_loop(case.train, {n: point[n] for n in case.train.params}, loss_and_grad)
     side = TorchSide(case, point, dtype)
     records = side.train(case.train, "optim")
-    final = {**point, **{n: v for n, v in trajectory[-1].items()}}
+    final = {**point, **last}
     import torch
 
     with torch.no_grad():

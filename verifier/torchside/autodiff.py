@@ -462,12 +462,14 @@ class TorchSide:
                 facts[n]["grad"] = numpy(t.grad)
         return facts
 
-    def train(self, spec: Any, mode: str, step_fn: Callable[..., Any] | None = None) -> list[dict[str, Any]]:
+    def train(self, spec: Any, mode: str, step_fn: Callable[..., Any] | None = None,
+              metrics: Mapping[str, Callable[..., Any]] | None = None) -> list[dict[str, Any]]:
         """Run a training loop; per step, the parameters before it, the gradient it used and the loss.
 
         mode: 'optim' (autograd + torch.optim, zero_grad() every step), 'manual' (p.data.sub_(lr * p.grad) then
         p.grad.zero_()), or 'step' (the user's step(params, loss_fn, lr); the gradient it used is read from the
-        parameter change, for plain SGD).
+        parameter change, for plain SGD). metrics: programs evaluated at each step's parameters before it (the
+        tutorial's accuracy), recorded beside the loss.
         """
         env = {i.name: self._input(i.name) for i in self.case.inputs}
         params = {n: env[n].clone().requires_grad_(True) for n in spec.params}
@@ -496,9 +498,11 @@ class TorchSide:
                 loss.backward()
                 grads = {n: numpy(p.grad) if p.grad is not None else np.zeros(p.shape) for n, p in params.items()}
             value = float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
-            records.append({"params": before, "grads": grads, "loss": value})
-            if spec.stop_below is not None and value < spec.stop_below:
-                break
+            record = {"params": before, "grads": grads, "loss": value}
+            if metrics:
+                with torch.no_grad():
+                    record["metrics"] = {k: float(m({**env, **params})[0]) for k, m in metrics.items()}
+            records.append(record)
             if mode == "optim":
                 opt.step()  # type: ignore[union-attr]  # opt is built whenever mode is 'optim'
             elif mode == "manual":
@@ -507,6 +511,9 @@ class TorchSide:
                     assert grad is not None  # backward filled it
                     p.data.sub_(spec.lr * grad)
                     grad.zero_()
+            record["after"] = {n: numpy(p) for n, p in params.items()}
+            if spec.stop_below is not None and value < spec.stop_below:  # a tutorial's loop: step, then test
+                break
         return records
 
     def nograd(self) -> dict[str, Any]:

@@ -103,7 +103,8 @@ def resolve_impl(target: str, args: tuple[Any, ...] = (), kwargs: Mapping[str, A
     if isinstance(obj, type) and issubclass(obj, torch.autograd.Function):
         return obj.apply
     if isinstance(obj, type) and issubclass(obj, torch.nn.Module):
-        return obj(*args, **dict(kwargs or {}))
+        with torch.random.fork_rng(devices=[]):  # its initialisation draws from a generator: not the caller's
+            return obj(*args, **dict(kwargs or {}))
     if isinstance(obj, type):
         raise CaseError(f"impl: {target} is a class that is neither a torch.autograd.Function nor an nn.Module")
     if not callable(obj):

@@ -109,3 +109,79 @@ def test_deliberately_broken_case_is_an_xfail(pytester: pytest.Pytester):
     result = pytester.runpytest_subprocess("cases", "-rx")
     result.assert_outcomes(passed=1, xfailed=1)
     result.stdout.fnmatch_lines(["*deliberately broken: failed as expected (accumulated)*"])
+
+
+def test_no_header_in_a_run_without_case_files(pytester: pytest.Pytester):
+    pytester.makepyfile(test_plain="def test_one():\n    assert True\n")
+    result = pytester.runpytest_subprocess("-q")
+    result.assert_outcomes(passed=1)
+    assert "gradverify" not in result.stdout.str()
+
+
+def test_the_header_under_xdist_and_each_case_file_on_one_worker(cases_dir: pytest.Pytester):
+    (cases_dir.path / "cases" / "more.yaml").write_text(GOOD.replace("square", "cube").replace("vector", "vec"))
+    result = cases_dir.runpytest_subprocess("cases", "-n", "2", "-p", "xdist", "-v")
+    result.assert_outcomes(passed=10)
+    out = result.stdout.str()
+    assert re.search(r"gradverify .*: torch .*, sympy .*, seed per case", out)
+    workers: dict[str, set[str]] = {}
+    for worker, file in re.findall(r"\[(gw\d)\][^\n]*?PASSED (cases/\w+\.yaml)::", out):
+        workers.setdefault(file, set()).add(worker)
+    assert set(workers) == {"cases/good.yaml", "cases/more.yaml"} and all(len(w) == 1 for w in workers.values())
+
+
+FINDING = """\
+- name: ops.hardsigmoid
+  op: torch.nn.functional.hardsigmoid
+  inputs: {x: 0.0}
+  function: hardsigmoid(x)
+  dtype: float64
+  checks: [backward]
+"""
+
+
+def test_a_finding_warns_at_its_yaml_line_and_w_error_shows_our_report(pytester: pytest.Pytester):
+    pytester.mkdir("cases")
+    (pytester.path / "cases" / "ops.yaml").write_text("# torch's hardsigmoid slope is 1/6 in float32\n" + FINDING)
+    result = pytester.runpytest_subprocess("cases", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, warnings=1)
+    result.stdout.fnmatch_lines(["*cases/ops.yaml:2: FindingWarning: FINDING ops.hardsigmoid*"])
+    assert "pytest_plugin.py" not in result.stdout.str()
+    strict = pytester.runpytest_subprocess("cases", "-W", "error::verifier.FindingWarning")
+    strict.assert_outcomes(failed=1)
+    out = strict.stdout.str()
+    assert "FINDING ops.hardsigmoid [backward]" in out and "Traceback" not in out and "warnings.py" not in out
+    assert len(out.splitlines()) < 60
+
+
+def test_tags_are_markers(pytester: pytest.Pytester):
+    pytester.mkdir("cases")
+    (pytester.path / "cases" / "t.yaml").write_text(
+        "- {name: quick, inputs: {x: 1.0}, function: x**2, checks: [value]}\n"
+        "- {name: heavy, inputs: {x: 1.0}, function: x**3, checks: [value, grad], tags: [slow]}\n")
+    result = pytester.runpytest_subprocess("cases", "-m", "not slow", "--strict-markers")
+    result.assert_outcomes(passed=1, deselected=2)
+    marked = pytester.runpytest_subprocess("cases", "-m", "slow", "--strict-markers")
+    marked.assert_outcomes(passed=2, deselected=1)
+
+
+def test_junit_charges_each_check_its_own_time(pytester: pytest.Pytester):
+    """The first item of a case no longer carries the whole case: a cheap value check before an expensive one."""
+    pytester.mkdir("cases")
+    (pytester.path / "cases" / "h.yaml").write_text(
+        "name: h\ninputs: {x: [0.5, 1.0, 1.5, 2.0]}\nfunction: sum(tanh(x) * sin(x) ** 2)\norder: 3\n"
+        "checks: [value, higher]\n")
+    pytester.runpytest_subprocess("cases", "--junitxml=out.xml")
+    xml = (pytester.path / "out.xml").read_text()
+    times = {name: float(t) for name, t in re.findall(r'name="h\[(\w+)\]"[^>]*time="([\d.]+)"', xml)}
+    assert times["value"] < times["higher"], times
+
+
+def test_a_check_that_compared_nothing_is_skipped_not_passed(pytester: pytest.Pytester):
+    pytester.mkdir("cases")
+    (pytester.path / "cases" / "f.yaml").write_text(
+        "name: f\ninputs: {x: [0.5, 1.0]}\nimpl: verifier.examples:Exp\nfunction: exp(x)\ncheck: []\n"
+        .replace("check: []\n", "checks: [backward, jvp]\n"))
+    result = pytester.runpytest_subprocess("cases", "-rs")
+    result.assert_outcomes(passed=1, skipped=1)
+    result.stdout.fnmatch_lines(["SKIPPED [[]1[]] cases/f.yaml:1: not supported by torch here: forward_ad*"])

@@ -11,13 +11,14 @@ from typing import Any
 from .version import __version__
 
 __all__ = [
-    "Case", "CaseError", "CaseResult", "CheckResult", "Comparison", "GradientMismatch", "LimitError", "Op",
+    "Case", "CaseError", "CaseResult", "CheckResult", "Comparison", "FindingWarning", "GradientMismatch", "LimitError",
+    "Op",
     "RunResult", "Tolerance", "Untraceable", "VerifierError", "__version__", "assert_gradients_match",
     "assert_training_step_matches", "load_cases", "register_op",
     "run", "verify", "verify_case",
 ]
 
-from .errors import CaseError, GradientMismatch, LimitError, Untraceable, VerifierError
+from .errors import CaseError, FindingWarning, GradientMismatch, LimitError, Untraceable, VerifierError
 from .language.ops import Op, register_op
 
 _LAZY = {

@@ -8,6 +8,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, Sequence
 
+from .case.suites import SUITES
 from .dtypes import FLOATS as DTYPES
 from .limits import Limits, configure, flag
 from .version import __version__
@@ -25,7 +26,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     run = sub.add_parser("run", help="verify every case under the paths (default: cases/)")
-    run.add_argument("paths", nargs="*", default=["cases"], help="case files or directories")
+    run.add_argument("paths", nargs="*", default=[], help="case files or directories (default: cases/, if there is one)")
     run.add_argument("-k", dest="pattern", help="only cases whose name contains PATTERN (or matches it as a glob)")
     run.add_argument("--dtype", choices=DTYPES, help="override every case's dtype")
     run.add_argument("--seed", type=int, help="seed of the random grad_outputs and tangents (default: each case's)")
@@ -91,7 +92,7 @@ def _parser() -> argparse.ArgumentParser:
 
     sweep = sub.add_parser("sweep", help="torch's gradient at >= 10^5 points of each case's domain against the exact "
                                          "derivative: median and max error in ULPs (markdown and CSV tables, plots)")
-    sweep.add_argument("paths", nargs="*", default=["cases/ops"], help="case files or directories (default cases/ops)")
+    sweep.add_argument("paths", nargs="*", default=[], help="case files or directories (default: the bundled ops suite)")
     sweep.add_argument("-k", dest="pattern", help="only cases whose name contains PATTERN (or matches it as a glob)")
     sweep.add_argument("--points", type=int, default=100_000, help="gradient elements per case (default 100000)")
     sweep.add_argument("--seed", type=int, default=0)
@@ -102,10 +103,15 @@ def _parser() -> argparse.ArgumentParser:
 
     conv = sub.add_parser("conventions", help="run the conformance suite and write the table of torch's gradients at "
                                               "edge points (kinks, poles, 0·inf, removable singularities) and findings")
-    conv.add_argument("paths", nargs="*", default=["cases/ops"], help="case files or directories (default cases/ops)")
+    conv.add_argument("paths", nargs="*", default=[], help="case files or directories (default: the bundled ops suite)")
     conv.add_argument("-o", "--output", default=None, metavar="FILE", help="markdown file (default: print it)")
     conv.add_argument("-j", "--jobs", type=int, default=1, help="verify cases in N processes (default 1)")
 
+    for command, default in ((run, "cases/ if there is one"), (sweep, "ops"), (conv, "ops")):
+        command.add_argument("--suite", action="append", default=[], choices=tuple(SUITES), metavar="NAME",
+                             help=f"also a suite bundled with gradverify: {', '.join(SUITES)} (the seed examples, the "
+                                  f"conformance suite, every bundled case); works from a wheel alone (default: "
+                                  f"{default})")
     cache = sub.add_parser("cache", help="the on-disk cache of symbolic derivations: where it is, how big; clear")
     cache.add_argument("action", choices=("info", "clear", "prune"), nargs="?", default="info")
 
@@ -137,6 +143,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             import_ops(args.ops)
         except CaseError as exc:
             print(f"gradverify: --ops: {exc.reason}", file=sys.stderr)
+            return EXIT_INPUT
+    if args.command in ("run", "sweep", "conventions"):
+        from .case.suites import suite_path
+        from .errors import CaseError
+
+        try:
+            args.paths = list(args.paths) + [str(suite_path(name)) for name in args.suite]
+            if not args.paths:  # run: the working folder's cases/; sweep and conventions: the bundled ops suite
+                args.paths = ["cases"] if args.command == "run" and Path("cases").is_dir() else \
+                    [str(suite_path("ops" if args.command != "run" else "seed"))]
+        except CaseError as exc:
+            print(f"gradverify: {exc.reason}", file=sys.stderr)
             return EXIT_INPUT
     try:
         return {"run": _run, "check": _check, "list": _list, "plot": _plot, "cache": _cache, "sweep": _sweep,
@@ -211,7 +229,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.seed is not None:
         result.seed = args.seed
     verbose = args.verbose
-    out.print(report.header(result))
+    out.print(report.header(result, verbose=bool(verbose)), soft_wrap=True)
     if verbose and (result.cases or result.errors):
         out.print(report.table(result))
     elif not verbose:
@@ -318,10 +336,24 @@ def _check(args: argparse.Namespace) -> int:
     return {"pass": EXIT_OK, "invalid": EXIT_INPUT}.get(result.status, EXIT_FAIL)  # a timeout is a failed verdict
 
 
+def _without_matplotlib(what: str) -> bool:
+    """True (after one line saying how to get it) when matplotlib, an optional extra, is not installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is not None:
+        return False
+    print(f"gradverify: {what} draws with matplotlib, which is not installed: pip install gradverify[plot]",
+          file=sys.stderr)
+    return True
+
+
 def _plot(args: argparse.Namespace) -> int:
     from . import report
     from .case.loading import collect
     from .errors import CaseError
+
+    if _without_matplotlib("plot"):
+        return EXIT_INPUT
 
     found = collect(args.paths)
     matches = [c for c in found.cases if c.name == args.case]
@@ -364,6 +396,8 @@ def _sweep(args: argparse.Namespace) -> int:
     from .results import SweepResult
     from .survey import sweep
 
+    if args.plot and _without_matplotlib("sweep --plot"):
+        return EXIT_INPUT
     out = _console()
     found = collect(args.paths)
     cases = select(found.cases, args.pattern)

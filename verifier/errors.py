@@ -80,3 +80,9 @@ class GradientMismatch(VerifierError, AssertionError):
     def __init__(self, report: str, result: object = None) -> None:
         self.result = result
         super().__init__(report)
+
+
+class FindingWarning(UserWarning):
+    """A finding of a conformance case (torch's own gradient wrong or inaccurate), as the pytest plugin reports it:
+    warned at the case's YAML line, not failed, unless --verifier-strict. `-W error::verifier.FindingWarning`
+    makes each one a failure that shows gradverify's report."""

@@ -7,6 +7,7 @@ documented recipe for non-Python tests: pytest_collect_file -> File -> Item, rep
 
 from __future__ import annotations
 
+import re
 import warnings
 from importlib import metadata
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .dtypes import FLOATS
-from .errors import CaseError, DeviceUnavailable
+from .errors import CaseError, DeviceUnavailable, FindingWarning
 
 if TYPE_CHECKING:  # the case model loads numpy: only once a case file is collected
     from .case.model import Case
@@ -69,12 +70,49 @@ def run_config(config: pytest.Config) -> RunConfig:
     return config.stash[RUN_CONFIG]
 
 
-def pytest_report_header(config: pytest.Config) -> str | None:
-    if config.getoption("verifier_no_collect"):
-        return None
+def _header(config: pytest.Config) -> str:
     seed = config.getoption("verifier_seed")
     return (f"gradverify {_version('gradverify')}: torch {_version('torch')}, sympy {_version('sympy')}, "
             f"seed {seed if seed is not None else 'per case'}")
+
+
+def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Item]) -> str | None:
+    """Our line in pytest's header only when case files were collected (a plain test run never sees it)."""
+    if any(isinstance(i, (CaseItem, InvalidCase)) for i in items):
+        return _header(config)
+    return None
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
+    """Under xdist the controller collects nothing itself: the header, once, when a worker collected case files."""
+    config = node.config
+    if HEADER_SHOWN in config.stash or not any(i.split("::")[0].endswith(SUFFIXES) for i in ids):
+        return
+    config.stash[HEADER_SHOWN] = True
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(_header(config))
+
+
+HEADER_SHOWN = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Under `-n N --dist load` (xdist's default), each case file goes to one worker whole: a case is verified once
+    for all its checks (the items of one case share that work), not again on every worker that gets one of them.
+    Other tests are scheduled one by one, as `load` does. An explicit --dist loadfile/loadscope/... is left alone."""
+    if config.getoption("dist", "no") != "load":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class CaseFileScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return path if path.endswith(SUFFIXES) else nodeid
+
+    return CaseFileScheduling(config, log)
 
 
 def _explicit(config: pytest.Config) -> set[Path]:
@@ -100,6 +138,18 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
     return None
 
 
+TAG_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # a tag that can be a marker (a name -m expressions can use)
+MARKERS = pytest.StashKey[set]()
+
+
+def _register_marker(config: pytest.Config, tag: str) -> None:
+    """A case file's tag, registered as a marker (so --strict-markers accepts it) the first time it is seen."""
+    seen = config.stash.setdefault(MARKERS, set())
+    if tag not in seen:
+        seen.add(tag)
+        config.addinivalue_line("markers", f"{tag}: gradverify cases tagged {tag!r}")
+
+
 class CaseFailure(Exception):
     """A case check failed; the message is gradverify's report."""
 
@@ -116,7 +166,12 @@ class CaseFile(pytest.File):
             yield InvalidCase.from_parent(self, name=error.case or f"line{error.line or 0}", error=error)
         for case in cases:
             for check in case.checks:
-                yield CaseItem.from_parent(self, name=f"{case.name}[{check}]", case=case, check=check)
+                item = CaseItem.from_parent(self, name=f"{case.name}[{check}]", case=case, check=check)
+                for tag in case.tags:  # a case's tags are its items' markers: -m 'not slow'
+                    if TAG_RE.match(tag):
+                        _register_marker(self.config, tag)
+                        item.add_marker(tag)
+                yield item
 
     def result_for(self, case: Case) -> Any:
         """Verify a case once (all its checks) and share the result between its items."""
@@ -125,11 +180,6 @@ class CaseFile(pytest.File):
 
             self._results[case.name] = verify_with(case, run_config(self.config))
         return self._results[case.name]
-
-
-class FindingWarning(UserWarning):
-    """A finding of a conformance case (torch's own gradient wrong or inaccurate): reported, not failed, unless
-    --verifier-strict."""
 
 
 class CaseItem(pytest.Item):
@@ -161,8 +211,9 @@ class CaseItem(pytest.Item):
         mine = [c for c in result.checks if c.check == self.check]
         if result.status in ("edge", "finding"):  # a conformance case: torch's own behaviour, reported, not failed
             text = report.case_text(result, checks={self.check})
-            if text:
-                warnings.warn(FindingWarning(text), stacklevel=1)
+            if text:  # at the case's own line of its YAML file, where the user looks (not at this module)
+                warnings.warn_explicit(FindingWarning(text), FindingWarning, filename=str(self.path),
+                                       lineno=self.case.line or 1, module="verifier.cases")
             return
         if mine and all(c.status == "skip" for c in mine):
             pytest.skip(mine[0].skipped or "does not apply")
@@ -174,7 +225,7 @@ class CaseItem(pytest.Item):
             raise CaseFailure(text)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
-        if isinstance(excinfo.value, CaseFailure):
+        if isinstance(excinfo.value, (CaseFailure, FindingWarning)):  # -W error::verifier.FindingWarning: our report
             return str(excinfo.value)
         return str(super().repr_failure(excinfo))
 
@@ -197,3 +248,21 @@ class InvalidCase(pytest.Item):
 
     def reportinfo(self) -> tuple[Path, int, str]:
         return self.path, (self.error.line or 1) - 1, f"invalid case {self.name}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Each case item is charged its own check's time and an equal share of the case's common work (the exact
+    reference, the torch inputs), not the first item the whole case: what JUnit XML and --durations show."""
+    outcome = yield
+    if call.when != "call" or not isinstance(item, CaseItem) or not isinstance(item.parent, CaseFile):
+        return
+    report = outcome.get_result()
+    if report.skipped and isinstance(report.longrepr, tuple):  # -rs: where the case is, not where we skipped it
+        report.longrepr = (str(item.path), item.case.line or 1, report.longrepr[2])
+    result = item.parent._results.get(item.case.name)
+    if result is None or not result.checks:
+        return
+    own = sum(c.seconds for c in result.checks if c.check == item.check)
+    common = max(0.0, result.seconds - sum(c.seconds for c in result.checks)) / max(1, len(item.case.checks))
+    report.duration = own + common

@@ -52,6 +52,7 @@ class CheckResult:
     unsupported: list[Unsupported] = field(default_factory=list)  # torch paths not verified, and why
     no_kernel: bool = False  # skipped because torch has no kernel for the dtype (float32 runs the same check)
     train: TrainSummary | None = None  # the train check's loop: where it stopped, the final loss and parameters
+    seconds: float = 0.0  # the time this check took at this point (the case's shared work is not in it)
 
     @property
     def status(self) -> str:

@@ -100,11 +100,25 @@ def warm_up() -> None:
 
     from .torchside import autodiff  # noqa: F401
 
-    x = torch.ones(1, dtype=torch.float64)
-    torch.func.hessian(lambda t: (t**3).sum())(x)
-    torch.func.jacfwd(torch.sin)(x)
-    torch.func.jvp(torch.sin, (x,), (x,))
+    with quiet_torch():
+        x = torch.ones(1, dtype=torch.float64)
+        torch.func.hessian(lambda t: (t**3).sum())(x)
+        torch.func.jacfwd(torch.sin)(x)
+        torch.func.jvp(torch.sin, (x,), (x,))
     _WARM = True
+
+
+@contextmanager
+def quiet_torch() -> Iterator[None]:
+    """torch's own deprecation notices about its internals (its forward-mode decompositions call torch.jit.script
+    when first imported: 18 warnings) stay out of the user's run; the user's code's warnings pass through, and the
+    caller's warning filters are restored afterwards."""
+    import warnings
+
+    with warnings.catch_warnings():
+        for category in (DeprecationWarning, FutureWarning):
+            warnings.filterwarnings("ignore", category=category, module=r"torch(\.|$)")
+        yield
 
 
 def versions() -> dict[str, str]:
@@ -189,7 +203,7 @@ def verify_with(case: Case, config: RunConfig, program: Callable[[Case], object]
     result.strict = run.strict
     result.limit_enforced = not run.timeout or limit_enforceable()
     try:
-        with time_limit(run.timeout):
+        with time_limit(run.timeout), quiet_torch():
             _verify(case, result, run, program)
     except CaseTimeout:
         result.timed_out = run.timeout
@@ -344,7 +358,9 @@ def _verify(case: Case, result: CaseResult, run: Settled, program: Callable[[Cas
         ctx = Ctx(case_k, k, at, torch_side, dtype, tolerance, run.strict, rng, run)
         for name in CHECKS:
             if name in checks:
+                began = time.perf_counter()
                 result.checks.append(run_check(name, ctx))
+                result.checks[-1].seconds = time.perf_counter() - began
     no_kernel = [c.skipped for c in result.checks if c.no_kernel]
     if no_kernel and all(c.skipped for c in result.checks):  # nothing ran: the case is skipped, not passed
         result.skipped = no_kernel[0]

@@ -101,6 +101,7 @@ def collect(paths: Iterable[str | Path]) -> Collection:
     """Load every case under the given files and directories, keeping going past broken ones."""
     out = Collection()
     seen: dict[str, Case] = {}
+    read: set[Path] = set()
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
@@ -113,6 +114,9 @@ def collect(paths: Iterable[str | Path]) -> Collection:
             out.errors.append(CaseError("no such file or directory", file=str(path)))
             files = []
         for file in files:
+            if file.resolve() in read:  # one file named twice (a path and a suite holding it): read once
+                continue
+            read.add(file.resolve())
             cases, errors = load_file(file)
             out.errors.extend(errors)
             for case in cases:

@@ -430,12 +430,15 @@ def notes(result: CaseResult, verbose: bool = True) -> list[str]:
     return out
 
 
-def header(run: RunResult | None = None, versions: dict[str, str] | None = None, seed: int = 0) -> str:
+def header(run: RunResult | None = None, versions: dict[str, str] | None = None, seed: int = 0,
+           verbose: bool = True) -> str:
+    """The versions and the seed (one line); verbose: also how the reference is computed."""
     v = versions or (run.versions if run else {})
     s = run.seed if run else seed
-    return (f"gradverify {v.get('gradverify', '?')} | torch {v.get('torch', '?')} | sympy {v.get('sympy', '?')} | "
-            f"python {v.get('python', '?')} | seed {s} | reference: exact sympy derivatives, mpmath 50 digits (large "
-            "tensors: screened in float64, recomputed exactly where torch disagrees)")
+    line = (f"gradverify {v.get('gradverify', '?')} | torch {v.get('torch', '?')} | sympy {v.get('sympy', '?')} | "
+            f"python {v.get('python', '?')} | seed {s}")
+    return line + (" | reference: exact sympy derivatives, mpmath 50 digits (large tensors: screened in float64, "
+                   "recomputed exactly where torch disagrees)" if verbose else "")
 
 
 VERDICT_ORDER = ("pass", "xfail", "edge", "finding", "skip", "fail", "error", "timeout", "invalid")

@@ -129,3 +129,36 @@ def test_the_wheel_alone_runs_the_seed_suite_in_an_empty_folder(tmp_path):
     swept = subprocess.run([str(python), "-m", "verifier", "list", str(site / "verifier" / "suites" / "ops")],
                            capture_output=True, text=True, cwd=empty, env=env, timeout=600)
     assert "ops.sigmoid" in swept.stdout
+
+
+def test_hand_value_rows_keep_one_meaning_per_column(write_case, capsys):
+    """-vv: the exact column is sympy's, the torch column torch's; the hand value and sympy's formula are named."""
+    path = write_case("name: e\ninputs: {x: 2.0, w: 0.5}\nfunction: x**3 * w\nchecks: [expect]\n"
+                      "expect: {grad: {x: '3*x**2*w', w: 9}}\n")
+    assert main(["run", str(path), "--no-progress", "-vv"]) == 1
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if "grad wrt w" in line and "│" in line)
+    assert "hand value = 9; sympy: d out/d w = x**3" in row and re.search(r"│ 8\s+│ 8\s+│", row) and "FAIL" in row
+    assert sum("grad wrt x" in line and "│" in line for line in out.splitlines()) == 1
+
+
+def test_the_helper_keeps_torchs_own_deprecation_notices_out_of_the_users_run():
+    """A fresh process (torch.func's first use is where torch.jit.script warns), warnings made errors: the helper
+    still passes, records none of torch's, and the user's own warning still reaches the user."""
+    code = (
+        "import warnings, torch\n"
+        "warnings.simplefilter('error')\n"
+        "from verifier import assert_gradients_match\n"
+        "from verifier.examples import Softplus\n"
+        "def mine(x):\n"
+        "    warnings.warn('from my code', UserWarning)\n"
+        "    return Softplus.apply(x)\n"
+        "x = torch.tensor([0.5, -1.0], dtype=torch.float64)\n"
+        "with warnings.catch_warnings(record=True) as seen:\n"
+        "    warnings.simplefilter('always')\n"
+        "    assert_gradients_match(mine, 'softplus(x)', inputs={'x': x})\n"
+        "assert seen and {str(w.message) for w in seen} == {'from my code'}, [str(w.message)[:60] for w in seen]\n"
+        "assert warnings.filters[0][0] == 'error'  # the caller's filters as they were\n"
+        "print('ok')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]

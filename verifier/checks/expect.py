@@ -41,6 +41,11 @@ def check_expect(ctx: Ctx, r: CheckResult) -> None:
             mine = hand(value, ctx.case.shapes[name])
             r.comparisons.append(ctx.cmp(ctx.exact.vjp(w, name), mine.lo, "expect", f"{section} wrt {name}",
                                          f"{label(value)} vs sympy", name))
+            if ctx.scalar and section == "grad" and ctx.case.shapes[name] == () and r.comparisons[-1].formula is None:
+                try:  # the table shows sympy's derivative beside the hand one
+                    r.comparisons[-1].formula = ctx.exact.ref.column_formula(name, 0)
+                except (ValueError, IndexError, AttributeError):
+                    pass
             r.comparisons.append(ctx.cmp(mine, torch_grads[name], "expect", f"{section} wrt {name}",
                                          f"{label(value)} vs autograd", name, source="hand"))
     if ex.accumulate:

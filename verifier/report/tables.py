@@ -49,6 +49,8 @@ def check_table(result: CaseResult) -> Any:
         comparisons: list[Any] = list(check.comparisons)
         if check.check == "accumulate":
             comparisons = _grouped(check.comparisons)  # rows of (label, path, exact, got, ok)
+        if check.check == "expect":
+            comparisons = _hand_rows(check.comparisons)  # exact is sympy's, torch is torch's, the hand value apart
         for c in comparisons:
             if isinstance(c, tuple):
                 label, path, exact, got, ok = c
@@ -66,6 +68,28 @@ def check_table(result: CaseResult) -> Any:
         if check.error:
             t.add_row(check.check, "-", "-", "-", "-", "-", "[bold red]error[/]")
     return t
+
+
+def _hand_rows(comparisons: list[Comparison]) -> list[Any]:
+    """An expect check's pairs (hand vs sympy, hand vs autograd) as one row each: the exact column holds sympy's
+    value, the torch column torch's, and the hand value (and sympy's formula) is named in the path column."""
+    out: list[Any] = []
+    k = 0
+    while k < len(comparisons):
+        first = comparisons[k]
+        second = comparisons[k + 1] if k + 1 < len(comparisons) else None
+        if first.path.endswith(" vs sympy") and second is not None and second.label == first.label and \
+                second.path.endswith(" vs autograd"):
+            hand = first.path[:-len(" vs sympy")]
+            shown = f"{hand} = {fmt(first.got)}"
+            if first.formula:
+                shown += f"; sympy: {first.formula}"
+            out.append((first.label, shown, fmt(first.expected), fmt(second.got), first.passed and second.passed))
+            k += 2
+        else:
+            out.append(first)
+            k += 1
+    return out
 
 
 def _grouped(comparisons: list[Comparison]) -> list[tuple[str, str, str, str, bool]]:

@@ -26,12 +26,13 @@ LAYERS: list[set[str]] = [
     {"case"},
     {"reference", "torchside", "compare", "config"},
     {"results"},
-    {"checks", "report", "parallel"},
+    {"checks", "report", "parallel", "cluster"},
     {"runner", "survey", "traced"},
-    {"cli", "pytest_plugin", "assertions", "examples", "__init__", "__main__"},
+    {"cli", "commands", "pytest_plugin", "assertions", "examples", "__init__", "__main__"},
 ]
 # imports allowed within a layer: (importer, imported); every stage may import inside itself
-PEERS = {("config", "case"), ("survey", "runner"), ("runner", "traced"), ("cli", "__init__"), ("__main__", "cli")}
+PEERS = {("config", "case"), ("cluster", "parallel"), ("survey", "runner"), ("runner", "traced"), ("cli", "__init__"),
+         ("__main__", "cli"), ("cli", "commands")}
 # reference/ and torchside/ never see each other; checks/ is the only stage that sees both
 APART = {("reference", "torchside"), ("torchside", "reference")}
 

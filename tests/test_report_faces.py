@@ -78,7 +78,7 @@ def test_no_color_and_no_progress_bar_off_a_terminal():
 def test_the_progress_bar_is_shown_only_on_a_terminal():
     from rich.console import Console
 
-    from verifier.cli import _progress
+    from verifier.commands import progress as _progress
 
     bar, callback = _progress(Console(force_terminal=True), "verifying", off=False)
     assert bar is not None and callback is not None

@@ -9,11 +9,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .case.suites import SUITES
+from .commands import EXIT_FAIL, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_OK, console, progress, refuse_overwrite
 from .dtypes import FLOATS as DTYPES
 from .limits import Limits, configure, flag
 from .version import __version__
-
-EXIT_OK, EXIT_FAIL, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -112,6 +111,19 @@ def _parser() -> argparse.ArgumentParser:
                              help=f"also a suite bundled with gradverify: {', '.join(SUITES)} (the seed examples, the "
                                   f"conformance suite, every bundled case); works from a wheel alone (default: "
                                   f"{default})")
+    for command in (run, sweep, conv):
+        command.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                             help="send the cases to a dask.distributed cluster: a scheduler's address "
+                                  "(tcp://host:8786) or local[:N] (a LocalCluster of N worker processes); needs "
+                                  "pip install gradverify[distributed]")
+        command.add_argument("--shard", default=None, metavar="K/N",
+                             help="only the K-th of N deterministic shares of the cases (by name), for CI matrices; "
+                                  "`gradverify merge` joins the shards' JSON reports")
+    merge = sub.add_parser("merge", help="join the JSON reports of shards (--shard K/N) into one: gradverify merge "
+                                         "A.json B.json --json ALL.json")
+    merge.add_argument("reports", nargs="+", help="JSON reports of `gradverify run --json`")
+    merge.add_argument("--json", dest="json_path", metavar="FILE", required=True, help="the merged report (- for stdout)")
+
     cache = sub.add_parser("cache", help="the on-disk cache of symbolic derivations: where it is, how big; clear")
     cache.add_argument("action", choices=("info", "clear", "prune"), nargs="?", default="info")
 
@@ -144,6 +156,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         except CaseError as exc:
             print(f"gradverify: --ops: {exc.reason}", file=sys.stderr)
             return EXIT_INPUT
+    if getattr(args, "shard", None):
+        from .cluster import parse_shard
+
+        try:
+            args.shard = parse_shard(args.shard)
+        except ValueError as exc:
+            print(f"gradverify: {exc}", file=sys.stderr)
+            return EXIT_INPUT
     if args.command in ("run", "sweep", "conventions"):
         from .case.suites import suite_path
         from .errors import CaseError
@@ -157,8 +177,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"gradverify: {exc.reason}", file=sys.stderr)
             return EXIT_INPUT
     try:
-        return {"run": _run, "check": _check, "list": _list, "plot": _plot, "cache": _cache, "sweep": _sweep,
-                "conventions": _conventions}[args.command](args)
+        from . import commands
+
+        return {"run": _run, "check": _check, "list": _list, "plot": commands.plot, "cache": _cache,
+                "sweep": commands.sweep, "conventions": commands.conventions,
+                "merge": commands.merge}[args.command](args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -184,45 +207,23 @@ def _cache(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _console(stderr: bool = False) -> Any:
-    from rich.console import Console
-
-    console = Console(stderr=stderr, highlight=False)
-    if not console.is_terminal:
-        console = Console(stderr=stderr, highlight=False, width=160)
-    return console
-
-
-def _refuse_overwrite(json_path: str | None, inputs: Sequence[str]) -> str | None:
-    if not json_path:
-        return None
-    target = Path(json_path).resolve()
-    for raw in inputs:
-        p = Path(raw).resolve()
-        if target == p or (p.is_dir() and target.suffix in (".yaml", ".yml") and p in target.parents):
-            return f"--json {json_path} would overwrite an input; choose another file"
-    if target.is_dir():
-        return f"--json {json_path} is a directory"
-    return None
-
-
 def _run(args: argparse.Namespace) -> int:
     from . import report
     from .report import overview
     from .runner import run
 
     to_stdout = args.json_path == "-"
-    out = _console(stderr=to_stdout)  # --json -: the JSON is stdout, the words go to stderr
-    problem = None if to_stdout else _refuse_overwrite(args.json_path, args.paths)
+    out = console(stderr=to_stdout)  # --json -: the JSON is stdout, the words go to stderr
+    problem = None if to_stdout else refuse_overwrite(args.json_path, args.paths)
     if problem:
         out.print(f"ERROR {problem}")
         return EXIT_INPUT
     timeout = None if args.timeout == 0 else (args.timeout or 120.0)
-    progress_bar, callback = _progress(out, "verifying", args.no_progress)
+    progress_bar, callback = progress(out, "verifying", args.no_progress)
     try:
         result = run(args.paths, pattern=args.pattern, dtype=args.dtype, seed=args.seed, strict=args.strict,
                      timeout=timeout, progress=callback, jobs=max(1, args.jobs), device=args.device,
-                     compile=args.compile)
+                     compile=args.compile, scheduler=args.scheduler, shard=args.shard)
     finally:
         if progress_bar is not None:
             progress_bar.stop()
@@ -230,6 +231,13 @@ def _run(args: argparse.Namespace) -> int:
         result.seed = args.seed
     verbose = args.verbose
     out.print(report.header(result, verbose=bool(verbose)), soft_wrap=True)
+    if result.scheduler or result.shard:
+        workers = sorted({r.ran_on for r in result.cases if r.ran_on})
+        out.print((f"shard {result.shard[0]}/{result.shard[1]}" if result.shard else "") +
+                  (" | " if result.scheduler and result.shard else "") +
+                  (f"on {result.scheduler}: {len(workers)} worker(s) ({', '.join(workers[:4])}"
+                   f"{', ...' if len(workers) > 4 else ''}; -v: each case's)" if result.scheduler else ""),
+                  markup=False, soft_wrap=True)
     if verbose and (result.cases or result.errors):
         out.print(report.table(result))
     elif not verbose:
@@ -267,23 +275,6 @@ def _run(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
-def _progress(out: Any, what: str, off: bool) -> tuple[Any, Any]:
-    """A rich progress bar on stderr while stdout is a terminal (none in CI logs or pipes), and its callback."""
-    if off or not out.is_terminal:
-        return None, None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   console=_console(stderr=True), transient=True)
-    task = bar.add_task(what, total=None)
-
-    def callback(result: Any, i: int, n: int) -> None:
-        bar.update(task, completed=i, total=n, description=f"{what} {getattr(result, 'name', result)}")
-
-    bar.start()
-    return bar, callback
-
-
 def _parse_at(items: Sequence[str]) -> dict[str, Any]:
     import yaml
 
@@ -307,7 +298,7 @@ def _check(args: argparse.Namespace) -> int:
     from .errors import CaseError
     from .runner import verify_case, versions
 
-    out = _console()
+    out = console()
     try:
         if args.expression is None and not args.impl:
             raise CaseError("give an expression, or --impl MODULE:ATTR (its forward is then traced)",
@@ -334,136 +325,6 @@ def _check(args: argparse.Namespace) -> int:
     if args.json_path:
         report.write_json(args.json_path, report.case_json(result))
     return {"pass": EXIT_OK, "invalid": EXIT_INPUT}.get(result.status, EXIT_FAIL)  # a timeout is a failed verdict
-
-
-def _without_matplotlib(what: str) -> bool:
-    """True (after one line saying how to get it) when matplotlib, an optional extra, is not installed."""
-    import importlib.util
-
-    if importlib.util.find_spec("matplotlib") is not None:
-        return False
-    print(f"gradverify: {what} draws with matplotlib, which is not installed: pip install gradverify[plot]",
-          file=sys.stderr)
-    return True
-
-
-def _plot(args: argparse.Namespace) -> int:
-    from . import report
-    from .case.loading import collect
-    from .errors import CaseError
-
-    if _without_matplotlib("plot"):
-        return EXIT_INPUT
-
-    found = collect(args.paths)
-    matches = [c for c in found.cases if c.name == args.case]
-    if not matches:
-        print(f"ERROR no case named {args.case!r} under {', '.join(args.paths)}")
-        return EXIT_INPUT
-    case = matches[0]
-    output = args.output or f"{case.name}.png"
-    if Path(output).suffix.lower() != ".png" or _refuse_overwrite(output, args.paths):
-        print(f"ERROR -o {output}: give a new .png file")
-        return EXIT_INPUT
-    import numpy as np
-
-    from .report import plots
-    from .survey.curves import sweep_1d, training_curves
-
-    try:
-        if case.train is not None:
-            plots.plot_training(training_curves(case, args.dtype), output)
-        else:
-            data = sweep_1d(case, args.points, args.dtype)
-            plots.plot_sweep(data, output)
-            worst = {k: float(np.nanmax(v)) if np.isfinite(v).any() else float("nan") for k, v in data["ulps"].items()}
-            print("max error in ULPs: " + ", ".join(f"{k} {report.fmt(v)}" for k, v in worst.items()))
-    except CaseError as exc:
-        print(report.error_text(exc))
-        return EXIT_INPUT
-    print(f"wrote {output}")
-    return EXIT_OK
-
-
-MAX_SWEEP_POINTS = 10_000_000  # exact values are mpmath numbers: about 1 KB each
-
-
-def _sweep(args: argparse.Namespace) -> int:
-    from . import report
-    from .case.loading import collect, select
-    from .report import plots, sweep_tables
-    from .report.sweep_tables import short_number
-    from .results import SweepResult
-    from .survey import sweep
-
-    if args.plot and _without_matplotlib("sweep --plot"):
-        return EXIT_INPUT
-    out = _console()
-    found = collect(args.paths)
-    cases = select(found.cases, args.pattern)
-    for e in found.errors:
-        out.print(report.error_text(e), markup=False, soft_wrap=True)
-    if not 1 <= args.points <= MAX_SWEEP_POINTS:
-        out.print(f"ERROR --points is between 1 and {MAX_SWEEP_POINTS}")
-        return EXIT_INPUT
-    if args.out and _refuse_overwrite(str(Path(args.out) / "sweep.csv"), args.paths):
-        out.print(f"ERROR --out {args.out} would overwrite an input")
-        return EXIT_INPUT
-    err = _console(stderr=True)
-    results = sweep.sweep_all(cases, args.points, args.seed, max(1, args.jobs),
-                              progress=lambda k, n: err.print(f"swept {k}/{n}", end="\r") if err.is_terminal else None)
-    done = [r for r in results if isinstance(r, SweepResult)]
-    failed = [r for r in results if not isinstance(r, SweepResult)]
-    from rich.table import Table
-
-    t = Table(header_style="bold")
-    for col in ("case", "points", "median ULPs", "max ULPs", "non-finite", "undefined", "finding"):
-        t.add_column(col, justify="left" if col == "case" else "right")
-    for r in done:
-        t.add_row(r.case, str(r.points), short_number(r.median_ulps), short_number(r.max_ulps), str(r.nonfinite),
-                  str(r.undefined), "[magenta]yes[/]" if r.finding else "")
-    out.print(t)
-    for e in failed:
-        out.print(report.error_text(e), markup=False, soft_wrap=True)
-    if args.out:
-        target = Path(args.out)
-        target.mkdir(parents=True, exist_ok=True)
-        command = "gradverify sweep " + " ".join(args.paths) + (f" -k {args.pattern}" if args.pattern else "") + \
-            (f" --points {args.points}" if args.points != 100_000 else "") + f" -o {args.out}" + (" --plot" if args.plot else "")
-        report.write_text(target / "sweep.md", sweep_tables.markdown(done, command))
-        report.write_text(target / "sweep.csv", sweep_tables.csv_text(done))
-        if args.plot:
-            (target / "plots").mkdir(exist_ok=True)
-            for r in done:
-                plots.plot_ulps(r, target / "plots" / f"{r.case}.png")
-        out.print(f"wrote {target / 'sweep.md'}, {target / 'sweep.csv'}" + (f" and {len(done)} plots" if args.plot else ""))
-    findings = sum(r.finding for r in done)
-    out.print(f"{len(done)} swept, {findings} with findings" + (f", {len(failed)} could not be swept" if failed else ""))
-    return EXIT_INPUT if failed or found.errors else EXIT_OK
-
-
-def _conventions(args: argparse.Namespace) -> int:
-    from . import report
-    from .report.conventions import document
-    from .runner import run
-
-    if args.output and (Path(args.output).suffix.lower() != ".md" or _refuse_overwrite(args.output, args.paths)):
-        print(f"ERROR -o {args.output}: give a .md file that is not an input")
-        return EXIT_INPUT
-    result = run(args.paths, strict=False, jobs=max(1, args.jobs))
-    for e in result.errors:
-        print(report.error_text(e), file=sys.stderr)
-    broken = [r for r in result.cases if r.status not in ("pass", "edge", "finding", "xfail")]
-    for r in broken:
-        print(report.case_text(r), file=sys.stderr)
-    command = "gradverify conventions " + " ".join(args.paths) + (f" -o {args.output}" if args.output else "")
-    text = document(result, command)
-    if args.output:
-        report.write_text(args.output, text)
-        print(f"wrote {args.output}: {report.summary(result)}")
-    else:
-        print(text, end="")
-    return EXIT_INPUT if result.errors else (EXIT_FAIL if broken else EXIT_OK)
 
 
 def _list(args: argparse.Namespace) -> int:

@@ -175,6 +175,59 @@ def run_isolated(fn: Callable[..., R], items: list[T], jobs: int, limit: Callabl
             w.stop()
 
 
+_RESIDENT: dict[int, _Worker] = {}  # per thread: the case process a long-lived host process (a dask worker) keeps
+
+
+def run_resident(fn: Callable[..., R], item: T, limit: Callable[[T], float | None], died: Callable[[T, str], R],
+                 stuck: Callable[[T, float], R], warm: Callable[[], None] | None = None, **kwargs: Any) -> R:
+    """fn(item, **kwargs) in this thread's resident worker process, with run_isolated's guarantees for one item: a
+    worker that dies is died(item, how), one past limit(item) + GRACE is killed and stuck(item, limit); either way
+    the next call starts a fresh worker. The worker stays for the next item (a dask task pays no start-up)."""
+    import threading
+    import time
+    from multiprocessing.connection import wait
+
+    key = threading.get_ident()
+    w = _RESIDENT.get(key)
+    if w is None or not w.proc.is_alive():
+        w = _RESIDENT[key] = _Worker(fn, max(1, (os.cpu_count() or 1)), warm)
+    while not w.ready:
+        ready = wait([w.conn, w.proc.sentinel], 600)
+        if w.conn in ready:
+            try:
+                w.ready = w.conn.recv() == READY
+                continue
+            except (EOFError, OSError):
+                pass
+        w.stop()
+        del _RESIDENT[key]
+        raise RuntimeError("the resident worker process could not start")
+    w.submit(0, item, kwargs)
+    lim = limit(item)
+    deadline = None if lim is None else w.started + lim + GRACE
+    while True:
+        timeout = None if deadline is None else max(0.05, deadline - time.monotonic())
+        ready = wait([w.conn, w.proc.sentinel], timeout)
+        if w.conn in ready:
+            try:
+                message = w.conn.recv()
+                w.job = None
+                return message  # what fn returned, through the pipe
+            except (EOFError, OSError):
+                pass
+        if w.proc.sentinel in ready or not w.proc.is_alive():
+            w.proc.join(1)
+            code = w.proc.exitcode
+            how = f"killed by signal {_signal_name(-code)}" if code is not None and code < 0 else f"exited with code {code}"
+            w.stop()
+            del _RESIDENT[key]
+            return died(item, how)
+        if deadline is not None and lim is not None and time.monotonic() > deadline:
+            w.stop()
+            del _RESIDENT[key]
+            return stuck(item, lim)
+
+
 def _signal_name(number: int) -> str:
     import signal
 

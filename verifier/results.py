@@ -93,6 +93,7 @@ class CaseResult:
     limit_enforced: bool = True  # False: a time limit was asked for where none can interrupt (off the main thread)
     trace_note: str = ""  # a traced forward that reads tensor values: how its traces compare between points
     derived: str = ""  # a traced forward: which code, and the formula derived from it (sympy's text, shortened)
+    ran_on: str = ""  # the dask worker that verified it (a run with --scheduler); "" for this process
 
     def __post_init__(self) -> None:
         if not self.device:
@@ -150,6 +151,21 @@ class CaseResult:
         return ""
 
 
+def died_result(case: Case, dtype: str, how: str) -> CaseResult:
+    """The verdict of a case whose worker process died under it (how: the signal or exit code)."""
+    res = CaseResult(name=case.name, case=case, dtype=dtype)
+    res.crashed = (f"the case's process died ({how}): a crash of the code under test (an extension, os._exit, the "
+                   "out-of-memory killer); the other cases ran on")
+    return res
+
+
+def stuck_result(case: Case, dtype: str, limit: float) -> CaseResult:
+    """The verdict of a case whose worker was killed past its time limit (the limit held inside a C call too)."""
+    res = CaseResult(name=case.name, case=case, dtype=dtype)
+    res.timed_out = limit
+    return res
+
+
 @dataclass
 class RunResult:
     """A whole run: every case result and every input error, with the run's settings."""
@@ -160,6 +176,8 @@ class RunResult:
     versions: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
     incomplete: bool = False
+    shard: tuple[int, int] | None = None  # (K, N): this run verified the K-th of N shares of the cases
+    scheduler: str | None = None  # the dask cluster the cases ran on
 
     @property
     def exit_code(self) -> int:

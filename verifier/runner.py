@@ -29,7 +29,7 @@ from .dtypes import HALF
 from .errors import CaseError, DeviceUnavailable, LimitError
 from .reference.choice import make_reference
 from .reference.expanded.reference import EVALUATION
-from .results import CaseResult, RunResult
+from .results import CaseResult, RunResult, died_result, stuck_result
 from .torchside.devices import check_device
 from .torchside.draws import materialize
 from .torchside.impl import implementation_program
@@ -412,6 +412,8 @@ def run(
     device: str | None = None,
     compile: str | None = None,
     isolate: bool | None = None,
+    scheduler: str | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> RunResult:
     """Load every case under the paths and verify each; broken cases are reported, the rest still run.
 
@@ -420,12 +422,21 @@ def run(
     a case that kills its process is that case's 'crashed' verdict, and one stuck past its time limit (inside one C
     call, where no alarm lands) is killed within about a second; the other cases run on, the report is written.
 
+    With scheduler (a dask scheduler's address, or 'local[:N]'), each case is a task on that cluster, isolated in
+    the worker as above; the results are those of a serial run, each with the worker it ran on. With shard (K, N),
+    only the K-th of N deterministic shares of the cases (by name; a case's dtype variants stay together) runs.
+
     A KeyboardInterrupt stops the run and returns what finished, marked incomplete.
     """
     start = time.perf_counter()
     found = collect(paths)
     out = RunResult(errors=list(found.errors), seed=seed if seed is not None else 0, versions=versions())
     chosen = select(found.cases, pattern)
+    if shard is not None:
+        from .cluster import in_shard
+
+        chosen = [c for c in chosen if in_shard(c.family or c.name, shard)]
+        out.shard = shard
     config = RunConfig(dtype=dtype, seed=seed, strict=strict, timeout=timeout, device=device, compile=compile)
     if device is not None:  # the run was told where to run: one error before any case, not one per case
         try:
@@ -437,19 +448,18 @@ def run(
     if isolate is None:
         isolate = jobs > 1 or any(c.impl for c in chosen)
     try:
-        if isolate and chosen:
+        if scheduler and chosen:
+            from .cluster import run_on_cluster
+
+            run_on_cluster(chosen, scheduler, config, out, progress, verify=verify_with, warm=warm_up)
+        elif isolate and chosen:
             from .parallel import run_isolated
 
             def died(case: Case, how: str) -> CaseResult:
-                res = CaseResult(name=case.name, case=case, dtype=config.settle(case).dtype)
-                res.crashed = (f"the case's process died ({how}): a crash of the code under test (an extension, "
-                               "os._exit, the out-of-memory killer); the other cases ran on")
-                return res
+                return died_result(case, config.settle(case).dtype, how)
 
             def stuck(case: Case, limit: float) -> CaseResult:
-                res = CaseResult(name=case.name, case=case, dtype=config.settle(case).dtype)
-                res.timed_out = limit  # its worker was killed: the limit held inside a C call too
-                return res
+                return stuck_result(case, config.settle(case).dtype, limit)
 
             results: dict[int, CaseResult] = {}
             try:

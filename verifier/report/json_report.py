@@ -56,6 +56,7 @@ def _point_json(value: Any) -> Any:
 def case_json(r: CaseResult) -> dict[str, Any]:
     return {
         "case": r.name, "location": r.location, "verdict": r.status, "seconds": round(r.seconds, 4),
+        "ran_on": r.ran_on or None,
         "evaluation": r.evaluation, "reference": r.reference, "dtype": r.dtype,
         "points": [{n: _point_json(v) for n, v in p.items()} for p in r.points],
         "error": str(r.error) if r.error else (r.crashed or r.user_error or None),
@@ -98,7 +99,8 @@ def run_json(run: RunResult) -> dict[str, Any]:
         "schema_version": SCHEMA_VERSION,
         "gradverify": run.versions.get("gradverify"), "versions": run.versions, "seed": run.seed,
         "seconds": round(run.seconds, 3), "complete": not run.incomplete, "exit_code": run.exit_code,
-        "summary": run.counts(), "cases": [case_json(c) for c in run.cases],
+        "summary": run.counts(), "shard": list(run.shard) if run.shard else None, "scheduler": run.scheduler,
+        "cases": [case_json(c) for c in run.cases],
         "errors": [{"file": e.file, "line": e.line, "case": e.case, "key": e.key, "message": e.reason,
                     "text": str(e)} for e in run.errors],
     }

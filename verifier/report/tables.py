@@ -15,7 +15,8 @@ def table(run: RunResult) -> Any:
     from rich.table import Table
 
     t = Table(show_lines=False, header_style="bold")
-    for col in ("case", "where", "reference", "checks", "points", "verdict", "time"):
+    remote = any(r.ran_on for r in run.cases)  # a run on a dask cluster: which worker verified each case
+    for col in ("case", "where", "reference", "checks", "points", "verdict", "time") + (("ran on",) if remote else ()):
         t.add_column(col, justify="right" if col in ("checks", "points", "time") else "left")
     style = {"pass": "green", "xfail": "green", "edge": "cyan", "finding": "magenta", "fail": "bold red",
              "error": "bold red", "timeout": "yellow", "invalid": "yellow", "skip": "dim"}
@@ -25,10 +26,10 @@ def table(run: RunResult) -> Any:
         unsupported = sum(c.status == UNSUPPORTED for c in r.checks)
         shown = f"{passed}/{len(applied)}" + (f" ({unsupported} n/s)" if unsupported else "")
         t.add_row(r.name, r.location, r.reference, shown, str(len(r.points)),
-                  f"[{style.get(r.status, 'default')}]{r.status}[/]", f"{r.seconds:.2f}s")
+                  f"[{style.get(r.status, 'default')}]{r.status}[/]", f"{r.seconds:.2f}s", *((r.ran_on,) if remote else ()))
     for e in run.errors:
         t.add_row(e.case or "-", f"{e.file}:{e.line}" if e.line else (e.file or ""), "-", "-", "-", "[yellow]invalid[/]",
-                  "-")
+                  "-", *(("-",) if remote else ()))
     return t
 
 

@@ -209,14 +209,30 @@ def _sweep_group(cases: list[Case], n: int, seed: int) -> list[SweepResult | Cas
 
 
 def sweep_all(cases: list[Case], n: int = 100_000, seed: int = 0, jobs: int = 1,
-              progress: Any = None) -> list[SweepResult | CaseError]:
-    """Sweep every case (in jobs processes); the results in the cases' order, an error in place of a case that could
-    not be swept."""
+              progress: Any = None, scheduler: str | None = None) -> list[SweepResult | CaseError]:
+    """Sweep every case (in jobs processes, or one task per case family on a dask cluster); the results in the
+    cases' order, an error in place of a case that could not be swept."""
     groups: dict[str, list[Case]] = {}
     for c in cases:
         groups.setdefault(c.family or c.name, []).append(c)
     results: dict[str, SweepResult | CaseError] = {}
-    if jobs <= 1:
+    if scheduler:
+        from ..cluster import map_on_cluster
+
+        batches = list(groups.values())
+
+        def lost(group: list[Case], why: str) -> list[SweepResult | CaseError]:
+            return [CaseError(f"its dask worker died or was lost ({why})", file=c.file, line=c.line, case=c.name)
+                    for c in group]
+
+        for k, (index, swept, _) in enumerate(map_on_cluster(_sweep_group, batches, scheduler,
+                                                             key=lambda g: g[0].family or g[0].name, lost=lost,
+                                                             n=n, seed=seed), start=1):
+            for c, r in zip(batches[index], swept):
+                results[c.name] = r
+            if progress:
+                progress(k, len(groups))
+    elif jobs <= 1:
         for k, group in enumerate(groups.values(), start=1):
             for c, r in zip(group, _sweep_group(group, n, seed)):
                 results[c.name] = r

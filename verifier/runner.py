@@ -27,7 +27,7 @@ from .checks.run import run_check
 from .config import DEFAULT_TIMEOUT, RunConfig, Settled
 from .dtypes import HALF
 from .errors import CaseError, DeviceUnavailable, LimitError
-from .reference.choice import make_reference
+from .reference.choice import make_reference, point_quantities
 from .reference.expanded.reference import EVALUATION
 from .results import CaseResult, RunResult, died_result, stuck_result
 from .torchside.devices import check_device
@@ -352,9 +352,7 @@ def _verify(case: Case, result: CaseResult, run: Settled, program: Callable[[Cas
         result.point_kinds.append(kind)
         rng = np.random.default_rng([run.seed, k])
         torch_side = TorchSide(case_k, point, dtype, program(case_k) if program else None, run.device)  # type: ignore[arg-type]  # a factory of Programs, typed loosely for users
-        at = reference_of(case_k).at(point)
-        if dtype in HALF or tolerance.derived:
-            at.rounding = dtype  # each exact quantity carries the error rounding in this dtype can do to it
+        at = point_quantities(reference_of(case_k), point, dtype if dtype in HALF or tolerance.derived else None)
         ctx = Ctx(case_k, k, at, torch_side, dtype, tolerance, run.strict, rng, run)
         for name in CHECKS:
             if name in checks:

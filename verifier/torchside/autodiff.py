@@ -58,6 +58,10 @@ def numpy(t: torch.Tensor | None) -> np.ndarray | None:
     return t.detach().to(torch.float64).cpu().numpy().copy()
 
 
+def _grad_meta(g: torch.Tensor | None) -> tuple[str, tuple[int, ...]] | None:
+    return None if g is None else (str(g.dtype).replace("torch.", ""), tuple(g.shape))
+
+
 def has_saved_tensors(fn: Any) -> bool:
     """True when some node of the graph saved a tensor for backward (so backward frees something)."""
     stack, seen = [fn], set()
@@ -191,6 +195,8 @@ class TorchSide:
         if not hasattr(self, "_requires_grad"):  # asked before every check: answered once, by torch (the lowered
             out, _, _ = self.forward()  # definition too: imag() of a real tensor is a constant whatever it reads)
             self._requires_grad = bool(out.requires_grad)
+            if self.is_lowered() and not hasattr(self, "_missing"):  # the same forward answers missing_derivatives
+                self._missing = sorted(self.program.no_derivative)
         return self._requires_grad
 
     def backward_error(self, implicit: bool) -> str | None:
@@ -226,11 +232,36 @@ class TorchSide:
 
     def grad_metadata(self) -> dict[str, tuple[str, tuple[int, ...]] | None]:
         """(dtype, shape) of each differentiable input's .grad after one backward with ones."""
+        if getattr(self, "_metadata", None) is not None:  # recorded by backward_on_one_graph
+            return self._metadata
         leaves = self.leaves()
         out, _, _ = self.forward(leaves)
         out.backward(torch.ones_like(out))
-        grads = {n: leaves[n].grad for n in self.diff}
-        return {n: None if g is None else (str(g.dtype).replace("torch.", ""), tuple(g.shape)) for n, g in grads.items()}
+        return {n: _grad_meta(leaves[n].grad) for n in self.diff}
+
+    def backward_on_one_graph(self, weights: np.ndarray) -> tuple[Grads, dict[str, Any], dict[str, Any]]:
+        """For torch's own ops (a lowered definition): the backward check's paths on one forward graph, the cost of
+        one forward and three backward passes instead of four and six. backward(w, retain_graph=True) is y.backward()
+        for a one-element output (w = 1); then a second call (2x, the retained graph) and a third, which must raise
+        when the graph saved tensors (the second freed them). Returns (.grad after the first, the non-differentiable
+        inputs' .grad, second_backward's record)."""
+        out, _, leaves = self.forward()
+        saved = has_saved_tensors(out.grad_fn)
+        out.backward(self._t(weights), retain_graph=True)
+        once = self._grads(leaves)
+        self._metadata = {n: _grad_meta(leaves[n].grad) for n in self.diff}
+        others = {i.name: numpy(leaves[i.name].grad) for i in self.case.inputs if not i.requires_grad}
+        try:
+            out.backward(self._t(weights))
+        except RuntimeError as exc:
+            raise StateChanged(2, str(exc)) from exc
+        twice = self._grads(leaves)
+        try:
+            out.backward(self._t(weights))
+            error = None
+        except RuntimeError as exc:
+            error = str(exc)
+        return once, others, {"saved": saved, "error": error, "freed": error is not None, "retained": twice}
 
     def second_backward(self, weights: np.ndarray) -> dict[str, Any]:
         """retain_graph semantics: a second backward without it, and with it."""

@@ -22,32 +22,13 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.speed import best  # noqa: E402  # the minimum of several timings
+from tests.mutations import sin_exp  # noqa: E402
 from verifier.assertions import assert_gradients_match  # noqa: E402
 from verifier.case.validate import case_from_expression  # noqa: E402
 from verifier.runner import run, verify_case, warm_up  # noqa: E402
 
-
-def best(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
-
-
-class SinExp(torch.autograd.Function):
-    """sin(x) * exp(x) with a hand-written backward: what gradcheck and the helper both verify."""
-
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return torch.sin(x) * torch.exp(x)
-
-    @staticmethod
-    def backward(ctx, g):
-        (x,) = ctx.saved_tensors
-        return g * (torch.cos(x) + torch.sin(x)) * torch.exp(x)
+SinExp = sin_exp(0.0)  # sin(x) * exp(x) with a hand-written backward: what gradcheck and the helper verify
 
 
 def elementwise(n: int) -> tuple[float, float]:

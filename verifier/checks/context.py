@@ -172,6 +172,8 @@ class Ctx:
         lo = exact.lo.reshape(-1)
         if got is None:
             picks = np.random.default_rng([self.case.seed, lo.size]).choice(lo.size, min(SAMPLE, lo.size), replace=False)
+            if exact.exact_at:  # a quantity refined before (the 2x of a retained graph shares the 1x's values)
+                picks = np.setdiff1d(picks, np.fromiter(exact.exact_at, dtype=np.int64))
         elif np.shape(got) == exact.lo.shape:
             bad = np.setdiff1d(self._off(exact, got), np.fromiter(exact.exact_at, dtype=np.int64))
             if bad.size > REFINE_ELEMENTS:

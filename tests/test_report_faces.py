@@ -24,13 +24,13 @@ def gv(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None) -> subpr
 
 def test_a_passing_run_prints_a_line_per_file_and_a_line_per_finding(capsys):
     """Passing cases print nothing of their own; edges are a count; each finding one line (its dtypes together)."""
-    files = [CASES / "seed", CASES / "ops" / "parameters.yaml"]
+    files = [CASES / "seed" / "01_two_ways.yaml", CASES / "seed" / "06_training.yaml", CASES / "ops" / "parameters.yaml"]
     assert main(["run", *map(str, files), "--no-progress"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("gradverify ") and "reference:" not in lines[0]  # the header: one line
     body = lines[1:]
     per_file = [line for line in body if re.match(r"^\S+\.yaml\s+\d+ ", line)]
-    assert len(per_file) == 7  # six seed files and parameters.yaml
+    assert len(per_file) == 3
     findings = [line for line in body if line.startswith("FINDING ")]
     assert findings and all(line.count("FINDING") == 1 for line in findings)
     assert any("ops.gelu_tanh" in line and "float64" in line and "float32" in line for line in findings)

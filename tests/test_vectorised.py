@@ -28,7 +28,10 @@ BUNDLED = [c for c in load_cases(CASES) if not c.impl and c.device == "cpu" and 
            and c.dtype not in HALF  # only element expansion bounds half-precision rounding per element
            and not (c.op and c.dtype == "float32")  # one dtype of each conformance case: the formulas are the same
            and not c.name.startswith("table.")  # the derivative table's one-point rows: the conformance cases cover them
-           and vectorisable(c) is None and sum(i.value.size for i in c.inputs) <= 4096]
+           and vectorisable(c) is None and sum(i.value.size for i in c.inputs) <= 4096
+           # a training loop's element expansion re-evaluates every step: the tutorial's 400-element clouds take 30 s
+           # there; the 42-element regressions keep the train check's like-for-like comparison
+           and not ("train" in c.checks and sum(i.value.size for i in c.inputs) > 100)]
 
 
 @pytest.mark.parametrize("case", BUNDLED, ids=[c.name for c in BUNDLED])

@@ -221,8 +221,11 @@ class ChainBound(DagEvaluator):
         """The node's partial derivatives as expressions of dummy arguments, memoised by the node's shape (its
         function and its number arguments): (the positions of the varying arguments, their dummies, {sorted dummy
         indices: partial})."""
-        key = (node.func, tuple(a if a.is_Number else None for a in node.args))
+        key = (node.func, tuple(a if a.is_Number else None for a in node.args), self.order)
         if key not in self._partials:
+            if key in _PATTERNS:  # differentiated before in this process (another point, another call)
+                self._partials[key] = _PATTERNS[key]
+                return _PATTERNS[key]
             import itertools
 
             varying = [i for i, a in enumerate(node.args) if not a.is_Number]
@@ -234,7 +237,14 @@ class ChainBound(DagEvaluator):
                 for idx in itertools.combinations_with_replacement(range(len(dummies)), order):
                     partials[idx] = pattern.diff(*[dummies[i] for i in idx])
             self._partials[key] = (varying, dummies, partials)
+            if len(_PATTERNS) < PATTERNS_KEPT:
+                _PATTERNS[key] = self._partials[key]
         return self._partials[key]
+
+
+# a node shape's partial derivatives (sympy's diff of a pattern of dummies): the same for every point and call
+_PATTERNS: dict[Any, tuple[list[int], list[sp.Symbol], dict[tuple[int, ...], sp.Expr]]] = {}
+PATTERNS_KEPT = 4096
 
 
 def _product_partials(v: list[Any], third: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:

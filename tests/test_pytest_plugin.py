@@ -151,7 +151,7 @@ def test_a_finding_warns_at_its_yaml_line_and_w_error_shows_our_report(pytester:
     strict.assert_outcomes(failed=1)
     out = strict.stdout.str()
     assert "FINDING ops.hardsigmoid [backward]" in out and "Traceback" not in out and "warnings.py" not in out
-    assert len(out.splitlines()) < 60
+    assert len(out.splitlines()) < 200  # the report (one block per point), not pages of traceback
 
 
 def test_tags_are_markers(pytester: pytest.Pytester):

@@ -162,3 +162,14 @@ def test_the_helper_keeps_torchs_own_deprecation_notices_out_of_the_users_run():
         "print('ok')\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def test_the_packages_list_is_every_folder_of_the_package_and_of_the_suites():
+    """pyproject lists the packages by hand (cases/ ships as verifier.suites): a new folder must not be left out."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    code = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "verifier").rglob("__init__.py")}
+    suites = {"verifier.suites"} | {f"verifier.suites.{p.name}" for p in CASES.iterdir()
+                                    if p.is_dir() and any(p.glob("*.yaml"))}
+    assert listed == code | suites

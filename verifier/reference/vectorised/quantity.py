@@ -226,7 +226,28 @@ def _infinite_sides(expr: sp.Expr, values: dict[sp.Symbol, Any], leaf: sp.Symbol
     return infinite_sides(sides, (near[0], near[1]), leaf, x)
 
 
+_EXACT: dict[Any, tuple[Any, str | None]] = {}  # (formula, its arguments' values, digits) -> value: refined before
+EXACT_KEPT = 65536
+
+
 def _mp(expr: sp.Expr, values: dict[sp.Symbol, Any]) -> tuple[Any, str | None]:
+    """A term's formula at one element, exactly (kept for the process: the seeded sample refines the same elements of
+    the same formulas at every call of a repeated check)."""
+    key = (expr, tuple(sorted(values.items(), key=lambda kv: kv[0].name)), mpmath.mp.dps)
+    try:
+        return _EXACT[key]
+    except (KeyError, TypeError):
+        pass
+    out = _mp_now(expr, values)
+    if len(_EXACT) < EXACT_KEPT:
+        try:
+            _EXACT[key] = out
+        except TypeError:  # an unhashable value: not kept
+            pass
+    return out
+
+
+def _mp_now(expr: sp.Expr, values: dict[sp.Symbol, Any]) -> tuple[Any, str | None]:
 
     try:
         v = MpEvaluator(dict(values))(expr)

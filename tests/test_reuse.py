@@ -1,0 +1,56 @@
+"""What is kept between calls for speed (issue 20) never carries one case's verdict into another's: the exact
+quantities at a point are reused only for the same derivation, point and rounding; a formula's exact value only for
+the same arguments."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from verifier import GradientMismatch, assert_gradients_match
+from verifier.case.validate import build_case, case_from_expression
+from verifier.runner import verify_case
+
+
+def test_a_kept_point_does_not_carry_one_cases_expect_into_another():
+    right = build_case({"name": "a", "inputs": {"x": 2.0}, "function": "x**3", "checks": ["expect"],
+                        "expect": {"grad": {"x": "3*x**2"}}})
+    wrong = build_case({"name": "b", "inputs": {"x": 2.0}, "function": "x**3", "checks": ["expect"],
+                        "expect": {"grad": {"x": "3*x**2 + 1"}}})
+    assert verify_case(right).status == "pass"
+    assert verify_case(wrong).status == "fail"  # the same function and point: the hand formula is its own
+    assert verify_case(right).status == "pass"
+
+
+def test_the_same_function_at_another_point_is_computed_again():
+    x = torch.tensor([0.5, 1.0], dtype=torch.float64)
+    assert_gradients_match(torch.sin, "sin(x)", inputs={"x": x})
+    with pytest.raises(GradientMismatch):  # cos's derivative is not sin's: the kept point of sin(x) is not reused
+        assert_gradients_match(torch.sin, "cos(x)", inputs={"x": x})
+    assert_gradients_match(torch.sin, "sin(x)", inputs={"x": x + 1})
+
+
+def test_a_kept_refinement_is_per_argument_value():
+    """The vectorised reference's exact refinement at sampled elements, kept per formula and argument: a wrong
+    implementation at other values is still caught."""
+    n = 5000
+    x = np.linspace(-2, 2, n)
+    good = case_from_expression("sum(sin(x) * exp(x))", {"x": x}, name="g", checks=["backward"], order=1)
+    assert verify_case(good).status == "pass"
+    shifted = case_from_expression("sum(sin(x) * exp(x))", {"x": x + 0.25}, name="h", checks=["backward"], order=1)
+    assert verify_case(shifted).status == "pass"
+
+    class Off(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, t):
+            ctx.save_for_backward(t)
+            return torch.sin(t) * torch.exp(t)
+
+        @staticmethod
+        def backward(ctx, g):
+            (t,) = ctx.saved_tensors
+            return g * torch.cos(t) * torch.exp(t)  # the sin term forgotten
+
+    with pytest.raises(GradientMismatch):
+        assert_gradients_match(Off.apply, "sin(x) * exp(x)", inputs={"x": torch.tensor(x)}, checks=["backward"])

@@ -172,7 +172,13 @@ def conventions(args: argparse.Namespace) -> int:
     if args.output and (Path(args.output).suffix.lower() != ".md" or refuse_overwrite(args.output, args.paths)):
         print(f"ERROR -o {args.output}: give a .md file that is not an input")
         return EXIT_INPUT
-    result = run(args.paths, strict=False, jobs=max(1, args.jobs), scheduler=args.scheduler, shard=args.shard)
+    bar, callback = progress(console(), "verifying", False)  # on stderr, while stdout is a terminal
+    try:
+        result = run(args.paths, strict=False, jobs=max(1, args.jobs), scheduler=args.scheduler, shard=args.shard,
+                     progress=callback)
+    finally:
+        if bar is not None:
+            bar.stop()
     for e in result.errors:
         print(report.error_text(e), file=sys.stderr)
     broken = [r for r in result.cases if r.status not in ("pass", "edge", "finding", "xfail")]

@@ -264,11 +264,7 @@ def _run(args: argparse.Namespace) -> int:
         if edges:
             out.print(edges, markup=False)
     out.print(report.summary(result))
-    if to_stdout:
-        import json
-
-        sys.stdout.write(json.dumps(report.run_json(result), indent=2, allow_nan=False) + "\n")
-    elif args.json_path:
+    if args.json_path:  # "-": stdout
         report.write_json(args.json_path, report.run_json(result))
     if result.incomplete:
         return EXIT_INTERRUPTED

@@ -215,8 +215,5 @@ def merge(args: argparse.Namespace) -> int:
     stream = sys.stderr if args.json_path == "-" else sys.stdout
     for line in lines:
         print(line, file=stream)
-    if args.json_path == "-":
-        sys.stdout.write(json.dumps(merged, indent=2, allow_nan=False) + "\n")
-    else:
-        report.write_json(args.json_path, merged)
+    report.write_json(args.json_path, merged)  # "-": stdout
     return int(merged["exit_code"])

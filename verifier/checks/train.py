@@ -77,9 +77,10 @@ def check_train(ctx: Ctx, r: CheckResult) -> None:
     r.train = _summary(spec, records, losses, last)
     if spec.expect == "converges":
         reached = spec.stop_below is None or r.train.stopped == "stop_below"
+        ok = reached and not r.train.diverged
         r.facts.append(Fact("train", "the loop converges" + (f" (its loss below {spec.stop_below:g})"
                                                              if spec.stop_below is not None else ""),
-                            True, not r.train.diverged and reached, passed=not r.train.diverged and reached,
+                            True, ok, passed=ok,
                             note="diverged: the loss grew without bound" if r.train.diverged else
                             None if reached else f"the loss never went below {spec.stop_below:g} in {spec.steps} steps"))
     if ctx.dtype in HALF:  # the trajectories: in float32 and float64 only
@@ -93,7 +94,7 @@ def check_train(ctx: Ctx, r: CheckResult) -> None:
     for name in spec.params:
         exact = np.stack([t[name] for t in trajectory[:n]] + ([last[name]] if n == len(losses) else []))
         got = np.stack([rec["params"][name] for rec in records[:n]] +
-                       ([records[n - 1]["after"][name]] if n == len(losses) else []))
+                       ([_after(records, n - 1)[name]] if n == len(losses) else []))
         r.comparisons.append(compare(Exact(exact, exact.copy()), got, check="train",
                                      label=f"{name} at each of {n} steps and at the end (exact-gradient loop vs torch)",
                                      path=label["optim"], wrt=name, tolerance=drift, dtype=ctx.dtype))
@@ -101,6 +102,11 @@ def check_train(ctx: Ctx, r: CheckResult) -> None:
         r.facts.append(Fact("train", "iterations until the loss is below stop_below (exact-gradient loop vs torch)",
                             len(losses), len(records), passed=False,
                             note="the loops stopped at different iterations: their losses crossed the threshold apart"))
+
+
+def _after(records: list[dict[str, Any]], k: int) -> dict[str, np.ndarray]:
+    """The parameters step k left: the next step's starting point, or the end of the loop."""
+    return records[k + 1]["params"] if k + 1 < len(records) else records[-1]["after"]
 
 
 def _metric_programs(ctx: Ctx) -> dict[str, Any]:

@@ -10,8 +10,15 @@ from typing import Any
 
 
 def write_json(path: str | Path, data: dict[str, Any]) -> None:
-    """Write atomically: a temporary file in the same directory, then rename over the target."""
-    write_text(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
+    """Write atomically: a temporary file in the same directory, then rename over the target; "-" is stdout."""
+    text = json.dumps(data, indent=2, allow_nan=False) + "\n"
+    if str(path) == "-":
+        import sys
+
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    write_text(path, text)
 
 
 def write_text(path: str | Path, text: str) -> None:

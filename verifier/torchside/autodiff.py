@@ -500,7 +500,8 @@ class TorchSide:
         mode: 'optim' (autograd + torch.optim, zero_grad() every step), 'manual' (p.data.sub_(lr * p.grad) then
         p.grad.zero_()), or 'step' (the user's step(params, loss_fn, lr); the gradient it used is read from the
         parameter change, for plain SGD). metrics: programs evaluated at each step's parameters before it (the
-        tutorial's accuracy), recorded beside the loss.
+        tutorial's accuracy), recorded beside the loss. The last record also has "after": the parameters the loop
+        ended with.
         """
         env = {i.name: self._input(i.name) for i in self.case.inputs}
         params = {n: env[n].clone().requires_grad_(True) for n in spec.params}
@@ -542,9 +543,10 @@ class TorchSide:
                     assert grad is not None  # backward filled it
                     p.data.sub_(spec.lr * grad)
                     grad.zero_()
-            record["after"] = {n: numpy(p) for n, p in params.items()}
             if spec.stop_below is not None and value < spec.stop_below:  # a tutorial's loop: step, then test
                 break
+        if records:  # where the loop ended (each earlier step's end is the next one's "params")
+            records[-1]["after"] = {n: numpy(p) for n, p in params.items()}
         return records
 
     def nograd(self) -> dict[str, Any]:

@@ -78,6 +78,12 @@ class _Worker:
         self.started = time.monotonic()
         self.conn.send((item, kwargs))
 
+    def death(self) -> str:
+        """How the process ended (it has, or is about to): the signal that killed it or its exit code."""
+        self.proc.join(1)
+        code = self.proc.exitcode
+        return f"killed by signal {_signal_name(-code)}" if code is not None and code < 0 else f"exited with code {code}"
+
     def stop(self) -> None:
         if self.proc.is_alive():
             self.proc.kill()
@@ -140,10 +146,7 @@ def run_isolated(fn: Callable[..., R], items: list[T], jobs: int, limit: Callabl
                         w.submit(*pending.pop(), kwargs)
                     continue
                 if not received and (w.proc.sentinel in ready or not w.proc.is_alive()):
-                    w.proc.join(1)
-                    code = w.proc.exitcode
-                    how = (f"killed by signal {_signal_name(-code)}" if code is not None and code < 0 else
-                           f"exited with code {code}")
+                    how = w.death()
                     job = w.job
                     w.stop()
                     if job is None:  # died while starting up: nothing of an item's to report
@@ -191,6 +194,11 @@ def run_resident(fn: Callable[..., R], item: T, limit: Callable[[T], float | Non
     w = _RESIDENT.get(key)
     if w is None or not w.proc.is_alive():
         w = _RESIDENT[key] = _Worker(fn, max(1, (os.cpu_count() or 1)), warm)
+
+    def retire() -> None:  # the next call starts a fresh worker
+        w.stop()
+        del _RESIDENT[key]
+
     while not w.ready:
         ready = wait([w.conn, w.proc.sentinel], 600)
         if w.conn in ready:
@@ -199,8 +207,7 @@ def run_resident(fn: Callable[..., R], item: T, limit: Callable[[T], float | Non
                 continue
             except (EOFError, OSError):
                 pass
-        w.stop()
-        del _RESIDENT[key]
+        retire()
         raise RuntimeError("the resident worker process could not start")
     w.submit(0, item, kwargs)
     lim = limit(item)
@@ -216,15 +223,11 @@ def run_resident(fn: Callable[..., R], item: T, limit: Callable[[T], float | Non
             except (EOFError, OSError):
                 pass
         if w.proc.sentinel in ready or not w.proc.is_alive():
-            w.proc.join(1)
-            code = w.proc.exitcode
-            how = f"killed by signal {_signal_name(-code)}" if code is not None and code < 0 else f"exited with code {code}"
-            w.stop()
-            del _RESIDENT[key]
+            how = w.death()
+            retire()
             return died(item, how)
         if deadline is not None and lim is not None and time.monotonic() > deadline:
-            w.stop()
-            del _RESIDENT[key]
+            retire()
             return stuck(item, lim)
 
 

@@ -45,13 +45,13 @@ def finding_lines(run: RunResult) -> list[str]:
             families.setdefault(key, []).append(r)
     out = []
     for name, results in families.items():
+        worst = [max(r.findings(), key=lambda c: c.rel_err if c.rel_err is not None else float("inf")) for r in results]
         parts = []
-        for r in results:
-            worst = max(r.findings(), key=lambda c: c.rel_err if c.rel_err is not None else float("inf"))
-            rel = f"rel err {worst.rel_err:.2g}" if worst.rel_err is not None else "not finite"
-            ulps = f", {worst.ulps:.3g} ULPs" if worst.ulps is not None and np.isfinite(worst.ulps) else ""
+        for r, w in zip(results, worst):
+            rel = f"rel err {w.rel_err:.2g}" if w.rel_err is not None else "not finite"
+            ulps = f", {w.ulps:.3g} ULPs" if w.ulps is not None and np.isfinite(w.ulps) else ""
             parts.append(f"{r.dtype} {rel}{ulps}")
-        first = max(results[0].findings(), key=lambda c: c.rel_err if c.rel_err is not None else float("inf"))
+        first = worst[0]
         out.append(f"FINDING {name} [{first.check}] {first.label} via {first.path}: {'; '.join(parts)} "
                    f"({results[0].location})")
     return out

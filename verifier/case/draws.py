@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .fields import Ctx, kind, number
+from .fields import Ctx, check_keys, kind, number
 
 DRAWS = ("rand", "randn", "normal", "module")
 DRAW_KEYS = ("draw", "shape", "scale", "shift", "mean", "std", "param", "requires_grad")
@@ -52,10 +52,7 @@ def is_draw(spec: Any) -> bool:
 def parse_draw(ctx: Ctx, spec: Mapping[str, Any], key: str, torch_seed: int | None) -> tuple[Draw, np.ndarray, bool]:
     """The draw, a placeholder of its shape (NaN: the runner replaces it before anything reads it) and
     requires_grad."""
-    unknown = [k for k in spec if k not in DRAW_KEYS]
-    if unknown:
-        raise ctx.error(f"{key}.{unknown[0]}", f"unknown key {unknown[0]!r} of a drawn input; allowed: "
-                        f"{', '.join(DRAW_KEYS)}", spec, unknown[0])
+    check_keys(ctx, spec, DRAW_KEYS, key)  # a drawn input's keys (with did-you-mean), as every mapping's
     if torch_seed is None:
         raise ctx.error(f"{key}.draw", "a drawn input needs the case's torch_seed: the generator its values come "
                         "from (torch_seed: 10 is torch.manual_seed(10) before the first draw)", spec, "draw")

@@ -173,6 +173,10 @@ class CaseFile(pytest.File):
                         item.add_marker(tag)
                 yield item
 
+    def verified(self, case: Case) -> Any:
+        """The case's result if it has been verified in this session (None before)."""
+        return self._results.get(case.name)
+
     def result_for(self, case: Case) -> Any:
         """Verify a case once (all its checks) and share the result between its items."""
         if case.name not in self._results:
@@ -218,8 +222,8 @@ class CaseItem(pytest.Item):
         if mine and all(c.status == "skip" for c in mine):
             pytest.skip(mine[0].skipped or "does not apply")
         if mine and all(c.status == report.UNSUPPORTED for c in mine):  # compared nothing: never a pass
-            pytest.skip("not supported by torch here: " + "; ".join(
-                report.unsupported_text(u) for c in mine for u in c.unsupported[:2]) or "nothing to compare")
+            why = "; ".join(report.unsupported_text(u) for c in mine for u in c.unsupported[:2])
+            pytest.skip(f"not supported by torch here: {why or 'the check had nothing to compare'}")
         text = report.case_text(result, checks={self.check})
         if text:
             raise CaseFailure(text)
@@ -260,7 +264,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report = outcome.get_result()
     if report.skipped and isinstance(report.longrepr, tuple):  # -rs: where the case is, not where we skipped it
         report.longrepr = (str(item.path), item.case.line or 1, report.longrepr[2])
-    result = item.parent._results.get(item.case.name)
+    result = item.parent.verified(item.case)
     if result is None or not result.checks:
         return
     own = sum(c.seconds for c in result.checks if c.check == item.check)

@@ -74,12 +74,15 @@ def point_quantities(reference: Any, point: Mapping[str, np.ndarray], rounding: 
     point (a user's test calling assert_gradients_match again, a suite run twice in one process): the mpmath values
     depend only on the derivation (its cache key), the point's values and the rounding dtype, and are immutable once
     computed. rounding: the dtype whose rounding bound each quantity carries (None: none)."""
-    key = getattr(reference, "key", None)
-    if key is None or getattr(reference, "kind", None) is not ReferenceKind.EXPAND:
+    def fresh() -> Any:
         at = reference.at(point)
         if rounding:
             at.rounding = rounding
         return at
+
+    key = getattr(reference, "key", None)
+    if key is None or getattr(reference, "kind", None) is not ReferenceKind.EXPAND:
+        return fresh()
     import json
 
     memo_key = (json.dumps(key, default=str), b"|".join(
@@ -88,10 +91,7 @@ def point_quantities(reference: Any, point: Mapping[str, np.ndarray], rounding: 
     if memo_key in _POINTS:
         _POINTS.move_to_end(memo_key)
         return _POINTS[memo_key]
-    at = reference.at(point)
-    if rounding:
-        at.rounding = rounding
-    _POINTS[memo_key] = at
+    at = _POINTS[memo_key] = fresh()
     while len(_POINTS) > POINTS_KEPT:
         _POINTS.popitem(last=False)
     return at

@@ -79,9 +79,10 @@ def _hand_rows(comparisons: list[Comparison]) -> list[Any]:
     while k < len(comparisons):
         first = comparisons[k]
         second = comparisons[k + 1] if k + 1 < len(comparisons) else None
-        if first.path.endswith(" vs sympy") and second is not None and second.label == first.label and \
-                second.path.endswith(" vs autograd"):
-            hand = first.path[:-len(" vs sympy")]
+        # a pair: the hand value against sympy (sympy's the exact side), then against autograd (the hand value's)
+        if second is not None and second.label == first.label and first.exact_source != "hand" and \
+                second.exact_source == "hand":
+            hand = first.path.removesuffix(" vs sympy")
             shown = f"{hand} = {fmt(first.got)}"
             if first.formula:
                 shown += f"; sympy: {first.formula}"

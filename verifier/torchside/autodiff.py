@@ -499,9 +499,8 @@ class TorchSide:
 
         mode: 'optim' (autograd + torch.optim, zero_grad() every step), 'manual' (p.data.sub_(lr * p.grad) then
         p.grad.zero_()), or 'step' (the user's step(params, loss_fn, lr); the gradient it used is read from the
-        parameter change, for plain SGD). metrics: programs evaluated at each step's parameters before it (the
-        tutorial's accuracy), recorded beside the loss. The last record also has "after": the parameters the loop
-        ended with.
+        parameter change, for plain SGD). metrics: programs of each step's starting parameters (an accuracy), kept
+        beside the loss. The last record also has "after": the parameters the loop ended with.
         """
         env = {i.name: self._input(i.name) for i in self.case.inputs}
         params = {n: env[n].clone().requires_grad_(True) for n in spec.params}

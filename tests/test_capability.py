@@ -13,8 +13,9 @@ import torch
 
 from verifier import GradientMismatch
 from verifier.assertions import assert_gradients_match
+from verifier.torchside.graphs import custom_functions
 from verifier.torchside.paths import Need, Path, Why
-from verifier.torchside.support import custom_functions, lacks
+from verifier.torchside.support import lacks
 
 from .user_code import DocsCube  # the PyTorch docs' setup_context example: no vmap rule
 

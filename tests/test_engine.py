@@ -203,3 +203,23 @@ def test_a_large_integer_literal_is_a_float_for_torch():
     from verifier.runner import verify_case
 
     assert verify_case(case_from_expression("x * 1e20 + 2**60", {"x": 1.5}, name="big_literal")).status == "pass"
+
+
+def test_probe_graph_serves_the_backward_check_once(monkeypatch):
+    """The forward that answers output_requires_grad keeps its graph for the backward check's one-graph paths: one
+    forward for both, the same figures as a fresh graph, and the kept graph is used once (never by a weighted copy,
+    never twice)."""
+    case = case_from_expression("sin(x) * w", {"x": 0.5, "w": 2.0}, checks=["backward"])
+    fresh = TorchSide(case, _point(case)).backward_on_one_graph(np.array(1.0))
+    side = TorchSide(case, _point(case))
+    calls = []
+    real = TorchSide.forward
+    monkeypatch.setattr(TorchSide, "forward", lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
+    assert side.output_requires_grad() and side.missing_derivatives() == []
+    assert "_pristine" not in side.weighted(np.array(1.0)).__dict__
+    kept = side.backward_on_one_graph(np.array(1.0))
+    assert len(calls) == 1
+    assert {n: float(g) for n, g in kept[0].items()} == {n: float(g) for n, g in fresh[0].items()}
+    assert kept[2]["saved"] == fresh[2]["saved"] and (kept[2]["error"] is None) == (fresh[2]["error"] is None)
+    side.backward_on_one_graph(np.array(1.0))
+    assert len(calls) == 2  # a second request builds its own graph

@@ -70,8 +70,9 @@ def everywhere(ex: Exact, holes: dict[int, str]) -> Exact:
 def _not_nestable_here(ctx: Ctx, r: CheckResult, k: int) -> frozenset[str]:
     """The nested paths torch.func cannot take through the program's custom Functions with a jvp (torchside.nested's
     probe), each recorded as unsupported with the Functions named."""
+    from ..torchside.graphs import custom_functions
     from ..torchside.nested import not_nestable
-    from ..torchside.support import custom_functions, lacks
+    from ..torchside.support import lacks
 
     if ctx.torch.is_lowered():
         return frozenset()

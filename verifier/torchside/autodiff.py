@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable, Mapping
 from typing import Any, overload
@@ -13,6 +14,7 @@ import torch.func
 
 from ..case.model import Case
 from .devices import DTYPES
+from .graphs import has_saved_tensors
 from .lowering import Program
 from .paths import Path
 
@@ -60,32 +62,6 @@ def numpy(t: torch.Tensor | None) -> np.ndarray | None:
 
 def _grad_meta(g: torch.Tensor | None) -> tuple[str, tuple[int, ...]] | None:
     return None if g is None else (str(g.dtype).replace("torch.", ""), tuple(g.shape))
-
-
-def has_saved_tensors(fn: Any) -> bool:
-    """True when some node of the graph saved a tensor for backward (so backward frees something)."""
-    stack, seen = [fn], set()
-    while stack:
-        node = stack.pop()
-        if node is None or id(node) in seen:
-            continue
-        seen.add(id(node))
-        try:
-            if getattr(node, "saved_tensors", ()):  # a custom autograd.Function's ctx.save_for_backward
-                return True
-        except RuntimeError:
-            return True
-        for attr in dir(node):
-            if attr.startswith("_saved_"):
-                try:
-                    value = getattr(node, attr)
-                except RuntimeError:
-                    return True
-                values = value if isinstance(value, (tuple, list)) else (value,)
-                if any(isinstance(v, torch.Tensor) for v in values):
-                    return True
-        stack.extend(n for n, _ in getattr(node, "next_functions", ()))
-    return False
 
 
 class TorchSide:
@@ -193,11 +169,25 @@ class TorchSide:
 
     def output_requires_grad(self) -> bool:
         if not hasattr(self, "_requires_grad"):  # asked before every check: answered once, by torch (the lowered
-            out, _, _ = self.forward()  # definition too: imag() of a real tensor is a constant whatever it reads)
-            self._requires_grad = bool(out.requires_grad)
-            if self.is_lowered() and not hasattr(self, "_missing"):  # the same forward answers missing_derivatives
-                self._missing = sorted(self.program.no_derivative)
+            self._probe()  # definition too: imag() of a real tensor is a constant whatever it reads)
         return self._requires_grad
+
+    def _probe(self) -> None:
+        """One forward answers output_requires_grad and, for torch's own ops, missing_derivatives; its graph is kept,
+        untouched, for the backward check's paths (backward_on_one_graph), so a large case builds one graph fewer."""
+        out, nodes, leaves = self.forward()
+        self._requires_grad = bool(out.requires_grad)
+        if self.is_lowered():
+            self._missing = sorted(self.program.no_derivative)
+            if out.requires_grad and "backward" in self.case.checks and self.one_graph() and torch.is_grad_enabled():
+                self._pristine = (out, nodes, leaves)
+
+    def one_graph(self) -> bool:
+        """Whether backward_on_one_graph covers the backward check: torch's own ops, one call, one output element,
+        the implicit grad_output."""
+        case = self.case
+        return self.is_lowered() and case.backward_calls == 1 and case.grad_output is None and \
+            math.prod(case.output_shape) == 1
 
     def backward_error(self, implicit: bool) -> str | None:
         """The error y.backward() (implicit) or y.backward(ones) raises; None if it does not raise."""
@@ -245,7 +235,7 @@ class TorchSide:
         for a one-element output (w = 1); then a second call (2x, the retained graph) and a third, which must raise
         when the graph saved tensors (the second freed them). Returns (.grad after the first, the non-differentiable
         inputs' .grad, second_backward's record)."""
-        out, _, leaves = self.forward()
+        out, _, leaves = self.__dict__.pop("_pristine", None) or self.forward()
         saved = has_saved_tensors(out.grad_fn)
         out.backward(self._t(weights), retain_graph=True)
         once = self._grads(leaves)
@@ -309,8 +299,7 @@ class TorchSide:
         if not self.is_lowered():
             return []
         if not hasattr(self, "_missing"):
-            self.forward()
-            self._missing = sorted(self.program.no_derivative)
+            self._probe()
         return self._missing
 
     def output_parts(self) -> tuple[tuple[int, ...], ...] | None:
@@ -569,7 +558,7 @@ class Weighted(TorchSide):
     """A side whose function is sum(weights * f) for the function f of another side (its probes weighted too)."""
 
     def __init__(self, side: TorchSide, weights: np.ndarray) -> None:  # noqa: D107 - the other side's state, shared
-        self.__dict__.update(side.__dict__)
+        self.__dict__.update((k, v) for k, v in side.__dict__.items() if k != "_pristine")  # a graph is used once
         self.base, self.weights = side, weights
 
     def function(self) -> Callable[..., torch.Tensor]:

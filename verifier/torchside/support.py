@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from ..dtypes import HALF
+from .graphs import custom_functions
 from .paths import Need, Path, Unsupported, Why
 
 
@@ -23,23 +24,6 @@ class NoKernel(Exception):
     def __init__(self, dtype: str, error: str) -> None:
         super().__init__(f"{dtype}: {error}")
         self.dtype, self.error = dtype, error
-
-
-def custom_functions(output: Any) -> set[type]:
-    """The custom autograd.Function classes whose backward nodes are in the graph of output."""
-    found: set[type] = set()
-    stack = [getattr(output, "grad_fn", None)]
-    seen: set[int] = set()
-    while stack:
-        node = stack.pop()
-        if node is None or id(node) in seen:
-            continue
-        seen.add(id(node))
-        cls = getattr(node, "_forward_cls", None)  # BackwardCFunction nodes of custom Functions carry their class
-        if isinstance(cls, type) and issubclass(cls, torch.autograd.Function):
-            found.add(cls)
-        stack.extend(n for n, _ in getattr(node, "next_functions", ()))
-    return found
 
 
 def _overrides(cls: type, name: str) -> bool:

@@ -87,3 +87,35 @@ def test_scattered_tiny_relative_errors_are_called_inaccurate():
     c = run([2.0, 3.0, 5.0], [2.0 * (1 + 3e-10), 3.0, 5.0 * (1 - 1e-10)])
     assert c.diagnosis.kind == "inaccurate"
     assert diagnosis_text(c.diagnosis, c).startswith("2 of 3 element(s) differ by small relative errors (up to 3e-10)")
+
+
+def _full_path(exact, got, slack=None):
+    """The same comparison down the element-by-element path (the fast path declines arrays under 4096 elements)."""
+    from verifier import compare as module
+
+    fast, module._all_close = module._all_close, lambda *a, **k: False
+    try:
+        return compare(Exact(exact, exact, slack=slack), got, check="backward", label="grad wrt x", path="p",
+                       wrt="x", tolerance=TOL, dtype="float64")
+    finally:
+        module._all_close = fast
+
+
+@pytest.mark.parametrize("where", [0, 131071, 131072, 299_999])  # both sides of a chunk boundary, the last element
+@pytest.mark.parametrize("what", ["worst", "mismatch", "nan"])
+def test_large_comparisons_match_the_full_path(where, what):
+    """Large all-close arrays take a chunked fast path: it names the same worst element and verdict as the full path,
+    wherever in the array the worst (or the one wrong, or the NaN) element lies, slack included."""
+    rng = np.random.default_rng(where)
+    exact = rng.standard_normal((300, 1000)).reshape(300_000)
+    got = exact * (1 + rng.uniform(-1e-15, 1e-15, exact.size))
+    got[where] = exact[where] * (1 + {"worst": 5e-12, "mismatch": 1e-9, "nan": 0.0}[what])
+    if what == "nan":
+        got[where] = np.nan
+    slack = np.full(exact.size, 1e-16)
+    fast = compare(Exact(exact, exact, slack=slack), got, check="backward", label="grad wrt x", path="p", wrt="x",
+                   tolerance=TOL, dtype="float64")
+    full = _full_path(exact, got, slack)
+    assert repr((fast.passed, fast.worst, fast.got, fast.abs_err, fast.diagnosis)) == \
+        repr((full.passed, full.worst, full.got, full.abs_err, full.diagnosis))  # repr: NaN equals NaN
+    assert fast.passed == (what == "worst") and fast.worst == (where,)

@@ -244,6 +244,9 @@ def _edges(left: np.ndarray, right: np.ndarray, got: np.ndarray, kinks: np.ndarr
     return out
 
 
+CHUNK = 1 << 17  # elements per pass of the fast path: its temporaries stay in cache (2-3x fewer trips to memory)
+
+
 def _all_close(base: Comparison, lo: np.ndarray, hi: np.ndarray, got: np.ndarray, tolerance: Tolerance,
                dtype: str, slack: np.ndarray | None = None) -> bool:
     """The common case in few passes over large arrays: no kinks, nothing undefined, every element within
@@ -252,19 +255,30 @@ def _all_close(base: Comparison, lo: np.ndarray, hi: np.ndarray, got: np.ndarray
         return False
     if tolerance.atol <= 0:
         return False
+    flat_lo, flat_got = lo.reshape(-1), got.reshape(-1)
+    if slack is not None and np.size(slack) > 1 and np.shape(slack) != lo.shape:
+        slack = np.broadcast_to(slack, lo.shape)
+    flat_slack = None if slack is None else np.reshape(slack, -1) if np.size(slack) > 1 else float(np.reshape(slack, -1)[0])
+    worst, worst_score = 0, -1.0
+    score, allowed = np.empty(min(CHUNK, lo.size)), np.empty(min(CHUNK, lo.size))
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        score = np.subtract(got, lo)
-        np.abs(score, out=score)
-        allowed = np.abs(lo)
-        allowed *= tolerance.rtol
-        allowed += tolerance.atol
-        if slack is not None:
-            allowed += slack
-        score /= allowed  # err / allowed: <= 1 passes
-    flat = int(np.argmax(score))  # the first NaN if there is one
-    if not score.flat[flat] <= 1.0:  # NaN, infinities and mismatches take the full path
-        return False
-    idx = tuple(int(i) for i in np.unravel_index(flat, lo.shape))
+        for start in range(0, lo.size, CHUNK):
+            g, ex = flat_got[start:start + CHUNK], flat_lo[start:start + CHUNK]
+            sc, al = score[:g.size], allowed[:g.size]
+            np.subtract(g, ex, out=sc)
+            np.abs(sc, out=sc)
+            np.abs(ex, out=al)
+            al *= tolerance.rtol
+            al += tolerance.atol
+            if flat_slack is not None:
+                al += flat_slack if isinstance(flat_slack, float) else flat_slack[start:start + CHUNK]
+            sc /= al  # err / allowed: <= 1 passes
+            k = int(np.argmax(sc))  # the first NaN if there is one
+            if not sc[k] <= 1.0:  # NaN, infinities and mismatches take the full path
+                return False
+            if sc[k] > worst_score:
+                worst, worst_score = start + k, float(sc[k])
+    idx = tuple(int(i) for i in np.unravel_index(worst, lo.shape))
     exact = float(lo[idx])
     e = abs(float(got[idx]) - exact)
     base.worst, base.expected, base.expected_hi, base.got = idx, exact, exact, float(got[idx])

@@ -97,9 +97,12 @@ class Quantity:
         at = self.point.at
         if len(self.terms) == 1 and self.terms[0].target is None and self.terms[0].shape == self.shape:
             t = self.terms[0]  # one formula over the output itself: no sum to form
+            coef = t.coef
+            if coef.ndim and not any(coef.strides):  # one number broadcast (a sum's cotangent): no array to multiply
+                coef = coef.reshape(-1)[:1].reshape(())
             with np.errstate(all="ignore"):
                 vals = at(t.expr, t.shape)
-                return vals * t.coef if t.coef.ndim or float(t.coef) != 1.0 else vals
+                return vals * coef if coef.ndim or float(coef) != 1.0 else vals
         total = np.zeros(self.shape)
         with np.errstate(all="ignore"):
             for t in self.terms:
@@ -111,7 +114,9 @@ class Quantity:
         return total
 
     def exact(self) -> Exact:
-        lo = np.array(self.float64(), dtype=np.float64).reshape(self.shape)  # an ndarray even for shape (): views
+        lo = self.float64()  # refinement writes into lo: a read-only view of the evaluator's values is copied
+        if not (isinstance(lo, np.ndarray) and lo.flags.writeable and lo.dtype == np.float64 and lo.shape == self.shape):
+            lo = np.array(lo, dtype=np.float64).reshape(self.shape)  # an ndarray even for shape ()
         ex = Exact(lo, lo, {}, np.zeros(self.shape, dtype=bool))  # hi is lo until a kink splits them
         ex.refine = lambda idx, thorough=True: self.refine(ex, idx, thorough)
         suspects = set(np.flatnonzero(~np.isfinite(lo)).tolist()[:REFINE_ELEMENTS])

@@ -220,6 +220,9 @@ class VectorPoint:
             with np.errstate(all="ignore"):
                 if isinstance(r, Linear):
                     cots = linear_vjp(r, np.broadcast_to(ct[r.symbol], r.shape), self.args[r.symbol])
+                elif r.op in ("sum", "mean"):  # a constant local derivative: the cotangent, scaled, broadcast back
+                    scale = 1.0 if r.op == "sum" else 1.0 / reduced_count(r)
+                    cots = [expand_back(ct[r.symbol] * scale if scale != 1.0 else ct[r.symbol], r)]
                 else:
                     cots = [expand_back(ct[r.symbol], r) * local_derivative(r, self.args[r.symbol][0], self.leaves[r.symbol])]
             for arg, cot in zip(reduction_args(r), cots):

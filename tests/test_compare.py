@@ -90,7 +90,7 @@ def test_scattered_tiny_relative_errors_are_called_inaccurate():
 
 
 def _full_path(exact, got, slack=None):
-    """The same comparison down the element-by-element path (the fast path declines arrays under 4096 elements)."""
+    """The same comparison down the full path (the fast path switched off)."""
     from verifier import compare as module
 
     fast, module._all_close = module._all_close, lambda *a, **k: False
@@ -119,3 +119,18 @@ def test_large_comparisons_match_the_full_path(where, what):
     assert repr((fast.passed, fast.worst, fast.got, fast.abs_err, fast.diagnosis)) == \
         repr((full.passed, full.worst, full.got, full.abs_err, full.diagnosis))  # repr: NaN equals NaN
     assert fast.passed == (what == "worst") and fast.worst == (where,)
+
+
+@pytest.mark.parametrize("exact, got", [
+    (2.0, 2.0 + 1e-15), (np.array([1.0, -3.0, 0.5]), np.array([1.0, -3.0 + 1e-14, 0.5])),
+    (np.array([[0.0, 1.0], [2.0, 3.0]]), np.array([[1e-14, 1.0], [2.0, 3.0]])), (1.0, 1.0 + 1e-9), (1.0, np.inf),
+])
+def test_small_comparisons_match_the_full_path(exact, got):
+    """Small arrays and scalars take the same fast path when every element is close: the same figures as the full
+    path; anything else (a mismatch, a non-finite value) goes down the full path."""
+    exact, got = np.asarray(exact, dtype=np.float64), np.asarray(got, dtype=np.float64)
+    fast = compare(Exact(exact, exact), got, check="backward", label="grad wrt x", path="p", wrt="x", tolerance=TOL,
+                   dtype="float64")
+    full = _full_path(exact, got)
+    assert repr((fast.passed, fast.worst, fast.got, fast.abs_err, fast.rel_err, fast.ulps, fast.diagnosis)) == \
+        repr((full.passed, full.worst, full.got, full.abs_err, full.rel_err, full.ulps, full.diagnosis))

@@ -46,3 +46,26 @@ def test_a_kept_refinement_is_per_argument_value():
     with pytest.raises(GradientMismatch):
         assert_gradients_match(sin_exp(1e-6).apply, "sin(x) * exp(x)", inputs={"x": torch.tensor(x)},
                                checks=["backward"])  # a backward off by one part in a million everywhere
+
+
+def test_a_kept_quantity_is_handed_out_as_a_copy_per_weights():
+    """A point's quantities are computed once and handed out as copies: what one check writes into its copy (a value
+    beyond the dtype's range is set to NaN in place) never reaches the next, and another weight vector is its own
+    quantity."""
+    from verifier.reference.choice import make_reference, point_quantities
+
+    case = case_from_expression("sin(x) * exp(x)", {"x": [0.5, -1.0, 2.0]}, checks=["vjp"])
+    point = {"x": np.array([0.5, -1.0, 2.0])}
+    at = point_quantities(make_reference(case), point, "float64")
+    ones, other = np.ones(3), np.array([1.0, -2.0, 0.5])
+    first = at.vjp(ones, "x")
+    expected = np.cos(point["x"]) * np.exp(point["x"]) + np.sin(point["x"]) * np.exp(point["x"])
+    np.testing.assert_allclose(first.lo, expected, rtol=1e-15)
+    first.lo[0], first.undefined[0] = np.nan, "written by a check"
+    again = at.vjp(ones, "x")
+    assert again is not first and not again.undefined
+    np.testing.assert_allclose(again.lo, expected, rtol=1e-15)
+    np.testing.assert_allclose(at.vjp(other, "x").lo, other * expected, rtol=1e-15)
+    value = at.value()
+    value.lo[:] = 0.0
+    np.testing.assert_allclose(at.value().lo, np.sin(point["x"]) * np.exp(point["x"]), rtol=1e-15)

@@ -68,6 +68,14 @@ class Exact:
     def value(self) -> np.ndarray:
         return self.lo
 
+    def copy(self) -> Exact:
+        """An independent copy (its arrays and maps too): a kept quantity handed out again, whatever its last user
+        wrote into it."""
+        lo = self.lo.copy()
+        return Exact(lo, lo if self.hi is self.lo else self.hi.copy(), dict(self.undefined),
+                     None if self.kinks is None else self.kinks.copy(), dict(self.notes),
+                     None if self.slack is None else self.slack.copy(), self.refine, set(self.exact_at))
+
     def kink_mask(self) -> np.ndarray:
         """Where lo/hi are one-sided derivatives (all False where the reference marked no kinks)."""
         return self.kinks if self.kinks is not None else np.zeros(np.shape(self.lo), dtype=bool)

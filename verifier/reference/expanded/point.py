@@ -4,7 +4,7 @@ with a reason wherever a value does not exist."""
 from __future__ import annotations
 
 import itertools
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import mpmath
 import numpy as np
@@ -17,6 +17,7 @@ from ..facts import exact_from_mp, explain_at, finite_magnitudes, infinite_sides
 from ..numeric.mp import Evaluator
 from ..rounding import RoundingSlack, normwise_slack, set_slack, summed_slack
 from ..symbols import DIGITS, as_basic, display, evaluate
+from .near import approach, confirmed_tiny, quotients
 
 if TYPE_CHECKING:  # the reference that builds this point (it imports this module)
     from .reference import Reference
@@ -27,66 +28,6 @@ ZERO_INF_RULE = "0·inf (a zero weight times a pole elsewhere): "
 # The prefix of the note on an entry whose formula is indeterminate at the point but whose limit exists there.
 REMOVABLE_NOTE = "removable singularity: "
 LIMIT_OPS = 200  # sympy.limit is asked only of formulas up to this many operations
-
-
-TINY = mpmath.mpf(10) ** (-DIGITS // 2)  # a value this small may be what cancellation left at DIGITS digits
-
-
-def _resolved(e: sp.Expr, v: Any, args: list[Any], symbols: list[sp.Symbol]) -> Any:
-    """A tiny value confirmed at more digits: terms of size 1 that cancel leave noise of 10^-DIGITS at DIGITS digits
-    (softmax's vector-Jacobian product with v = 1 at [800, 0, 1], whose exact value is 0 to 300 digits). The value at
-    two, then six times the digits; where they disagree it is below what six times the digits resolve: 0."""
-    if v == 0 or abs(v) >= TINY:
-        return v
-    last = v
-    for digits in (DIGITS * 2, DIGITS * 6):
-        with mpmath.workdps(digits):
-            again = value_or_reason(Evaluator(dict(zip(symbols, args))), e)
-        if isinstance(again, Exception) or not is_real(again):
-            return v
-        again = real_mp(again)
-        if abs(again - last) <= mpmath.mpf(10) ** -10 * abs(again):
-            return again
-        last = again
-    return mpmath.mpf(0)
-
-
-def _approach(expr: sp.Expr, s: sp.Symbol, at: sp.Expr, sign: int) -> Any:
-    """The limit of expr (of s alone) as s approaches at from one side, at DIGITS digits, two distances agreeing."""
-    tol = mpmath.mpf(10) ** (-DIGITS // 3)
-    with mpmath.workdps(DIGITS):
-        x = mpmath.mpf(sp.Rational(at).p) / sp.Rational(at).q
-        values = []
-        for step in (mpmath.mpf(10) ** (-DIGITS // 2), mpmath.mpf(10) ** (-DIGITS // 2 - 6)):
-            v = value_or_reason(Evaluator({s: x + sign * step}), expr)
-            if not (is_real(v) and mpmath.isfinite(v)):
-                return None
-            values.append(real_mp(v))
-    return values[1] if abs(values[0] - values[1]) <= tol * max(1, abs(values[1])) else None
-
-
-def _quotients(value: sp.Expr, s: sp.Symbol, at: sp.Expr) -> tuple[Any, Any] | None:
-    """The one-sided derivatives of value (a function of s alone) at `at` from difference quotients at DIGITS
-    digits, two step sizes agreeing (a converged limit), the function continuous there; None otherwise."""
-    tol = mpmath.mpf(10) ** (-DIGITS // 3)
-    with mpmath.workdps(DIGITS):
-        x = mpmath.mpf(sp.Rational(at).p) / sp.Rational(at).q
-        f = lambda t: value_or_reason(Evaluator({s: t}), value)  # noqa: E731 - one line function of the step
-        centre = f(x)
-        if not (is_real(centre) and mpmath.isfinite(centre)):
-            return None
-        out = []
-        for sign in (-1, 1):
-            found = []
-            for step in (mpmath.mpf(10) ** (-DIGITS // 2), mpmath.mpf(10) ** (-DIGITS // 2 - 6)):
-                moved = f(x + sign * step)
-                if not (is_real(moved) and mpmath.isfinite(moved)) or abs(moved - centre) > tol * max(1, abs(centre)):
-                    return None  # not continuous along the line: no derivative
-                found.append((moved - centre) / (sign * step))
-            if abs(found[0] - found[1]) > tol * max(1, abs(found[1])):
-                return None
-            out.append(real_mp(found[1]))
-    return out[0], out[1]
 
 
 def _to_mp(values: np.ndarray) -> list[Any]:
@@ -130,7 +71,7 @@ class PointReference(RoundingSlack):
                     bad[k] = self.explain(e, v)
                     out.append(None)
                 else:
-                    out.append(_resolved(e, real_mp(v), args, self.ref.args))
+                    out.append(confirmed_tiny(e, real_mp(v), args, self.ref.args))
         return out, bad
 
     def explain(self, expr: sp.Expr, value: Any) -> str:
@@ -144,9 +85,20 @@ class PointReference(RoundingSlack):
         return {j: Reason(f"the input {display(s)} = {float(values[s])} is not a finite number", Code.NONFINITE_INPUT)
                 for j, s in enumerate(self.ref.wrt) if not mpmath.isfinite(values[s])}
 
+    def _kept(self, key: tuple[Any, ...], build: Callable[[], Exact]) -> Exact:
+        """A quantity computed once at this point (the point is kept between calls at the same values: see
+        choice.point_quantities), handed out as a copy each time."""
+        kept = self._cache.setdefault("kept", {})
+        if key not in kept:
+            kept[key] = build()
+        return kept[key].copy()
+
     def value(self) -> Exact:
-        vals, bad = self._eval("value", self.ref.flat_out)
-        return self._with_slack(exact_from_mp(vals, bad, self.ref.output.shape), self.ref.flat_out)
+        def build() -> Exact:
+            vals, bad = self._eval("value", self.ref.flat_out)
+            return self._with_slack(exact_from_mp(vals, bad, self.ref.output.shape), self.ref.flat_out)
+
+        return self._kept(("value", self.rounding), build)
 
     def _jacobian_mp(self) -> tuple[np.ndarray, np.ndarray, dict[int, str], np.ndarray]:
         """(lo, hi, undefined, kink mask) of the Jacobian as mp object arrays, shape (out, wrt)."""
@@ -242,12 +194,15 @@ class PointReference(RoundingSlack):
         if sides is None or not all(v.is_real and v.is_finite for v in sides):
             # sympy cannot follow the function along the line (0**b at a = 0, whose formula a**b log(a) stays
             # 0·inf): the one-sided difference quotients of the function itself, at 50 digits, converged
-            return _quotients(value, s, at)
+            return quotients(value, s, at)
         with mpmath.workdps(DIGITS):
             return tuple(Evaluator({})(v) for v in sides)
 
     def jacobian(self, name: str) -> Exact:
         """d out / d input, shaped out_shape + input_shape."""
+        return self._kept(("jacobian", name, self.rounding), lambda: self._jacobian(name))
+
+    def _jacobian(self, name: str) -> Exact:
         lo, hi, bad, kinks = self._jacobian_mp()
         # Where one partial does not exist (a pole), the whole row and column are out: jacrev multiplies the pole by
         # the zero weights of the other outputs, jacfwd by the zero tangents of the other inputs, and IEEE says
@@ -280,23 +235,47 @@ class PointReference(RoundingSlack):
                 ex.notes[i * width + (j - sl.start)] = note
         return ex
 
+    def _entries(self) -> tuple[list[list[tuple[int, Any, Any]]], list[list[tuple[int, Any, Any]]], np.ndarray]:
+        """The Jacobian's entries that are not an exact zero, (row, lo, hi) by column and (column, lo, hi) by row
+        (None where undefined), and its finite magnitudes: the products with a weight skip the zeros, which add
+        nothing (an element-wise function's Jacobian is diagonal)."""
+        if "entries" not in self._cache:
+            lo, hi, _, _ = self._jacobian_mp()
+            m, n = lo.shape
+            by_col: list[list[tuple[int, Any, Any]]] = [[] for _ in range(n)]
+            by_row: list[list[tuple[int, Any, Any]]] = [[] for _ in range(m)]
+            for i in range(m):
+                for j in range(n):
+                    a, b = lo[i, j], hi[i, j]
+                    if a is None or a != 0 or b != 0:
+                        by_col[j].append((i, a, b))
+                        by_row[i].append((j, a, b))
+            self._cache["entries"] = by_col, by_row, finite_magnitudes(lo)
+        return self._cache["entries"]
+
     def vjp(self, weights: np.ndarray, name: str) -> Exact:
         """sum_m weights[m] * d out[m] / d input; at kinks the left and right derivatives of that sum."""
+        w64 = np.asarray(weights, dtype=np.float64)
+        return self._kept(("vjp", name, w64.shape, w64.tobytes(), self.rounding), lambda: self._vjp(w64, name))
+
+    def _vjp(self, weights: np.ndarray, name: str) -> Exact:
         lo, hi, bad, kinks = self._jacobian_mp()
+        by_col, _, magnitudes = self._entries()
         sl = self.ref.slices[name]
         w = _to_mp(weights)
         width = sl.stop - sl.start
         out_lo, out_hi, out_bad = [], [], {}
         for j in range(sl.start, sl.stop):
             a = b = mpmath.mpf(0)
-            for i, wi in enumerate(w):
-                if lo[i, j] is None:
+            for i, lij, hij in by_col[j]:
+                wi = w[i]
+                if lij is None:
                     why = bad.get(i * lo.shape[1] + j, "undefined")
                     out_bad[j - sl.start] = why if wi != 0 else Reason(f"{ZERO_INF_RULE}{why}", Code.ZERO_WEIGHT)
                     break
                 if wi == 0:
                     continue
-                a, b = a + wi * lo[i, j], b + wi * hi[i, j]  # the one-sided derivative of sum(w f) is sum(w f')
+                a, b = a + wi * lij, b + wi * hij  # the one-sided derivative of sum(w f) is sum(w f')
             out_lo.append(None if j - sl.start in out_bad else a)
             out_hi.append(None if j - sl.start in out_bad else b)
         ex = exact_from_mp(out_lo, out_bad, self.ref.case.shapes[name], out_hi)
@@ -304,8 +283,7 @@ class PointReference(RoundingSlack):
             self.ref.case.shapes[name]) if width else None
         rounding = self._jacobian_slack()
         if rounding is not None:  # each term's slack, weighted, and the rounding of the sum over the outputs
-            set_slack(ex, summed_slack(np.abs(weights.reshape(-1)), rounding[0][:, sl], finite_magnitudes(lo[:, sl]),
-                                       self.rounding))
+            set_slack(ex, summed_slack(np.abs(weights.reshape(-1)), rounding[0][:, sl], magnitudes[:, sl], self.rounding))
         n = lo.shape[1]
         for flat, note in self.resolved.items():
             i, j = divmod(flat, n)
@@ -315,19 +293,25 @@ class PointReference(RoundingSlack):
 
     def jvp(self, tangents: Mapping[str, np.ndarray]) -> Exact:
         """sum_n d out / d input[n] * tangent[n] over every differentiable input."""
+        key = tuple((n, np.shape(t), np.asarray(t, dtype=np.float64).tobytes()) for n, t in sorted(tangents.items()))
+        return self._kept(("jvp", key, self.rounding), lambda: self._jvp(tangents))
+
+    def _jvp(self, tangents: Mapping[str, np.ndarray]) -> Exact:
         lo, hi, bad, kinks = self._jacobian_mp()
+        _, by_row, magnitudes = self._entries()
         u = [t for i in self.ref.case.differentiable for t in _to_mp(tangents[i.name])]
         out_lo, out_hi, out_bad = [], [], {}
         for i in range(lo.shape[0]):
             a = b = mpmath.mpf(0)
-            for j, uj in enumerate(u):
-                if lo[i, j] is None:
+            for j, lij, hij in by_row[i]:
+                uj = u[j]
+                if lij is None:
                     why = bad.get(i * lo.shape[1] + j, "undefined")
                     out_bad[i] = why if uj != 0 else Reason(f"{ZERO_INF_RULE}{why}", Code.ZERO_WEIGHT)
                     break
                 if uj == 0:
                     continue
-                p, q = uj * lo[i, j], uj * hi[i, j]
+                p, q = uj * lij, uj * hij
                 a, b = a + min(p, q), b + max(p, q)
             out_lo.append(None if i in out_bad else a)
             out_hi.append(None if i in out_bad else b)
@@ -336,12 +320,17 @@ class PointReference(RoundingSlack):
         rounding = self._jacobian_slack()
         if rounding is not None:
             t = np.abs(np.array([float(x) for x in u]))
-            set_slack(ex, summed_slack(t, rounding[0].T, finite_magnitudes(lo).T, self.rounding))
+            set_slack(ex, summed_slack(t, rounding[0].T, magnitudes.T, self.rounding))
         return ex
 
     def derivative(self, order: int, weights: np.ndarray | None = None) -> Exact:
         """The order-k derivative tensor of a scalar output (of sum(weights * out) where weights are given), shape
         (n,) * k over all differentiable elements."""
+        w = None if weights is None else np.asarray(weights, dtype=np.float64)
+        key = ("derivative", order, None if w is None else (w.shape, w.tobytes()), self.rounding)
+        return self._kept(key, lambda: self._derivative(order, w))
+
+    def _derivative(self, order: int, weights: np.ndarray | None) -> Exact:
         if order == 1 and weights is None:
             lo, hi, bad, _ = self._jacobian_mp()
             ex = exact_from_mp(list(lo.reshape(-1)), bad, (len(self.ref.wrt),), list(hi.reshape(-1)))
@@ -424,7 +413,7 @@ class PointReference(RoundingSlack):
                                   self.ref.args[k]})
             at = sp.Rational(float(self.args[k]))
             for sign in (-1, 1):
-                limit = _approach(line, self.ref.args[k], at, sign)
+                limit = approach(line, self.ref.args[k], at, sign)
                 if limit is not None:
                     found.append(limit)
         if not found:

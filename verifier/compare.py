@@ -246,6 +246,7 @@ def _edges(left: np.ndarray, right: np.ndarray, got: np.ndarray, kinks: np.ndarr
 
 
 CHUNK = 1 << 17  # elements per pass of the fast path: its temporaries stay in cache (2-3x fewer trips to memory)
+SMALL = 256  # up to this many elements the fast path computes in Python floats
 
 
 def _all_close(base: Comparison, lo: np.ndarray, hi: np.ndarray, got: np.ndarray, tolerance: Tolerance,
@@ -261,25 +262,10 @@ def _all_close(base: Comparison, lo: np.ndarray, hi: np.ndarray, got: np.ndarray
     if slack is not None and np.size(slack) > 1 and np.shape(slack) != lo.shape:
         slack = np.broadcast_to(slack, lo.shape)
     flat_slack = None if slack is None else np.reshape(slack, -1) if np.size(slack) > 1 else float(np.reshape(slack, -1)[0])
-    worst, worst_score = 0, -1.0
-    score, allowed = np.empty(min(CHUNK, lo.size)), np.empty(min(CHUNK, lo.size))
-    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        for start in range(0, lo.size, CHUNK):
-            g, ex = flat_got[start:start + CHUNK], flat_lo[start:start + CHUNK]
-            sc, al = score[:g.size], allowed[:g.size]
-            np.subtract(g, ex, out=sc)
-            np.abs(sc, out=sc)
-            np.abs(ex, out=al)
-            al *= tolerance.rtol
-            al += tolerance.atol
-            if flat_slack is not None:
-                al += flat_slack if isinstance(flat_slack, float) else flat_slack[start:start + CHUNK]
-            sc /= al  # err / allowed: below 1 passes (exactly: x <= y where x / y < 1)
-            k = int(np.argmax(sc))  # the first NaN if there is one
-            if not sc[k] < 1.0:  # NaN, infinities, mismatches and a quotient that rounded to 1: the full path
-                return False
-            if sc[k] > worst_score:
-                worst, worst_score = start + k, float(sc[k])
+    worst = _worst_small(flat_lo, flat_got, flat_slack, tolerance) if lo.size <= SMALL else \
+        _worst_chunked(flat_lo, flat_got, flat_slack, tolerance)
+    if worst is None:
+        return False
     idx = tuple(int(i) for i in np.unravel_index(worst, lo.shape))
     exact = float(lo[idx])
     e = abs(float(got[idx]) - exact)
@@ -289,6 +275,48 @@ def _all_close(base: Comparison, lo: np.ndarray, hi: np.ndarray, got: np.ndarray
     with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
         base.ulps = float(e / ulp(np.array(exact), dtype))
     return True
+
+
+def _worst_chunked(lo: np.ndarray, got: np.ndarray, slack: np.ndarray | float | None, tolerance: Tolerance) -> int | None:
+    """The flat index of the largest err / allowed, strictly below 1 everywhere; None otherwise (NaN, infinities,
+    a mismatch, a quotient that rounded to 1)."""
+    worst, worst_score = 0, -1.0
+    score, allowed = np.empty(min(CHUNK, lo.size)), np.empty(min(CHUNK, lo.size))
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        for start in range(0, lo.size, CHUNK):
+            g, ex = got[start:start + CHUNK], lo[start:start + CHUNK]
+            sc, al = score[:g.size], allowed[:g.size]
+            np.subtract(g, ex, out=sc)
+            np.abs(sc, out=sc)
+            np.abs(ex, out=al)
+            al *= tolerance.rtol
+            al += tolerance.atol
+            if slack is not None:
+                al += slack if isinstance(slack, float) else slack[start:start + CHUNK]
+            sc /= al  # err / allowed: below 1 passes (exactly: x <= y where x / y < 1)
+            k = int(np.argmax(sc))  # the first NaN if there is one
+            if not sc[k] < 1.0:
+                return None
+            if sc[k] > worst_score:
+                worst, worst_score = start + k, float(sc[k])
+    return worst
+
+
+def _worst_small(lo: np.ndarray, got: np.ndarray, slack: np.ndarray | float | None, tolerance: Tolerance) -> int | None:
+    """_worst_chunked in Python floats (the same IEEE operations, without a numpy call's overhead per operation)."""
+    rtol, atol = tolerance.rtol, tolerance.atol
+    slacks = [0.0] * lo.size if slack is None else [slack] * lo.size if isinstance(slack, float) else slack.tolist()
+    worst, worst_score = 0, -1.0
+    for k, (ex, g, sl) in enumerate(zip(lo.tolist(), got.tolist(), slacks)):
+        allowed = abs(ex) * rtol + atol + sl  # the order of Tolerance.allowed and of _worst_chunked
+        if not allowed > 0:
+            return None
+        score = abs(g - ex) / allowed
+        if not score < 1.0:
+            return None
+        if score > worst_score:
+            worst, worst_score = k, score
+    return worst
 
 
 def diagnose(lo: np.ndarray, hi: np.ndarray, got: np.ndarray, bad: np.ndarray, skip: np.ndarray, dtype: str) -> Diagnosis:

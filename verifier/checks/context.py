@@ -6,6 +6,7 @@ Part of the runner (the only place where stages meet): ``run_check`` is called b
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Callable
 
 import numpy as np
@@ -91,13 +92,17 @@ class Ctx:
                 c.formula = None
         return c
 
+    @cached_property
+    def not_as_expanded(self) -> bool:  # asked of every comparison: a walk of the definition, once per context
+        return _not_as_expanded(self.case)
+
     def tolerance_of(self, exact: Exact) -> Tolerance:
         """The tolerance a quantity is compared under: the derived one (the dtype's smallest normal as atol, the
         per-element bound as slack) where the reference derived a bound for it, else the fixed table or the user's."""
         if self.tolerance.derived and self.dtype not in HALF and exact.slack is not None and \
                 self.exact.per_element_bounds:
             tol = self.tolerance.floor(self.dtype)
-            if _not_as_expanded(self.case):  # torch's arithmetic is not the expansion's: a norm-wise floor on top
+            if self.not_as_expanded:  # torch's arithmetic is not the expansion's: a norm-wise floor on top
                 finite = np.abs(exact.lo[np.isfinite(exact.lo)])
                 scale = float(finite.max()) if finite.size else 0.0
                 tol = Tolerance(tol.rtol, max(tol.atol, UNIT_ROUNDOFF[self.dtype] * self._operations() * scale), True)

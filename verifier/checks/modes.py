@@ -70,16 +70,12 @@ def everywhere(ex: Exact, holes: dict[int, str]) -> Exact:
 def _not_nestable_here(ctx: Ctx, r: CheckResult, k: int) -> frozenset[str]:
     """The nested paths torch.func cannot take through the program's custom Functions with a jvp (torchside.nested's
     probe), each recorded as unsupported with the Functions named."""
-    from ..torchside.graphs import custom_functions
     from ..torchside.nested import not_nestable
     from ..torchside.support import lacks
 
     if ctx.torch.is_lowered():
         return frozenset()
-    try:
-        functions = [c for c in custom_functions(ctx.torch.forward()[0]) if not lacks(c, Need.JVP)]
-    except Exception:  # noqa: BLE001 - a forward that raises is the other checks' error
-        return frozenset()
+    functions = [c for c in ctx.torch.custom_functions() if not lacks(c, Need.JVP)]  # none where the forward fails
     if not functions:
         return frozenset()
     paths = not_nestable()

@@ -14,7 +14,7 @@ import torch.func
 
 from ..case.model import Case
 from .devices import DTYPES
-from .graphs import has_saved_tensors
+from .graphs import custom_functions, has_saved_tensors
 from .lowering import Program
 from .paths import Path
 
@@ -47,8 +47,6 @@ class StateChanged(Exception):
 
 @overload
 def numpy(t: torch.Tensor) -> np.ndarray: ...
-
-
 @overload
 def numpy(t: None) -> None: ...
 
@@ -295,6 +293,15 @@ class TorchSide:
             return {n: numpy(g) for n, g in zip(self.diff, pullback(self._t(weights)))}
 
         return {Path.BACKWARD_V: backward, Path.GRAD_V: grad, Path.FUNC_VJP: func_vjp}
+
+    def custom_functions(self) -> set[type]:
+        """The custom autograd.Function classes one forward's graph holds (none where the forward fails), read once."""
+        if "_functions" not in self.__dict__:
+            try:
+                self._functions = custom_functions(self.forward()[0])
+            except Exception:  # noqa: BLE001 - the forward itself fails: no Function to read
+                self._functions = set()
+        return self._functions
 
     def missing_derivatives(self) -> list[str]:
         """The functions of the lowered definition that torch computes without a derivative (no backward node in the

@@ -14,7 +14,6 @@ from typing import Any
 import torch
 
 from ..dtypes import HALF
-from .graphs import custom_functions
 from .paths import Need, Path, Unsupported, Why
 
 
@@ -72,10 +71,7 @@ def classify(side: Any, path: str, exc: BaseException, make: Any) -> Unsupported
         if probe is not None and runs(make, probe, path):
             raise NoKernel(side.dtype_name, first_line(exc))
     error = first_line(exc)
-    try:
-        functions = custom_functions(side.forward()[0])
-    except Exception:  # noqa: BLE001 - the forward itself fails: no Function to read, the error stands
-        functions = set()
+    functions = side.custom_functions()
     names, needs = missing(functions, path)
     if names:
         return Unsupported(path, Why.FUNCTION_LACKS, names, tuple(n.name for n in needs), error)

@@ -146,3 +146,32 @@ def test_half_precision_without_a_kernel_is_skipped_by_probe():
     checks = {c.check: c for c in result.checks}
     assert checks["backward"].status == "skip" and checks["backward"].no_kernel
     assert result.status == "skip"  # nothing ran: the case is skipped, not passed
+
+
+def test_a_foreseen_functorch_refusal_is_recorded_as_if_it_ran(monkeypatch):
+    """An old-style Function (forward(ctx, ...), no setup_context) is refused by every torch.func transform. After the
+    first refusal on a side, the other transforms are recorded with that refusal, not run: the same paths, reasons,
+    Functions and needs as running each one, torch's own exception as the evidence, and far fewer refusals raised."""
+    from verifier.torchside import support
+
+    from .mutations import sin_exp
+
+    fn = sin_exp(0.0).apply
+    x = torch.linspace(-1, 1, 5, dtype=torch.float64)
+
+    def unsupported(result):
+        return sorted((str(u.path), u.why.value, u.functions, u.needs) for c in result.checks for u in c.unsupported)
+
+    raised = []
+    real = support.classify
+    monkeypatch.setattr(support, "classify", lambda *a: raised.append(1) or real(*a))
+    foreseeing = assert_gradients_match(fn, "sin(x) * exp(x)", {"x": x}, order=2)
+    with_foresight = len(raised)
+    errors = [u.error for c in foreseeing.checks for u in c.unsupported if "FUNCTORCH" in u.needs]
+    assert errors and all(e.startswith("RuntimeError: ") for e in errors)
+    raised.clear()
+    monkeypatch.setattr(support, "foreseen", lambda side, path: None)
+    running = assert_gradients_match(fn, "sin(x) * exp(x)", {"x": x}, order=2)
+    assert unsupported(foreseeing) == unsupported(running)
+    assert any(p == str(Path.FUNC_HESSIAN) and "FUNCTORCH" in needs for p, _, _, needs in unsupported(running))
+    assert with_foresight < len(raised) / 2

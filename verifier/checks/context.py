@@ -288,18 +288,22 @@ def each_path(ctx: Ctx, r: CheckResult, make: Callable[[TorchSide], dict[str, Ca
     batched: the paths run the code under vmap (several grad_outputs, a Jacobian): code that does not run there
     (a backward that leaves torch for numpy) is recorded as not batchable, its unbatched paths having run."""
     from ..torchside.paths import Unsupported, Why
-    from ..torchside.support import classify, first_line
+    from ..torchside.support import classify, first_line, foreseen, remember
 
     out = []
     for label, thunk in make(ctx.torch).items():
-        try:
-            out.append((label, thunk()))
-        except (NotImplementedError, RuntimeError) as exc:
-            reason = classify(ctx.torch, label, exc, make)
-            if reason is None and batched:  # the code does not run under vmap; its unbatched paths are verified
-                reason = Unsupported(label, Why.NOT_BATCHABLE, error=first_line(exc))
-            if reason is None:
-                raise
-            if reason not in r.unsupported:
-                r.unsupported.append(reason)
+        reason = foreseen(ctx.torch, label)
+        if reason is None:
+            try:
+                out.append((label, thunk()))
+                continue
+            except (NotImplementedError, RuntimeError) as exc:
+                reason = classify(ctx.torch, label, exc, make)
+                if reason is None and batched:  # the code does not run under vmap; its unbatched paths are verified
+                    reason = Unsupported(label, Why.NOT_BATCHABLE, error=first_line(exc))
+                if reason is None:
+                    raise
+                remember(ctx.torch, reason)
+        if reason not in r.unsupported:
+            r.unsupported.append(reason)
     return out

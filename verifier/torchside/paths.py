@@ -102,6 +102,11 @@ NEEDS: dict[Path, frozenset[Need]] = {
     Path.FWAD_GRAD_GRAD: frozenset({Need.JVP, Need.TWICE}),
 }
 
+# The paths whose function torch.func itself calls under a transform, where autograd.Function.apply refuses a Function
+# without setup_context whatever its inputs (autograd.grad's is_grads_batched is not one: its forward runs outside,
+# only the backward under vmap)
+UNDER_TRANSFORM = frozenset(p for p, needs in NEEDS.items() if Need.FUNCTORCH in needs) - {Path.GRAD_BATCHED}
+
 # What each nested path returns, for a scalar f with seeded tangents u, w, z (flat over the differentiable inputs):
 # "uw" the number D^2 f[u, w] (D^3 f[u, w, z] at order 3), "u" the vector D^k f[u, (w,) .], "full" the whole tensor.
 NESTED: dict[Path, tuple[int, str]] = {

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from ..dtypes import HALF
-from .paths import Need, Path, Unsupported, Why
+from .paths import UNDER_TRANSFORM, Need, Path, Unsupported, Why
 
 
 class NoKernel(Exception):
@@ -83,6 +83,30 @@ def classify(side: Any, path: str, exc: BaseException, make: Any) -> Unsupported
     if make is not None and lowered is not None and not runs(make, lowered, path):
         return Unsupported(path, Why.TORCH_LACKS, error=error)
     return None
+
+
+def foreseen(side: Any, path: str) -> Unsupported | None:
+    """A path torch is sure to refuse, not run again: torch.func's transforms refuse every custom Function without a
+    setup_context (autograd.Function.apply raises whenever a transform is active, whatever the inputs), and once one
+    of them has refused on this side, with torch's own exception, the others that need the same are recorded with
+    that exception instead of raising it again (each refusal costs a transform's set-up)."""
+    refusal = side.__dict__.get("_functorch_refusal")
+    if refusal is None or side.is_lowered() or side.dtype_name in HALF or not _under_transform(path):
+        return None
+    names, needs = missing(side.custom_functions(), path)
+    if not names or Need.FUNCTORCH not in needs:
+        return None
+    return Unsupported(path, Why.FUNCTION_LACKS, names, tuple(n.name for n in needs), refusal)
+
+
+def remember(side: Any, reason: Unsupported) -> None:
+    """Keep the exception of a transform's refusal of a Function without setup_context (see foreseen)."""
+    if reason.why is Why.FUNCTION_LACKS and Need.FUNCTORCH.name in reason.needs and _under_transform(reason.path):
+        side.__dict__.setdefault("_functorch_refusal", reason.error)
+
+
+def _under_transform(path: Path | str) -> bool:
+    return path in Path._value2member_map_ and Path(path) in UNDER_TRANSFORM
 
 
 def runs(make: Any, side: Any, path: str) -> bool:

@@ -111,7 +111,8 @@ def test_plot_writes_pngs(tmp_path):
         assert out.returncode == 0, out.stdout + out.stderr
         data = target.read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
-    assert "max error in ULPs: y.backward() " in gv("plot", "kink.abs_scalar", "-o", str(tmp_path / "k.png")).stdout
+        if case == "kink.abs_scalar":
+            assert "max error in ULPs: y.backward() " in out.stdout
 
 
 def test_plot_refuses_what_it_cannot_draw(tmp_path):

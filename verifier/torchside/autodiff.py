@@ -46,16 +46,17 @@ class StateChanged(Exception):
 
 
 @overload
-def numpy(t: torch.Tensor) -> np.ndarray: ...
+def numpy(t: torch.Tensor, copy: bool = True) -> np.ndarray: ...
 @overload
-def numpy(t: None) -> None: ...
+def numpy(t: None, copy: bool = True) -> None: ...
 
 
-def numpy(t: torch.Tensor | None) -> np.ndarray | None:
-    """A tensor as a float64 numpy array (None stays None)."""
+def numpy(t: torch.Tensor | None, copy: bool = True) -> np.ndarray | None:
+    """A tensor as a float64 numpy array (None stays None); copy=False may share the tensor's memory."""
     if t is None:
         return None
-    return t.detach().to(torch.float64).cpu().numpy().copy()
+    out = t.detach().to(torch.float64).cpu().numpy()
+    return out.copy() if copy else out
 
 
 def _grad_meta(g: torch.Tensor | None) -> tuple[str, tuple[int, ...]] | None:
@@ -64,6 +65,7 @@ def _grad_meta(g: torch.Tensor | None) -> tuple[str, tuple[int, ...]] | None:
 
 class TorchSide:
     """The torch computations of one case at one point, each on fresh leaf tensors."""
+    functorch_refusal: str | None = None  # torch.func's refusal of a Function here (support.foreseen, remember)
 
     def __init__(self, case: Case, point: Mapping[str, np.ndarray], dtype: str | None = None,
                  program: Program | None = None, device: str | None = None) -> None:
@@ -183,9 +185,8 @@ class TorchSide:
     def one_graph(self) -> bool:
         """Whether backward_on_one_graph covers the backward check: torch's own ops, one call, one output element,
         the implicit grad_output."""
-        case = self.case
-        return self.is_lowered() and case.backward_calls == 1 and case.grad_output is None and \
-            math.prod(case.output_shape) == 1
+        c = self.case
+        return self.is_lowered() and c.backward_calls == 1 and c.grad_output is None and math.prod(c.output_shape) == 1
 
     def backward_error(self, implicit: bool) -> str | None:
         """The error y.backward() (implicit) or y.backward(ones) raises; None if it does not raise."""
@@ -246,7 +247,7 @@ class TorchSide:
         twice = {}
         for n in self.diff:  # taken off the leaf, not copied: the third call accumulates into a fresh .grad
             g, leaves[n].grad = leaves[n].grad, None
-            twice[n] = None if g is None else g.detach().to(torch.float64).cpu().numpy()
+            twice[n] = numpy(g, copy=False)
         try:
             out.backward(self._t(weights))
             error = None

@@ -90,7 +90,7 @@ def foreseen(side: Any, path: str) -> Unsupported | None:
     setup_context (autograd.Function.apply raises whenever a transform is active, whatever the inputs), and once one
     of them has refused on this side, with torch's own exception, the others that need the same are recorded with
     that exception instead of raising it again (each refusal costs a transform's set-up)."""
-    refusal = side.__dict__.get("_functorch_refusal")
+    refusal = side.functorch_refusal
     if refusal is None or side.is_lowered() or side.dtype_name in HALF or not _under_transform(path):
         return None
     names, needs = missing(side.custom_functions(), path)
@@ -102,7 +102,8 @@ def foreseen(side: Any, path: str) -> Unsupported | None:
 def remember(side: Any, reason: Unsupported) -> None:
     """Keep the exception of a transform's refusal of a Function without setup_context (see foreseen)."""
     if reason.why is Why.FUNCTION_LACKS and Need.FUNCTORCH.name in reason.needs and _under_transform(reason.path):
-        side.__dict__.setdefault("_functorch_refusal", reason.error)
+        if side.functorch_refusal is None:
+            side.functorch_refusal = reason.error
 
 
 def _under_transform(path: Path | str) -> bool:

@@ -89,14 +89,14 @@ def test_scattered_tiny_relative_errors_are_called_inaccurate():
     assert diagnosis_text(c.diagnosis, c).startswith("2 of 3 element(s) differ by small relative errors (up to 3e-10)")
 
 
-def _full_path(exact, got, slack=None):
+def _full_path(exact, got, slack=None, dtype="float64"):
     """The same comparison down the full path (the fast path switched off)."""
     from verifier import compare as module
 
     fast, module._all_close = module._all_close, lambda *a, **k: False
     try:
         return compare(Exact(exact, exact, slack=slack), got, check="backward", label="grad wrt x", path="p",
-                       wrt="x", tolerance=TOL, dtype="float64")
+                       wrt="x", tolerance=TOL, dtype=dtype)
     finally:
         module._all_close = fast
 
@@ -124,13 +124,25 @@ def test_large_comparisons_match_the_full_path(where, what):
 @pytest.mark.parametrize("exact, got", [
     (2.0, 2.0 + 1e-15), (np.array([1.0, -3.0, 0.5]), np.array([1.0, -3.0 + 1e-14, 0.5])),
     (np.array([[0.0, 1.0], [2.0, 3.0]]), np.array([[1e-14, 1.0], [2.0, 3.0]])), (1.0, 1.0 + 1e-9), (1.0, np.inf),
+    (np.arange(1.0, 13.0).reshape(2, 3, 2), np.arange(1.0, 13.0).reshape(2, 3, 2) + 4e-12 * (np.arange(12) == 7)
+     .reshape(2, 3, 2)), (0.0, 1e-300), (2.0**-1070, 2.0**-1070),
 ])
-def test_small_comparisons_match_the_full_path(exact, got):
+@pytest.mark.parametrize("dtype", ["float64", "float32", "float16", "bfloat16"])
+def test_small_comparisons_match_the_full_path(exact, got, dtype):
     """Small arrays and scalars take the same fast path when every element is close: the same figures as the full
-    path; anything else (a mismatch, a non-finite value) goes down the full path."""
+    path (the ULPs in each format too); anything else (a mismatch, a non-finite value) goes down the full path."""
     exact, got = np.asarray(exact, dtype=np.float64), np.asarray(got, dtype=np.float64)
     fast = compare(Exact(exact, exact), got, check="backward", label="grad wrt x", path="p", wrt="x", tolerance=TOL,
-                   dtype="float64")
-    full = _full_path(exact, got)
+                   dtype=dtype)
+    full = _full_path(exact, got, dtype=dtype)
     assert repr((fast.passed, fast.worst, fast.got, fast.abs_err, fast.rel_err, fast.ulps, fast.diagnosis)) == \
         repr((full.passed, full.worst, full.got, full.abs_err, full.rel_err, full.ulps, full.diagnosis))
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32", "float16", "bfloat16"])
+def test_the_spacing_of_one_number_is_the_arrays(dtype):
+    """ulp_of (the fast path's, one number) gives ulp()'s spacing: at 0, subnormals, powers of two, large values."""
+    from verifier.dtypes import ulp, ulp_of
+
+    for v in (0.0, 5e-324, 2.0**-1070, 1e-40, 2.0**-14, 0.1, -1.0, 1.0, 3.0, 2.0**52, -6.5e4, 1e300):
+        assert repr(ulp_of(v, dtype)) == repr(float(ulp(np.array(v), dtype))), v

@@ -4,6 +4,7 @@ bits: float32's exponent range with an 8-bit significand."""
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # numpy loads on the first rounding, not on import (the pytest plugin reads the names)
@@ -51,6 +52,14 @@ def round_to(values: np.ndarray, dtype: str) -> np.ndarray:
     nan = np.isnan(a)
     out[nan] = np.nan  # a NaN's payload must not round into an infinity
     return out.reshape(a.shape)
+
+
+def ulp_of(value: float, dtype: str) -> float:
+    """ulp() of one finite number, without building an array for it where the format is float64 or float32 (the
+    same spacing: math.ulp is IEEE's, as np.spacing is)."""
+    if dtype == "float64":
+        return math.ulp(abs(value))
+    return float(ulp(value, dtype))  # type: ignore[arg-type]  # a number is a 0-d array to numpy
 
 
 def ulp(values: np.ndarray, dtype: str) -> np.ndarray:

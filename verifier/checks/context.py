@@ -93,6 +93,10 @@ class Ctx:
         return c
 
     @cached_property
+    def _floor(self) -> Tolerance:  # asked of every comparison under the derived tolerance
+        return self.tolerance.floor(self.dtype)
+
+    @cached_property
     def not_as_expanded(self) -> bool:  # asked of every comparison: a walk of the definition, once per context
         return _not_as_expanded(self.case)
 
@@ -101,7 +105,7 @@ class Ctx:
         per-element bound as slack) where the reference derived a bound for it, else the fixed table or the user's."""
         if self.tolerance.derived and self.dtype not in HALF and exact.slack is not None and \
                 self.exact.per_element_bounds:
-            tol = self.tolerance.floor(self.dtype)
+            tol = self._floor
             if self.not_as_expanded:  # torch's arithmetic is not the expansion's: a norm-wise floor on top
                 finite = np.abs(exact.lo[np.isfinite(exact.lo)])
                 scale = float(finite.max()) if finite.size else 0.0
@@ -221,6 +225,8 @@ def _zeros_floored(exact: Exact, tolerance: Tolerance, dtype: str, terms: int = 
     cancel terms the exact expression never has: the gradient of a bias that batch norm removes is a sum over the
     batch of terms that cancel); a non-zero exact value keeps its own bound, however small."""
     if not tolerance.derived or exact.slack is None or dtype in HALF:
+        return exact
+    if exact.lo.all() if exact.hi is exact.lo else (exact.lo.all() or exact.hi.all()):  # no zero (NaN is not one)
         return exact
     zeros = (exact.lo == 0) & (exact.hi == 0)
     if not zeros.any():

@@ -122,3 +122,20 @@ def test_the_bound_is_far_below_the_old_atol_for_small_well_conditioned_values()
     result = verify_case(case)
     (c,) = [c for ch in result.checks for c in ch.comparisons][:1]
     assert c.slack is not None and float(c.slack.max()) < 1e-25
+
+
+def test_an_exact_zero_accumulated_k_times_allows_k_roundings():
+    """The gradient of a bias that batch norm removes is exactly 0; torch's sum of cancelling terms is a few ULPs
+    of 1 each call, and k calls without zero_() accumulate k of them (seen as a false alarm at call 4)."""
+    from verifier.case.model import Tolerance
+    from verifier.checks.context import _zeros_floored, scaled
+    from verifier.values import Exact
+
+    zero = np.zeros(4)
+    one = Exact(zero, zero, slack=np.zeros(4))
+    tol = Tolerance(1e-11, 2.2e-308, True)
+    once = _zeros_floored(one, tol, "float64", terms=15).slack
+    four = _zeros_floored(scaled(one, 4), tol, "float64", terms=15).slack
+    assert once is not None and four is not None and np.all(once > 0)
+    np.testing.assert_allclose(four, 4 * once)
+    assert np.all(_zeros_floored(one.copy(), tol, "float64", terms=15).slack == once)  # a copy keeps its count

@@ -63,6 +63,9 @@ class Exact:
     # (in place) before a comparison trusts them.
     refine: Callable[..., None] | None = field(default=None, repr=False, compare=False)
     exact_at: set[int] = field(default_factory=set, repr=False, compare=False)  # flat indices already recomputed
+    # How many times over the quantity is summed (a gradient accumulated over k backward calls is k times one): the
+    # rounding torch may do on an exact zero grows with it (checks.context._zeros_floored)
+    times: float = 1.0
 
     @property
     def value(self) -> np.ndarray:
@@ -74,7 +77,7 @@ class Exact:
         lo = self.lo.copy()
         return Exact(lo, lo if self.hi is self.lo else self.hi.copy(), dict(self.undefined),
                      None if self.kinks is None else self.kinks.copy(), dict(self.notes),
-                     None if self.slack is None else self.slack.copy(), self.refine, set(self.exact_at))
+                     None if self.slack is None else self.slack.copy(), self.refine, set(self.exact_at), self.times)
 
     def kink_mask(self) -> np.ndarray:
         """Where lo/hi are one-sided derivatives (all False where the reference marked no kinks)."""

@@ -237,7 +237,7 @@ def _zeros_floored(exact: Exact, tolerance: Tolerance, dtype: str, terms: int = 
 
     from ..reference.rounding import KAPPA
 
-    allowed = KAPPA * UNIT_ROUNDOFF[dtype] * scale * max(terms, 1)
+    allowed = KAPPA * UNIT_ROUNDOFF[dtype] * scale * max(terms, 1) * exact.times  # k calls: k roundings
     return replace(exact, slack=np.where(zeros, np.maximum(exact.slack, allowed), exact.slack))
 
 
@@ -269,7 +269,7 @@ def scaled(e: Exact, k: float) -> Exact:
     """k times an exact quantity (refining it refines the original)."""
     lo = e.lo * k
     out = Exact(lo, lo if e.hi is e.lo else e.hi * k, dict(e.undefined), e.kinks, notes=dict(e.notes),
-                slack=None if e.slack is None else e.slack * abs(k))
+                slack=None if e.slack is None else e.slack * abs(k), times=e.times * abs(k))
     out.exact_at = e.exact_at
     if e.refine is not None:
         def refine(idx: np.ndarray, thorough: bool = True) -> None:

@@ -380,6 +380,15 @@ WHY = {
                         "at once); its one-at-a-time paths were verified"),
     Why.NOT_NESTABLE: ("torch.func does not differentiate a custom autograd.Function's jvp a second time (a probe "
                        "Function with a right jvp gets a wrong result on this path)"),
+    Why.SAVED_TENSOR_HOOKS: ("the code installs saved-tensor hooks (torch.utils.checkpoint(use_reentrant=False), "
+                             "save_on_cpu), which torch refuses on this path: the case's definition under such hooks "
+                             "fails here too"),
+    Why.REENTRANT_CHECKPOINT: ("the code runs torch.utils.checkpoint(use_reentrant=True), which supports "
+                               ".backward() only: the case's definition inside it fails on this path too "
+                               "(use_reentrant=False runs every reverse-mode path of autograd)"),
+    Why.MUTATES_HELD: ("the code updates a tensor it holds in place (a module's buffer: BatchNorm's running "
+                       "statistics and counter in train mode), which torch refuses on this path: the case's "
+                       "definition doing the same fails here too (eval mode avoids it)"),
 }
 
 

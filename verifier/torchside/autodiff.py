@@ -15,7 +15,7 @@ import torch.func
 from ..case.model import Case
 from .devices import DTYPES
 from .graphs import custom_functions, has_saved_tensors
-from .lowering import Program
+from .lowering import Program, Wrapped
 from .paths import Path
 
 Grads = dict[str, "np.ndarray | None"]
@@ -66,6 +66,7 @@ def _grad_meta(g: torch.Tensor | None) -> tuple[str, tuple[int, ...]] | None:
 class TorchSide:
     """The torch computations of one case at one point, each on fresh leaf tensors."""
     functorch_refusal: str | None = None  # torch.func's refusal of a Function here (support.foreseen, remember)
+    wrappings: tuple[str, ...] | None = None  # how the code wraps its computation (support.wrappings), read once
 
     def __init__(self, case: Case, point: Mapping[str, np.ndarray], dtype: str | None = None,
                  program: Program | None = None, device: str | None = None) -> None:
@@ -84,10 +85,12 @@ class TorchSide:
         """Whether the program is the case's own definition lowered to torch (no user code)."""
         return type(self.program) is Program
 
-    def lowered(self) -> TorchSide | None:
-        """The case's definition lowered to torch, at the same point, dtype and device."""
+    def lowered(self, how: str = "") -> TorchSide | None:
+        """The case's definition lowered to torch, at the same point, dtype and device (how: run inside what the
+        user's code wraps its computation in, lowering.Wrapped)."""
         try:
-            return TorchSide(self.case, self.point, self.dtype_name, None, str(self.device))
+            program = Wrapped(Program(self.case, self.dtype_name, self.device), how) if how else None
+            return TorchSide(self.case, self.point, self.dtype_name, program, str(self.device))
         except Exception:  # noqa: BLE001 - a definition that cannot be lowered offers no probe
             return None
 
@@ -209,11 +212,9 @@ class TorchSide:
         """
         leaves = self.leaves()
         for _ in range(calls):
-            if zero_grad:
-                for n in self.diff:
-                    grad = leaves[n].grad
-                    if grad is not None:
-                        grad.zero_()
+            for n in self.diff if zero_grad else ():
+                if (grad := leaves[n].grad) is not None:
+                    grad.zero_()
             out, _, _ = self.forward(leaves)
             out.backward()
         others = {i.name: numpy(leaves[i.name].grad) for i in self.case.inputs if not i.requires_grad}
@@ -455,9 +456,8 @@ class TorchSide:
         """.grad after each of `calls` backward calls: fresh graphs, one retained graph, and zeroing in between.
         Every call gets its own grad_output tensor: AccumulateGrad may adopt the incoming gradient as .grad (when the
         program's last op is a view) and accumulate into it later, which must not write into the next call's."""
-        runs: dict[Path, list[Grads]] = {Path.ACCUMULATE_FRESH: [],
-                                        Path.ACCUMULATE_RETAINED: [],
-                                        Path.ACCUMULATE_ZEROED: []}
+        runs: dict[Path, list[Grads]] = {p: [] for p in (Path.ACCUMULATE_FRESH, Path.ACCUMULATE_RETAINED,
+                                                          Path.ACCUMULATE_ZEROED)}
         leaves = self.leaves()
         for _ in range(calls):
             out, _, _ = self.forward(leaves)
@@ -577,8 +577,8 @@ class Weighted(TorchSide):
         v = self._t(self.weights)
         return lambda *args: (v * f(*args)).sum()
 
-    def lowered(self) -> TorchSide | None:
-        base = self.base.lowered()
+    def lowered(self, how: str = "") -> TorchSide | None:
+        base = self.base.lowered(how)
         return None if base is None else Weighted(base, self.weights)
 
     def at_dtype(self, dtype: str) -> TorchSide | None:

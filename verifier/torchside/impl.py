@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -25,17 +26,24 @@ def search_dirs(case: Case) -> tuple[str, ...]:
 class Implementation(Program):
     """A user's callable in place of the lowered definition: what is verified when a case names an impl.
 
-    With ``params`` (module parameter name -> input name) the module is called through torch.func.functional_call
-    with those inputs as its parameters, and with the other inputs, in order, as its arguments.
+    With ``params`` (module parameter name -> input name) the module is called with those inputs as its parameters
+    (torch.func.functional_call's reparametrization, tied weights tied), and with the other inputs, in order, as its
+    arguments. It runs as a private copy, whose parameters stay those inputs until the next call: code that
+    recomputes its forward in the backward (torch.utils.checkpoint(use_reentrant=True)) then differentiates the
+    inputs, and nothing it does reaches the caller's module (its parameters, their .grad, its running statistics).
     """
 
     def __init__(self, case: Case, impl: Callable[..., Any], dtype: str | None = None,
                  params: Mapping[str, str] | None = None, device: str | torch.device | None = None) -> None:
         super().__init__(case, dtype, device)
+        self.params = dict(params or {})
+        self.given = impl  # the caller's
+        impl = _own_copy(impl) if self.params else impl
         if isinstance(impl, torch.nn.Module):
             impl = impl.to(self.device)  # a module's parameters and buffers live where the case runs
         self.impl = impl
-        self.params = dict(params or {})
+        self._swap = ExitStack()  # the current call's parameters in the copy (until the next call)
+        self.mutates_held = False  # a call changed a tensor of the module in place (a buffer: running statistics)
         self.parts: tuple[tuple[int, ...], ...] | None = None  # a tuple output's shapes (checked as one vector)
         taken = set(self.params.values())
         self.names = tuple(i.name for i in case.inputs if i.name not in taken)
@@ -54,8 +62,18 @@ class Implementation(Program):
         if self.params:
             weights = {p: scope[n] for p, n in self.params.items()}
             assert isinstance(self.impl, torch.nn.Module)  # module_params: checked in __init__
-            return torch.func.functional_call(self.impl, weights, args), pairs
-        return self.impl(*args), pairs
+            if self.impl is self.given:  # no private copy (it cannot be copied): swapped for this call only
+                return torch.func.functional_call(self.impl, weights, args), pairs
+            from torch.nn.utils.stateless import _reparametrize_module  # what functional_call runs in
+
+            self._swap.close()
+            self._swap.enter_context(_reparametrize_module(self.impl, weights, tie_weights=True))
+        if not isinstance(self.impl, torch.nn.Module):
+            return self.impl(*args), pairs
+        held = [(t, t._version) for t in (*self.impl.parameters(), *self.impl.buffers())]
+        out = self.impl(*args)
+        self.mutates_held = self.mutates_held or any(t._version != v for t, v in held)
+        return out, pairs
 
     def __call__(
         self, env: Mapping[str, torch.Tensor], *, retain: tuple[str, ...] = ()
@@ -69,6 +87,17 @@ class Implementation(Program):
         if not isinstance(out, torch.Tensor):
             raise TypeError(f"the implementation returned {type(out).__name__}, not a tensor")
         return self.pairs_view(out, pairs), {}
+
+
+def _own_copy(module: Any) -> Any:
+    """A private copy of a module (its parameters and buffers copied), or the module itself where it cannot be
+    copied (an attribute deepcopy refuses)."""
+    import copy
+
+    try:
+        return copy.deepcopy(module)
+    except Exception:  # noqa: BLE001 - any refusal: the module itself, swapped only for the length of each call
+        return module
 
 
 def resolve_impl(target: str, args: tuple[Any, ...] = (), kwargs: Mapping[str, Any] | None = None,

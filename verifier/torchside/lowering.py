@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from fractions import Fraction
 from typing import Any, Callable, Mapping
 
@@ -138,3 +139,44 @@ class Compiled(Program):
     def graph_breaks(self) -> dict[str, int]:
         """Why dynamo split the function (those parts ran eagerly), with counts."""
         return dict(torch._dynamo.utils.counters["graph_break"])
+
+
+class Wrapped(Program):
+    """Another program run inside what users' code wraps a computation in, for the probes of what torch supports
+    around it (torchside.support): "hooks", saved-tensor hooks that keep each tensor as it is (what
+    torch.utils.checkpoint(use_reentrant=False) and torch.autograd.graph.save_on_cpu install); "reentrant",
+    torch.utils.checkpoint(use_reentrant=True); "mutates", an in-place update of a tensor the program holds (as a
+    module's buffer is: BatchNorm's running statistics). Intermediates are not exposed."""
+
+    HOW = ("hooks", "reentrant", "mutates")
+
+    def __init__(self, inner: Program, how: str) -> None:
+        super().__init__(inner.case, None, inner.device)
+        if how not in self.HOW:
+            raise ValueError(f"no such wrapping: {how!r}")
+        self.dtype, self.inner, self.how = inner.dtype, inner, how
+        self.held = torch.zeros((), dtype=self.dtype, device=self.device)  # "mutates": the tensor it updates
+
+    def __call__(
+        self, env: Mapping[str, torch.Tensor], *, retain: tuple[str, ...] = ()
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        names = tuple(env)
+
+        def fn(*tensors: torch.Tensor) -> torch.Tensor:
+            return self.inner(dict(zip(names, tensors)))[0]
+
+        if self.how == "mutates":
+            self.held.add_(1)
+            return fn(*env.values()), {}
+        if self.how == "hooks":
+            with torch.autograd.graph.saved_tensors_hooks(_kept, _kept):
+                return fn(*env.values()), {}
+        from torch.utils.checkpoint import checkpoint
+
+        with warnings.catch_warnings():  # its note that no input requires grad (under torch.func): not the user's
+            warnings.simplefilter("ignore")
+            return checkpoint(fn, *env.values(), use_reentrant=True), {}
+
+
+def _kept(t: torch.Tensor) -> torch.Tensor:
+    return t

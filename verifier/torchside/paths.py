@@ -127,6 +127,9 @@ class Why(Enum):
     GRAPH_BREAKS = "graph_breaks"  # torch.compile split the function; the parts between ran eagerly
     NOT_BATCHABLE = "not_batchable"  # the code raises under vmap (batched grad_outputs, tangents, Jacobians)
     NOT_NESTABLE = "not_nestable"  # torch.func does not differentiate a custom Function's jvp again (a probe says so)
+    SAVED_TENSOR_HOOKS = "saved_tensor_hooks"  # the code installs saved-tensor hooks; the path refuses them (a probe)
+    REENTRANT_CHECKPOINT = "reentrant_checkpoint"  # reentrant torch.utils.checkpoint refuses the path (a probe)
+    MUTATES_HELD = "mutates_held"  # the code updates a tensor it holds in place; the path refuses that (a probe)
 
 
 @dataclass(frozen=True)

@@ -82,7 +82,32 @@ def classify(side: Any, path: str, exc: BaseException, make: Any) -> Unsupported
     lowered = side.lowered()
     if make is not None and lowered is not None and not runs(make, lowered, path):
         return Unsupported(path, Why.TORCH_LACKS, error=error)
+    for how in wrappings(side) if make is not None else ():
+        wrapped = side.lowered(how)  # the case's definition inside the same wrapping: torch refuses the path there too
+        if wrapped is not None and not runs(make, wrapped, path):
+            return Unsupported(path, WRAPPING[how], error=error)
     return None
+
+
+WRAPPING = {"hooks": Why.SAVED_TENSOR_HOOKS, "reentrant": Why.REENTRANT_CHECKPOINT, "mutates": Why.MUTATES_HELD}
+
+
+def wrappings(side: Any) -> tuple[str, ...]:
+    """How the code under test wraps its computation where torch supports some paths only (lowering.Wrapped), read
+    off one forward, once per side: "reentrant" where its graph holds torch.utils.checkpoint's CheckpointFunction;
+    "hooks" where it installs saved-tensor hooks, seen by capability: its forward raises where torch disables them
+    (as torch.func's reverse-mode transforms do) and runs where it does not; "mutates" where a forward changes a
+    tensor of the module in place (a buffer's version counter moves)."""
+    if side.wrappings is None:
+        from torch.utils.checkpoint import CheckpointFunction
+
+        found = ["reentrant"] if CheckpointFunction in side.custom_functions() else []
+        if not side.is_lowered() and not _runs_without_saved_tensor_hooks(side) and _runs_forward(side):
+            found.append("hooks")
+        if _runs_forward(side) and getattr(side.program, "mutates_held", False):  # seen by the module's versions
+            found.append("mutates")
+        side.wrappings = tuple(found)
+    return tuple(side.wrappings)
 
 
 def foreseen(side: Any, path: str) -> Unsupported | None:
@@ -108,6 +133,25 @@ def remember(side: Any, reason: Unsupported) -> None:
 
 def _under_transform(path: Path | str) -> bool:
     return path in Path._value2member_map_ and Path(path) in UNDER_TRANSFORM
+
+
+def _runs_without_saved_tensor_hooks(side: Any) -> bool:
+    try:
+        with torch.autograd.graph.disable_saved_tensors_hooks("gradverify's probe: does the code install hooks?"):
+            side.forward()
+    except RuntimeError:
+        return False
+    except Exception:  # noqa: BLE001 - another failure is the code's own, not a refusal of hooks
+        return True
+    return True
+
+
+def _runs_forward(side: Any) -> bool:
+    try:
+        side.forward()
+    except Exception:  # noqa: BLE001 - the forward fails whatever the hooks: the checks report that
+        return False
+    return True
 
 
 def runs(make: Any, side: Any, path: str) -> bool:
